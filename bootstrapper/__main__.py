@@ -1,0 +1,3 @@
+from bootstrapper.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,93 @@
+"""The command line: parse, build objects, call one function, map errors to exit codes.
+
+Heavy modules (httpx, the engine) are imported inside the commands so that `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from bootstrapper import __version__
+from bootstrapper.errors import BootstrapperError, ExitCode
+
+app = typer.Typer(
+    name="bootstrapper",
+    help="Bootstrap freshly enrolled Macs from a manifest: validate, plan, run.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+log = logging.getLogger("bootstrapper")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"bootstrapper {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Bootstrap freshly enrolled Macs from a manifest: validate, plan, run."""
+
+
+def fail(message: str, code: ExitCode = ExitCode.USAGE) -> NoReturn:
+    """Print one error line and exit: for bad input detected in the CLI layer itself."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(int(code))
+
+
+def _crash_log() -> Path | None:
+    """Write the traceback of an unexpected error where the user can find it and send it to us."""
+    import tempfile
+
+    try:
+        fd, name = tempfile.mkstemp(prefix="bootstrapper-crash-", suffix=".log")
+        with open(fd, "w", encoding="utf-8") as fh:
+            fh.write(traceback.format_exc())
+    except OSError:
+        return None
+    return Path(name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The one error boundary: known errors print one line; Ctrl-C is 130; anything else is 3."""
+    try:
+        app(args=argv, prog_name="bootstrapper", standalone_mode=False)
+    except BootstrapperError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        return int(exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        return int(ExitCode.INTERRUPTED)
+    except typer.Exit as exc:
+        return int(exc.exit_code)
+    except typer.Abort:
+        typer.echo("interrupted", err=True)
+        return int(ExitCode.INTERRUPTED)
+    except typer.TyperException as exc:
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show(file=sys.stderr)
+        else:
+            typer.echo(f"error: {exc.format_message()}", err=True)
+        return int(getattr(exc, "exit_code", ExitCode.USAGE)) or int(ExitCode.USAGE)
+    except Exception as exc:
+        log.exception("unexpected error")
+        where = _crash_log()
+        hint = f"; details in {where}" if where else ""
+        typer.echo(f"unexpected error: {type(exc).__name__}: {exc}{hint}", err=True)
+        return int(ExitCode.UNEXPECTED)
+    return int(ExitCode.OK)

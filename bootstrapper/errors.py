@@ -1,0 +1,103 @@
+"""The exception tree and the exit codes it maps to.
+
+Every error a user can cause or meet is a `BootstrapperError` with a one-line message that names the
+input and how to fix it. The CLI is the single place that turns these into exit codes; anything else
+that escapes is a bug, reported as "unexpected error" with the traceback in the log.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    UNEXPECTED = 3
+    INTERRUPTED = 130
+
+
+class BootstrapperError(Exception):
+    """Base of every expected failure; `str(err)` is the one line shown to the user."""
+
+    exit_code: ExitCode = ExitCode.FAILED
+
+
+# --- bad input: exit 2 -------------------------------------------------------------------------
+
+
+class UsageError(BootstrapperError):
+    """The command line, a file or a value given to us is wrong; fixing the input fixes it."""
+
+    exit_code = ExitCode.USAGE
+
+
+class ConfigError(UsageError):
+    """A setting has a bad value; the message names the key, its source and what is expected."""
+
+
+class ManifestError(UsageError):
+    """A manifest is invalid. Carries every problem found, not just the first."""
+
+    def __init__(self, problems: list[str], source: str = "") -> None:
+        self.problems = problems
+        self.source = source
+        head = problems[0] if problems else f"{source}: invalid manifest"
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        super().__init__(head + more)
+
+
+class PackageError(UsageError):
+    """A file is not a readable macOS flat package, or is hostile (traversal, bad checksum)."""
+
+
+# --- the run failed: exit 1 --------------------------------------------------------------------
+
+
+class RunError(BootstrapperError):
+    """A bootstrap step or run failed; the message says which and why."""
+
+
+class CommandError(RunError):
+    """A subprocess failed; carries its argv, exit code and the tail of its output."""
+
+    def __init__(self, argv: list[str], returncode: int | None, tail: str, reason: str = "") -> None:
+        self.argv = argv
+        self.returncode = returncode
+        self.tail = tail
+        what = reason or f"exited with {returncode}"
+        last = tail.strip().splitlines()[-1] if tail.strip() else ""
+        super().__init__(f"{argv[0]} {what}" + (f": {last}" if last else ""))
+
+
+class FetchError(RunError):
+    """A download failed. Subclasses say whether a retry can help."""
+
+
+class TransferError(FetchError):
+    """The transfer failed (connection, timeout, 429/5xx): worth retrying."""
+
+
+class IntegrityError(FetchError):
+    """The bytes are wrong (hash, size): the file is discarded."""
+
+
+class HTTPStatusError(FetchError):
+    """The server refused (4xx other than 408/425/429): retrying will not help."""
+
+
+class PlatformError(RunError):
+    """An OS operation (installer, launchctl, pkgutil) failed."""
+
+
+class IPCError(RunError):
+    """The daemon-agent channel failed: no agent, a deadline passed, the peer went away."""
+
+
+class ProtocolError(IPCError):
+    """A peer sent a malformed, oversized or unexpected message."""
+
+
+class LockedError(RunError):
+    """Another daemon holds the state lock."""

@@ -1,0 +1,1 @@
+"""The manifest: one frozen model, two spellings (native YAML and InstallApplications' JSON)."""

@@ -1,0 +1,178 @@
+"""The program's one way to run another program.
+
+argv lists only (never a shell), a cleaned environment, its own process group so that a timeout or a
+cancellation kills the command *and* everything it started, output read as it comes (for progress)
+and capped to a tail, and a result that carries what a failure message needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bootstrapper.errors import CommandError
+
+SAFE_PATH = "/usr/bin:/bin:/usr/sbin:/sbin"
+#: How much of a command's output is kept for messages and replies.
+TAIL_BYTES = 16 * 1024
+#: After SIGTERM, how long the group gets before SIGKILL.
+KILL_GRACE = 3.0
+#: After the command exits, how long we keep reading output that its children still write.
+DRAIN_GRACE = 1.0
+
+
+@dataclass(frozen=True)
+class Completed:
+    argv: list[str]
+    returncode: int
+    tail: str
+    duration: float
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and not self.timed_out
+
+    def check(self) -> Completed:
+        if self.timed_out:
+            raise CommandError(self.argv, self.returncode, self.tail, reason="timed out")
+        if self.returncode != 0:
+            raise CommandError(self.argv, self.returncode, self.tail)
+        return self
+
+
+def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A minimal environment: nothing from ours leaks (proxies, DYLD_*, PYTHON*, secrets)."""
+    env = {"PATH": SAFE_PATH, "LANG": "en_US.UTF-8"}
+    if extra:
+        env.update(extra)
+    return env
+
+
+async def run(
+    argv: Sequence[str | os.PathLike[str]],
+    *,
+    timeout: float,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    on_line: Callable[[str], None] | None = None,
+    tail_bytes: int = TAIL_BYTES,
+) -> Completed:
+    """Run `argv` and return its result; never raises for a non-zero exit (see `Completed.check`).
+
+    Raises `CommandError` when the program cannot be started at all.
+    """
+    args = [os.fspath(a) for a in argv]
+    started = time.monotonic()
+    loop = asyncio.get_running_loop()
+    try:
+        transport, protocol = await loop.subprocess_exec(
+            lambda: _Protocol(loop),
+            *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            env=clean_env(env),
+            cwd=cwd,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise CommandError(args, None, "", reason=f"could not be started: {exc.strerror or exc}") from exc
+    proc = asyncio.subprocess.Process(transport, protocol, loop)
+    tail: deque[bytes] = deque()
+    reader = asyncio.create_task(_read(proc, tail, tail_bytes, on_line))
+    timed_out = False
+    try:
+        try:
+            await asyncio.wait_for(asyncio.shield(protocol.exited), timeout)
+        except TimeoutError:
+            timed_out = True
+            await _kill_group(proc, protocol)
+    except BaseException:
+        await asyncio.shield(_kill_group(proc, protocol))
+        reader.cancel()
+        raise
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.shield(reader), DRAIN_GRACE)
+    reader.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await reader
+    _signal_group(proc.pid, signal.SIGKILL)  # children that outlived the command and hold the pipe
+    text = b"".join(tail).decode("utf-8", "replace")
+    rc = proc.returncode if proc.returncode is not None else -9
+    return Completed(args, rc, text, time.monotonic() - started, timed_out)
+
+
+class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """Knows when the process exits even while its children still hold the output pipe open.
+
+    (`Process.wait()` on Python 3.11 also waits for the pipes to close, so a postinstall that
+    leaves a background job running would hang the caller.)
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=2**16, loop=loop)
+        self.exited: asyncio.Future[None] = loop.create_future()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+
+def run_sync(argv: Sequence[str | os.PathLike[str]], *, timeout: float, **kwargs: object) -> Completed:
+    """`run` for code that is not inside the event loop (the CLI's one-shot commands)."""
+    return asyncio.run(run(argv, timeout=timeout, **kwargs))  # type: ignore[arg-type]
+
+
+async def _read(
+    proc: asyncio.subprocess.Process,
+    tail: deque[bytes],
+    cap: int,
+    on_line: Callable[[str], None] | None,
+) -> None:
+    assert proc.stdout is not None
+    size = 0
+    pending = b""
+    while chunk := await proc.stdout.read(65536):
+        tail.append(chunk)
+        size += len(chunk)
+        while size - len(tail[0]) >= cap:
+            size -= len(tail.popleft())
+        if on_line is not None:
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            for line in lines:
+                on_line(line.decode("utf-8", "replace").rstrip("\r"))
+            pending = pending[-cap:]
+    if on_line is not None and pending:
+        on_line(pending.decode("utf-8", "replace"))
+    if size > cap and tail:
+        joined = b"".join(tail)[-cap:]
+        tail.clear()
+        tail.append(joined)
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+async def _kill_group(proc: asyncio.subprocess.Process, protocol: _Protocol) -> None:
+    if protocol.exited.done():
+        _signal_group(proc.pid, signal.SIGKILL)
+        return
+    _signal_group(proc.pid, signal.SIGTERM)
+    try:
+        await asyncio.wait_for(asyncio.shield(protocol.exited), KILL_GRACE)
+    except TimeoutError:
+        _signal_group(proc.pid, signal.SIGKILL)
+        await asyncio.shield(protocol.exited)
+    _signal_group(proc.pid, signal.SIGKILL)

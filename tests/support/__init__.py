@@ -1,0 +1,1 @@
+"""Fakes and fixtures shared by the tests (real parts are preferred where they run here)."""
