@@ -101,3 +101,18 @@ class ProtocolError(IPCError):
 
 class LockedError(RunError):
     """Another daemon holds the state lock."""
+
+
+# --- the daemon-agent channel (ipc/): subclasses of IPCError ----------------------------------
+
+
+class NoAgentError(IPCError):
+    """No agent checked in for a user within the deadline: the user may not be logged in."""
+
+
+class AgentUnresponsiveError(IPCError):
+    """An agent did not answer within a request's deadline; the daemon dropped it and carries on."""
+
+
+class AgentDisconnectedError(IPCError):
+    """The agent's connection closed before it answered (killed, replaced, or it broke protocol)."""
