@@ -1,0 +1,188 @@
+"""The manifest model: frozen values that the loader builds and everything else reads.
+
+One model serves both spellings (native YAML and InstallApplications' bootstrap.json); the loader
+is the only place that knows about spellings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import PurePosixPath
+
+
+class Stage(StrEnum):
+    PREFLIGHT = "preflight"
+    SETUPASSISTANT = "setupassistant"
+    USERLAND = "userland"
+
+
+class Kind(StrEnum):
+    PACKAGE = "package"
+    ROOTSCRIPT = "rootscript"
+    USERSCRIPT = "userscript"
+    ROOTFILE = "rootfile"
+    USERFILE = "userfile"
+    WAIT = "wait"
+
+    @property
+    def downloads(self) -> bool:
+        return self is not Kind.WAIT
+
+    @property
+    def runs_as_user(self) -> bool:
+        return self in (Kind.USERSCRIPT, Kind.USERFILE)
+
+    @property
+    def is_script(self) -> bool:
+        return self in (Kind.ROOTSCRIPT, Kind.USERSCRIPT)
+
+
+class FailPolicy(StrEnum):
+    #: Any failure of this item is reported and the run goes on.
+    FAILABLE = "failable"
+    #: Download/verification failures stop the run; a failing script or install does not.
+    FAILABLE_EXECUTION = "failable_execution"
+    #: Any failure stops the run.
+    FAILURE_IS_NOT_AN_OPTION = "failure_is_not_an_option"
+
+
+class OnFailure(StrEnum):
+    #: Keep the daemon installed and exit non-zero so launchd runs it again (bounded attempts).
+    RETRY = "retry"
+    #: Remove everything anyway.
+    CLEANUP = "cleanup"
+
+
+class FinalAction(StrEnum):
+    NONE = "none"
+    REBOOT = "reboot"
+    LOGOUT = "logout"
+
+
+class Format(StrEnum):
+    NATIVE = "native"
+    IA = "installapplications"
+
+
+# --- conditions --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Arch:
+    arch: str  # "arm64" | "x86_64"
+
+
+@dataclass(frozen=True)
+class OSVersion:
+    op: str  # one of >= > <= < == !=
+    version: str
+
+
+@dataclass(frozen=True)
+class Model:
+    pattern: str  # fnmatch glob over the model identifier
+
+
+@dataclass(frozen=True)
+class PathExists:
+    path: str
+
+
+@dataclass(frozen=True)
+class Script:
+    """An inline shell script run with /bin/sh on the Mac; exit 0 means the condition holds."""
+
+    source: str
+
+
+Predicate = Arch | OSVersion | Model | PathExists | Script
+
+
+@dataclass(frozen=True)
+class AllOf:
+    """Every predicate holds (a mapping in the manifest)."""
+
+    predicates: tuple[Predicate, ...]
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    """At least one branch holds (a list of mappings in the manifest)."""
+
+    branches: tuple[AllOf, ...]
+
+
+Condition = AllOf | AnyOf
+
+
+# --- items and the manifest --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Item:
+    stage: Stage
+    #: Position in its stage as written, so ids and breadcrumbs match the source.
+    index: int
+    name: str
+    kind: Kind
+    url: str | None = None
+    hash: str | None = None
+    file: PurePosixPath | None = None
+    size: int | None = None
+    packageid: str | None = None
+    version: str | None = None
+    #: Install even when a receipt with this version or newer exists.
+    required: bool = False
+    donotwait: bool = False
+    retries: int = 3
+    retrywait: float = 5.0
+    fail_policy: FailPolicy = FailPolicy.FAILABLE_EXECUTION
+    timeout: float | None = None
+    skip_if: Condition | None = None
+    only_if: Condition | None = None
+    arguments: tuple[str, ...] = ()
+    #: For `wait` items: the path whose appearance ends the wait.
+    path: str | None = None
+    #: Line in the source, for messages.
+    line: int = 0
+
+    @property
+    def id(self) -> str:
+        return f"{self.stage}[{self.index}]"
+
+    @property
+    def label(self) -> str:
+        return f'{self.id} "{self.name}"'
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Defaults that a native manifest can set for all of its items."""
+
+    allow_http: bool = False
+    retries: int = 3
+    retrywait: float = 5.0
+    timeout: float | None = None
+    fail_policy: FailPolicy = FailPolicy.FAILABLE_EXECUTION
+
+
+@dataclass(frozen=True)
+class Manifest:
+    source: str
+    format: Format
+    items: tuple[Item, ...]
+    settings: Settings = field(default_factory=Settings)
+    on_failure: OnFailure = OnFailure.RETRY
+    final_action: FinalAction = FinalAction.NONE
+
+    def stage(self, stage: Stage) -> tuple[Item, ...]:
+        return tuple(i for i in self.items if i.stage is stage)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A manifest plus the warnings that did not stop it from loading."""
+
+    manifest: Manifest
+    warnings: tuple[str, ...] = ()
