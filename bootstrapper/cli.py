@@ -43,6 +43,76 @@ def _root(
     """Bootstrap freshly enrolled Macs from a manifest: validate, plan, run."""
 
 
+# --- manifests: validate, plan, convert, schema -------------------------------------------------
+
+AllowHttp = Annotated[
+    bool, typer.Option("--allow-http", help="Allow http:// URLs (labs and tests); prints a warning.")
+]
+
+
+@app.command()
+def validate(
+    manifests: Annotated[list[str], typer.Argument(help="Manifest files or https URLs.", show_default=False)],
+    output_format: Annotated[
+        str,
+        typer.Option("--format", "-f", help="text, json, or github (annotations for GitHub Actions)."),
+    ] = "text",
+    allow_http: AllowHttp = False,
+) -> None:
+    """Check manifests and report every problem with its line:column. Exit 0 valid, 2 invalid."""
+    if output_format not in ("text", "json", "github"):
+        fail(f"--format {output_format!r}: expected text, json or github")
+    from bootstrapper import validate as v
+
+    raise typer.Exit(v.validate(manifests, output_format, allow_http))
+
+
+@app.command()
+def plan(
+    manifest: Annotated[str, typer.Argument(help="A manifest file or https URL.", show_default=False)],
+    arch: Annotated[
+        str | None, typer.Option(help="Rehearse a Mac of this architecture: arm64 or x86_64.")
+    ] = None,
+    os_version: Annotated[
+        str | None, typer.Option("--os-version", help="Rehearse this macOS version.")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Rehearse this model identifier, e.g. Mac15,3.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+    allow_http: AllowHttp = False,
+) -> None:
+    """Show the steps a Mac would run, in order, and what would be skipped and why."""
+    if arch is not None and arch not in ("arm64", "x86_64"):
+        fail(f"--arch {arch!r}: expected arm64 or x86_64")
+    from bootstrapper import validate as v
+
+    facts, simulated = v.host_facts(arch, os_version, model)
+    raise typer.Exit(v.show_plan(manifest, facts, simulated, as_json, allow_http))
+
+
+@app.command()
+def convert(
+    bootstrap_json: Annotated[
+        str, typer.Argument(help="InstallApplications' bootstrap.json.", show_default=False)
+    ],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of printing.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the output file if it exists.")] = False,
+) -> None:
+    """Convert an InstallApplications bootstrap.json to the native YAML manifest."""
+    from bootstrapper import validate as v
+
+    raise typer.Exit(v.convert(bootstrap_json, output, force))
+
+
+@app.command()
+def schema() -> None:
+    """Print the manifest's JSON Schema (for editors and CI)."""
+    from bootstrapper.manifest.schema import schema_text
+
+    typer.echo(schema_text(), nl=False)
+
+
 def fail(message: str, code: ExitCode = ExitCode.USAGE) -> NoReturn:
     """Print one error line and exit: for bad input detected in the CLI layer itself."""
     typer.echo(f"error: {message}", err=True)
@@ -65,7 +135,8 @@ def _crash_log() -> Path | None:
 def main(argv: list[str] | None = None) -> int:
     """The one error boundary: known errors print one line; Ctrl-C is 130; anything else is 3."""
     try:
-        app(args=argv, prog_name="bootstrapper", standalone_mode=False)
+        # Without standalone mode, click returns the code of a `typer.Exit` instead of raising it.
+        code = app(args=argv, prog_name="bootstrapper", standalone_mode=False)
     except BootstrapperError as exc:
         typer.echo(f"error: {exc}", err=True)
         return int(exc.exit_code)
@@ -90,4 +161,4 @@ def main(argv: list[str] | None = None) -> int:
         hint = f"; details in {where}" if where else ""
         typer.echo(f"unexpected error: {type(exc).__name__}: {exc}{hint}", err=True)
         return int(ExitCode.UNEXPECTED)
-    return int(ExitCode.OK)
+    return code if isinstance(code, int) else int(ExitCode.OK)

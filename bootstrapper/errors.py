@@ -8,6 +8,7 @@ that escapes is a bug, reported as "unexpected error" with the traceback in the 
 from __future__ import annotations
 
 from enum import IntEnum
+from typing import Any
 
 
 class ExitCode(IntEnum):
@@ -40,9 +41,12 @@ class ConfigError(UsageError):
 class ManifestError(UsageError):
     """A manifest is invalid. Carries every problem found, not just the first."""
 
-    def __init__(self, problems: list[str], source: str = "") -> None:
+    def __init__(self, problems: list[str], source: str = "", details: list[Any] | None = None) -> None:
         self.problems = problems
         self.source = source
+        #: The same problems as positioned objects (manifest.model.Problem), and the warnings.
+        self.details: list[Any] = details or []
+        self.warnings: list[Any] = []
         head = problems[0] if problems else f"{source}: invalid manifest"
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         super().__init__(head + more)
@@ -116,3 +120,67 @@ class AgentUnresponsiveError(IPCError):
 
 class AgentDisconnectedError(IPCError):
     """The agent's connection closed before it answered (killed, replaced, or it broke protocol)."""
+
+
+# --- download failures in detail: raised by bootstrapper/fetch (owned by the fetch package) ----------
+
+
+class HashMismatchError(IntegrityError):
+    """The bytes hash to something else (a captive portal's page, a changed file, a wrong manifest)."""
+
+    def __init__(self, message: str, expected: str, actual: str) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+class SizeLimitError(IntegrityError):
+    """More bytes arrived than the item's size or the cap allows; cut while streaming."""
+
+
+class RetryableStatusError(TransferError):
+    """408/425/429/5xx: the server may recover; carries its Retry-After in seconds, if any."""
+
+    def __init__(self, message: str, status: int, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class SlowTransferError(TransferError):
+    """Less than the minimum rate arrived during a whole window (a slow-loris server)."""
+
+
+class ClientStatusError(HTTPStatusError):
+    """A 4xx that retrying cannot fix (400/401/403/404/410...); carries the status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class UnsafeURLError(FetchError):
+    """A URL or redirect we refuse: plain http, credentials inside it, a loop, too many hops."""
+
+
+class CertificateError(FetchError):
+    """The server's TLS certificate is not trusted; a retry will not help, a CA bundle may."""
+
+
+class DiskFullError(FetchError):
+    """Too little free space before, or ENOSPC during, a download; nothing partial is left in place."""
+
+
+class StagingError(FetchError):
+    """The staging folder is unsafe (a symlink, owned by someone else) or unusable."""
+
+
+# --- engine state and progress (issue E) -------------------------------------------------------
+
+
+class StateError(RunError):
+    """The state file cannot be read: truncated, not JSON, or written by an unknown version."""
+
+
+class NoStateError(UsageError):
+    """There is no state file to report on: no run has started under this root."""

@@ -34,6 +34,7 @@ from bootstrapper.manifest.model import (
     OSVersion,
     PathExists,
     Predicate,
+    Problem,
     Script,
     Settings,
     Stage,
@@ -53,24 +54,28 @@ _MAX_PATH_BYTES = 1024
 @dataclass
 class _Report:
     source: str
-    errors: list[tuple[int, int, str]] = field(default_factory=list)
-    warnings: list[tuple[int, int, str]] = field(default_factory=list)
+    errors: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
 
     def error(self, node: Node | None, crumb: str, message: str) -> None:
-        self.errors.append(self._line(node, crumb, message))
+        self.errors.append(self._problem(node, crumb, message))
 
     def warn(self, node: Node | None, crumb: str, message: str) -> None:
-        self.warnings.append(self._line(node, crumb, message))
+        self.warnings.append(self._problem(node, crumb, message))
 
-    def _line(self, node: Node | None, crumb: str, message: str) -> tuple[int, int, str]:
+    def _problem(self, node: Node | None, crumb: str, message: str) -> Problem:
         line, col = (node.line, node.col) if node is not None else (0, 0)
-        where = f"{self.source}:{line}:{col}" if line else self.source
-        text = f"{crumb} → {message}" if crumb else message
-        return (line, col, f"{where}: {text}")
+        return Problem(self.source, line, col, f"{crumb} → {message}" if crumb else message)
 
     @staticmethod
-    def lines(found: list[tuple[int, int, str]]) -> list[str]:
-        return [text for _, _, text in sorted(found, key=lambda p: (p[0], p[1]))]
+    def sort(found: list[Problem]) -> list[Problem]:
+        return sorted(found, key=lambda p: (p.line, p.col))
+
+    def failure(self) -> ManifestError:
+        errors = self.sort(self.errors)
+        err = ManifestError([str(p) for p in errors], self.source, errors)
+        err.warnings = self.sort(self.warnings)
+        return err
 
 
 @dataclass
@@ -128,23 +133,21 @@ def load_bytes(
     try:
         parsed = parse(data)
     except SourceError as exc:
-        report.errors.append(report._line(Node(None, exc.line, exc.col), "", exc.message))
-        raise ManifestError(_Report.lines(report.errors), source) from None
+        report.error(Node(None, exc.line, exc.col), "", exc.message)
+        raise report.failure() from None
     for problem in parsed.problems:
         report.error(Node(None, problem.line, problem.col), "", problem.message)
     root = parsed.root
     if not root.is_map:
         report.error(root, "", "expected a mapping with the stages preflight, setupassistant and userland")
-        raise ManifestError(_Report.lines(report.errors), source)
+        raise report.failure()
     native = "format" in root.value or not parsed.is_json
     fmt = Format.NATIVE if native else Format.IA
     ctx = _Context(report, fmt, location, local, allow_http)
     manifest = _manifest(root, ctx, source)
     if report.errors:
-        err = ManifestError(_Report.lines(report.errors), source)
-        err.warnings = _Report.lines(report.warnings)  # type: ignore[attr-defined]
-        raise err
-    return Loaded(manifest, tuple(_Report.lines(report.warnings)))
+        raise report.failure()
+    return Loaded(manifest, tuple(report.sort(report.warnings)))
 
 
 def _manifest(root: Node, ctx: _Context, source: str) -> Manifest:
@@ -718,6 +721,11 @@ def _unique_names(items: list[Item], top: dict[str, Node], ctx: _Context) -> Non
 def _unknown(ctx: _Context, key_node: Node, crumb: str, key: str, known: list[str], what: str) -> None:
     hint = _suggest(key, known)
     prefix = f"{key}: "
+    if key in known:
+        ctx.report.warn(
+            key_node, crumb, f"{prefix}a native-format key; ignored in an InstallApplications manifest"
+        )
+        return
     if ctx.native:
         ctx.report.error(key_node, crumb, f"{prefix}unknown {what}{hint}")
     else:

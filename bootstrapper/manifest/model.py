@@ -181,8 +181,22 @@ class Manifest:
 
 
 @dataclass(frozen=True)
+class Problem:
+    """One error or warning, positioned in the source (line and col are 1-based; 0 = unknown)."""
+
+    source: str
+    line: int
+    col: int
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.source}:{self.line}:{self.col}" if self.line else self.source
+        return f"{where}: {self.message}"
+
+
+@dataclass(frozen=True)
 class Loaded:
     """A manifest plus the warnings that did not stop it from loading."""
 
     manifest: Manifest
-    warnings: tuple[str, ...] = ()
+    warnings: tuple[Problem, ...] = ()

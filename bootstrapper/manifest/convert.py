@@ -1,0 +1,117 @@
+"""InstallApplications' bootstrap.json to the native YAML format, keeping what every item means.
+
+The conversion works from the validated model (so it refuses what InstallApplications would choke
+on) and writes each key only where it differs from the default. Two rewrites, both reported:
+files under /Library/installapplications/ move under our install directory, and a package with
+no packageid/version becomes `required: true` (InstallApplications installs those every time).
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from typing import Any
+
+import yaml
+
+from bootstrapper.manifest.model import AllOf, Arch, Format, Item, Kind, Loaded, Settings, Stage
+from bootstrapper.paths import INSTALL_DIR
+
+IA_INSTALL_DIR = PurePosixPath("/Library/installapplications")
+SCHEMA_LINE = "# yaml-language-server: $schema=schema.json"
+
+
+def native_path(path: PurePosixPath) -> PurePosixPath:
+    """Where an InstallApplications file lives in our layout."""
+    if path.is_relative_to(IA_INSTALL_DIR):
+        return INSTALL_DIR / path.relative_to(IA_INSTALL_DIR)
+    return path
+
+
+def to_native(loaded: Loaded, raw_hashes: dict[str, str] | None = None) -> tuple[str, list[str]]:
+    """Return the YAML text and the notes on what was rewritten."""
+    manifest = loaded.manifest
+    if manifest.format is not Format.IA:
+        raise ValueError("convert takes an InstallApplications bootstrap.json")
+    notes: list[str] = []
+    defaults = Settings()
+    doc: dict[str, Any] = {"format": 1}
+    for stage in Stage:
+        doc[stage.value] = [_item(i, defaults, notes, raw_hashes or {}) for i in manifest.stage(stage)]
+    moved = [i for i in manifest.items if i.file is not None and native_path(i.file) != i.file]
+    if moved:
+        notes.insert(
+            0,
+            f"{len(moved)} file(s) moved from {IA_INSTALL_DIR}/ to {INSTALL_DIR}/; "
+            "check scripts that refer to the old folder",
+        )
+    body = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=110, default_flow_style=False)
+    header = (
+        f"{SCHEMA_LINE}\n# Converted from {PurePosixPath(manifest.source).name} by `bootstrapper convert`.\n"
+    )
+    return header + body, notes
+
+
+def _item(item: Item, defaults: Settings, notes: list[str], raw_hashes: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": item.name, "type": item.kind.value}
+    if item.url is not None:
+        out["url"] = item.url
+    if item.hash is not None:
+        out["hash"] = item.hash
+    elif item.id in raw_hashes:
+        out["hash"] = raw_hashes[item.id]
+        notes.append(f"{item.label}: hash {raw_hashes[item.id]!r} is not a sha256; put the real one in")
+    elif item.kind.downloads:
+        out["hash"] = ""
+        notes.append(f"{item.label}: has no hash; put the file's sha256 in")
+    if item.file is not None:
+        out["file"] = str(native_path(item.file))
+    required = item.required
+    if item.kind is Kind.PACKAGE:
+        if item.packageid is not None and item.version is not None:
+            out["packageid"] = item.packageid
+            out["version"] = item.version
+        elif not required:
+            required = True
+            notes.append(
+                f"{item.label}: no packageid/version, so it is installed every time: `required: true`"
+            )
+    if required:
+        out["required"] = True
+    if item.donotwait:
+        out["donotwait"] = True
+    if item.retries != defaults.retries:
+        out["retries"] = item.retries
+    if item.retrywait != defaults.retrywait:
+        out["retrywait"] = item.retrywait
+    if item.fail_policy is not defaults.fail_policy:
+        out["fail_policy"] = item.fail_policy.value
+    if item.skip_if is not None:
+        out["skip_if"] = _condition_word(item.skip_if)
+    return out
+
+
+def _condition_word(condition: object) -> Any:
+    """InstallApplications only has architecture words; keep the manifest as plain as it was."""
+    if isinstance(condition, AllOf) and len(condition.predicates) == 1:
+        pred = condition.predicates[0]
+        if isinstance(pred, Arch):
+            return "intel" if pred.arch == "x86_64" else "apple_silicon"
+    raise ValueError(f"unexpected condition in an InstallApplications manifest: {condition!r}")
+
+
+def raw_hashes(data: bytes) -> dict[str, str]:
+    """The `hash` texts as written, by item id: placeholders such as "sha256 hash" survive conversion."""
+    from bootstrapper.manifest.source import parse
+
+    root = parse(data).root.plain()
+    found: dict[str, str] = {}
+    if not isinstance(root, dict):
+        return found
+    for stage in Stage:
+        entries = root.get(stage.value)
+        if not isinstance(entries, list):
+            continue
+        for index, entry in enumerate(entries):
+            if isinstance(entry, dict) and isinstance(entry.get("hash"), str):
+                found[f"{stage.value}[{index}]"] = entry["hash"]
+    return found
