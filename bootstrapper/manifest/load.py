@@ -63,9 +63,15 @@ class _Report:
     def warn(self, node: Node | None, crumb: str, message: str) -> None:
         self.warnings.append(self._problem(node, crumb, message))
 
+    def field_error(self, node: Node | None, path: str, message: str) -> None:
+        """`path` ends with the key: `userland[0] "a" → retries` reports `… → retries: message`."""
+        head, _, key = path.rpartition(" → ")
+        self.error(node, head, f"{key}: {message}")
+
     def _problem(self, node: Node | None, crumb: str, message: str) -> Problem:
         line, col = (node.line, node.col) if node is not None else (0, 0)
-        return Problem(self.source, line, col, f"{crumb} → {message}" if crumb else message)
+        text = f"{crumb} → {message}" if crumb else message
+        return Problem(self.source, line, col, " ".join(text.splitlines()))
 
     @staticmethod
     def sort(found: list[Problem]) -> list[Problem]:
@@ -92,6 +98,10 @@ class _Context:
     @property
     def native(self) -> bool:
         return self.fmt is Format.NATIVE
+
+    def strict_field(self, node: Node | None, path: str, message: str) -> None:
+        head, _, key = path.rpartition(" → ")
+        self.strict(node, head, f"{key}: {message}")
 
     def strict(self, node: Node | None, crumb: str, message: str) -> None:
         """An error in the native format, a warning in InstallApplications' (which runs it anyway)."""
@@ -206,17 +216,17 @@ def _format_version(top: dict[str, Node], root: Node, report: _Report) -> None:
     if node is None:
         report.error(
             root,
-            "format",
-            f"missing; add `format: {SUPPORTED_FORMAT}` at the top (or give an InstallApplications "
+            "",
+            f"format: missing; add `format: {SUPPORTED_FORMAT}` at the top (or give an InstallApplications "
             "bootstrap.json)",
         )
     elif not isinstance(node.value, int) or isinstance(node.value, bool):
-        report.error(node, "format", f"expected the number {SUPPORTED_FORMAT}, got {_describe(node)}")
+        report.error(node, "", f"format: expected the number {SUPPORTED_FORMAT}, got {_describe(node)}")
     elif node.value != SUPPORTED_FORMAT:
         report.error(
             node,
-            "format",
-            f"version {node.value} is not supported: this bootstrapper reads format {SUPPORTED_FORMAT}",
+            "",
+            f"format: version {node.value} is not supported: this bootstrapper reads format {SUPPORTED_FORMAT}",
         )
 
 
@@ -288,7 +298,7 @@ def _item(node: Node, stage: Stage, index: int, ctx: _Context) -> Item | None:
         if key in allowed and key not in ("name", "type", "url", "hash", "file", "path"):
             typed[key] = _typed(value_node, allowed[key], f"{crumb} → {key}", ctx)
 
-    url = _url(values, kind, crumb, ctx)
+    url = _url(values, node, kind, crumb, ctx)
     digest = _hash(values, node, kind, crumb, ctx)
     file = _file(values, node, kind, stage, url, crumb, ctx)
     wait_path = _wait_path(values, node, kind, crumb, ctx)
@@ -370,18 +380,14 @@ def _kind(values: dict[str, Node], node: Node, crumb: str, ctx: _Context) -> Kin
         return None
 
 
-def _url(values: dict[str, Node], kind: Kind, crumb: str, ctx: _Context) -> str | None:
+def _url(values: dict[str, Node], item_node: Node, kind: Kind, crumb: str, ctx: _Context) -> str | None:
     node = values.get("url")
     if not kind.downloads:
         if node is not None:
             ctx.report.error(node, crumb, "url: a wait item downloads nothing; remove it")
         return None
     if node is None:
-        ctx.report.error(
-            None if not values else next(iter(values.values())),
-            crumb,
-            "url: missing; where is it downloaded from?",
-        )
+        ctx.report.error(item_node, crumb, "url: missing; where is it downloaded from?")
         return None
     raw = node.value
     if not isinstance(raw, str) or not raw.strip():
@@ -469,6 +475,8 @@ def _sha256_problem(value: Any) -> str | None:
         return f"expected 64 hex digits (sha256), got {type(value).__name__}"
     text = value.strip().lower()
     text = text.removeprefix("sha256:")
+    if not text:
+        return "empty; expected 64 hex digits (sha256)"
     if _HEX64.fullmatch(text):
         return None
     if re.fullmatch(r"[0-9a-f]*", text):
@@ -570,7 +578,7 @@ def _typed(node: Node, spec: F.Field, crumb: str, ctx: _Context) -> Any:
     report = ctx.report
 
     def bad(expected: str) -> None:
-        report.error(node, crumb, f"expected {expected}, got {_describe(node)}")
+        report.field_error(node, crumb, f"expected {expected}, got {_describe(node)}")
 
     if spec.type == "string":
         if node.is_scalar and value is not None:
@@ -595,7 +603,7 @@ def _typed(node: Node, spec: F.Field, crumb: str, ctx: _Context) -> Any:
             bad("a whole number" if spec.type == "integer" else "a number")
             return None
         if spec.minimum is not None and value < spec.minimum:
-            report.error(node, crumb, f"expected a number ≥ {spec.minimum:g}, got {value}")
+            report.field_error(node, crumb, f"expected a number ≥ {spec.minimum:g}, got {value}")
             return None
         return value
     if spec.type == "enum":
@@ -618,7 +626,7 @@ def _enum(node: Node, crumb: str, ctx: _Context, default: str | None, choices: t
     if isinstance(value, str) and value in choices:
         return value
     hint = _suggest(str(value), list(choices))
-    ctx.report.error(node, crumb, f"{_show(value)} is not one of {_choices(list(choices))}{hint}")
+    ctx.report.field_error(node, crumb, f"{_show(value)} is not one of {_choices(list(choices))}{hint}")
     return default
 
 
@@ -671,7 +679,7 @@ def _predicate(key: str, node: Node, key_node: Node, crumb: str, ctx: _Context) 
     report = ctx.report
     value = node.value
     if key not in F.CONDITION_KEYS:
-        report.error(
+        report.field_error(
             key_node,
             crumb,
             f"not a condition test; expected one of {_choices(list(F.CONDITION_KEYS))}"
@@ -679,25 +687,25 @@ def _predicate(key: str, node: Node, key_node: Node, crumb: str, ctx: _Context) 
         )
         return None
     if not isinstance(value, str) or not value.strip():
-        report.error(node, crumb, f"expected a text, got {_describe(node)}")
+        report.field_error(node, crumb, f"expected a text, got {_describe(node)}")
         return None
     if key == "arch":
         arch = F.ARCH_WORDS.get(value.strip().lower())
         if arch is None:
-            report.error(node, crumb, f"{_show(value)} is not an architecture; expected arm64 or x86_64")
+            report.field_error(node, crumb, f"{_show(value)} is not an architecture; expected arm64 or x86_64")
             return None
         return Arch(arch)
     if key == "os_version":
         match = _OS_VERSION.fullmatch(value)
         if match is None:
-            report.error(node, crumb, f"expected a comparison such as '>= 14.0', got {_show(value)}")
+            report.field_error(node, crumb, f"expected a comparison such as '>= 14.0', got {_show(value)}")
             return None
         return OSVersion(match.group(1), match.group(2))
     if key == "model":
         return Model(value.strip())
     if key == "path_exists":
         if not value.startswith("/"):
-            report.error(node, crumb, f"expected an absolute path, got {_show(value)}")
+            report.field_error(node, crumb, f"expected an absolute path, got {_show(value)}")
             return None
         return PathExists(value)
     return Script(value)

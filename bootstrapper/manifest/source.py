@@ -161,6 +161,8 @@ class _Walker:
         if isinstance(node, yaml.MappingNode):
             return self._mapping(node, depth, line, col)
         if isinstance(node, yaml.SequenceNode):
+            if node.tag != f"{_CORE}seq":
+                raise SourceError(f"unsupported YAML tag {node.tag!r}: only plain values are allowed", line, col)
             return Node([self.walk(child, depth + 1) for child in node.value], line, col)
         assert isinstance(node, yaml.ScalarNode)
         if node.tag not in _SCALAR_TAGS:

@@ -1,0 +1,60 @@
+"""`convert`: InstallApplications JSON to native YAML keeps what every item means."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from bootstrapper.manifest.convert import native_path, raw_hashes, to_native
+from bootstrapper.manifest.load import load_bytes, load_file
+from bootstrapper.manifest.model import Format, Item
+from tests.manifest.test_installapplications import MANIFESTS, VALID
+
+
+def _meaning(item: Item) -> Item:
+    """An item with what conversion changes on purpose normalized away."""
+    return dataclasses.replace(item, line=0, file=native_path(item.file) if item.file else None)
+
+
+#: The real deployments (README examples carry placeholder hashes: see test_placeholders_survive…).
+DEPLOYED = [p for p in VALID if "README" not in p.name]
+
+
+def test_there_are_real_deployments_to_round_trip() -> None:
+    assert len(DEPLOYED) >= 2
+
+
+@pytest.mark.parametrize("path", DEPLOYED, ids=[p.name for p in DEPLOYED])
+def test_convert_round_trip_keeps_every_item(path: Path) -> None:
+    original = load_file(path)
+    text, _ = to_native(original, raw_hashes(path.read_bytes()))
+    converted = load_bytes(text.encode(), "out.yaml", local=True)
+    assert converted.manifest.format is Format.NATIVE
+    before = [_meaning(i) for i in original.manifest.items]
+    after = [_meaning(i) for i in converted.manifest.items]
+    for a, b in zip(before, after, strict=True):
+        # A package without packageid/version is installed every time: that is `required: true`.
+        expected = dataclasses.replace(a, required=a.required or (a.kind.value == "package" and a.packageid is None))
+        assert b == expected
+
+
+def test_placeholders_survive_so_the_admin_sees_them() -> None:
+    path = MANIFESTS / "macadmins-installapplications-README-example.json"
+    text, notes = to_native(load_file(path), raw_hashes(path.read_bytes()))
+    assert "hash: sha256 hash" in text
+    assert any("is not a sha256; put the real one in" in n for n in notes)
+
+
+def test_converted_file_has_the_schema_line() -> None:
+    path = MANIFESTS / "bonniernews-bootstrap.json"
+    text, notes = to_native(load_file(path))
+    assert text.startswith("# yaml-language-server: $schema=schema.json\n")
+    assert notes[0] == "3 file(s) moved from /Library/installapplications/ to /Library/bootstrapper/; check scripts that refer to the old folder"
+
+
+def test_native_manifests_are_not_converted() -> None:
+    loaded = load_bytes(b"format: 1\n", "x.yaml")
+    with pytest.raises(ValueError, match="convert takes"):
+        to_native(loaded)
