@@ -1,0 +1,369 @@
+"""Where the run is, on disk: what lets a daemon killed mid-run resume without redoing finished work.
+
+One versioned JSON file, rewritten atomically on every change (`atomic.write_json_atomic`), so after a
+crash it holds either the state before or after the last change. A step is `done` only once it
+succeeded; a step found `running` at load time was interrupted and is run again.
+
+A state file that cannot be read (truncated, not JSON, an unknown version) is never fatal: it is moved
+aside with a clear log line and the run starts over, which is safe because package receipts keep
+installs idempotent. Crashing on it instead would make launchd restart us into the same crash forever.
+
+Steps are matched by (name, fingerprint), not by position, so a manifest edited between two attempts
+keeps the progress of the items that did not change.
+
+`DaemonLock` stops a second daemon: `fcntl.flock` on the lock file, which the kernel releases when the
+holder dies, so a crash never leaves a stale lock behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import logging
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, TypeAlias, TypeVar, get_args
+
+from bootstrapper.atomic import write_json_atomic
+from bootstrapper.errors import LockedError, StateError
+
+log = logging.getLogger(__name__)
+
+#: Bumped when the file's shape changes incompatibly; another version is set aside, not guessed at.
+STATE_VERSION = 1
+
+StepStatus: TypeAlias = Literal["pending", "running", "done", "failed", "skipped"]
+RunResult: TypeAlias = Literal["success", "failed", "already-set-up"]
+_STEP_STATUSES = frozenset(get_args(StepStatus))
+_RUN_RESULTS = frozenset(get_args(RunResult))
+
+Clock: TypeAlias = Callable[[], datetime]
+_T = TypeVar("_T")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class StepKey:
+    """How the plan names a step to the state: its id in this plan, and what identifies the item."""
+
+    step_id: str
+    name: str
+    #: A digest of the item's definition (e.g. its sha256 and version): a changed item is a new step.
+    fingerprint: str
+
+
+@dataclass
+class StepState:
+    step_id: str
+    name: str
+    fingerprint: str
+    status: StepStatus = "pending"
+    attempts: int = 0
+    started_at: str | None = None
+    finished_at: str | None = None
+    exit_code: int | None = None
+    reason: str = ""
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds between start and finish, when both are known."""
+        if self.started_at is None or self.finished_at is None:
+            return None
+        start = datetime.fromisoformat(self.started_at)
+        end = datetime.fromisoformat(self.finished_at)
+        return (end - start).total_seconds()
+
+
+@dataclass
+class RunState:
+    run_id: str = ""
+    source: str = ""
+    created_at: str = ""
+    updated_at: str = ""
+    #: How many times a daemon started this run: bounds `on_failure: retry`.
+    run_attempt: int = 0
+    phase: str | None = None
+    result: RunResult | None = None
+    #: In plan order (dicts keep insertion order, and so does the JSON).
+    steps: dict[str, StepState] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["steps"] = [asdict(s) for s in self.steps.values()]
+        return {"version": STATE_VERSION, **data}
+
+    @classmethod
+    def from_json(cls, data: Any) -> RunState:
+        """Parse and validate; any deviation is a `StateError` (the caller sets the file aside)."""
+        if not isinstance(data, dict):
+            raise StateError("the top level is not a JSON object")
+        version = data.get("version")
+        if version != STATE_VERSION:
+            raise StateError(f"unknown state version {version!r} (this program writes {STATE_VERSION})")
+        try:
+            steps: dict[str, StepState] = {}
+            for raw in data["steps"]:
+                step = StepState(**{f.name: raw[f.name] for f in fields(StepState) if f.name in raw})
+                _check_step(step)
+                steps[step.step_id] = step
+            state = cls(
+                run_id=_typed(data["run_id"], str),
+                source=_typed(data.get("source", ""), str),
+                created_at=_typed(data["created_at"], str),
+                updated_at=_typed(data["updated_at"], str),
+                run_attempt=_typed(data["run_attempt"], int),
+                phase=data.get("phase"),
+                result=data.get("result"),
+                steps=steps,
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateError(f"malformed state: {type(exc).__name__}: {exc}") from None
+        if state.phase is not None and not isinstance(state.phase, str):
+            raise StateError(f"malformed state: phase {state.phase!r}")
+        if state.result is not None and state.result not in _RUN_RESULTS:
+            raise StateError(f"malformed state: result {state.result!r}")
+        return state
+
+
+def _typed(value: Any, kind: type[_T]) -> _T:
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise TypeError(f"expected {kind.__name__}, got {value!r}")
+    return value
+
+
+def _check_step(step: StepState) -> None:
+    if step.status not in _STEP_STATUSES:
+        raise ValueError(f"step {step.step_id!r}: unknown status {step.status!r}")
+    for name in ("step_id", "name", "fingerprint", "reason"):
+        _typed(getattr(step, name), str)
+    _typed(step.attempts, int)
+    if step.exit_code is not None:
+        _typed(step.exit_code, int)
+    for name in ("started_at", "finished_at"):
+        value = getattr(step, name)
+        if value is not None:
+            datetime.fromisoformat(_typed(value, str))
+
+
+def read_state(path: Path) -> RunState:
+    """Read a state file without changing anything (for `bootstrapper status`).
+
+    Raises `FileNotFoundError` when there is none and `StateError` when it is unreadable.
+    """
+    raw = path.read_bytes()
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        what = "empty" if not raw.strip() else f"not valid JSON ({exc})"
+        raise StateError(f"the file is {what}") from None
+    return RunState.from_json(data)
+
+
+class StateStore:
+    """The run's state and the only writer of the state file: every change is persisted at once."""
+
+    def __init__(self, path: Path, state: RunState, *, clock: Clock = _utcnow) -> None:
+        self.path = path
+        self.state = state
+        self._clock = clock
+
+    @classmethod
+    def load(cls, path: Path, *, clock: Clock = _utcnow) -> StateStore:
+        """Resume from `path`, or start fresh when it is missing or unreadable (set aside, logged)."""
+        try:
+            state = read_state(path)
+        except FileNotFoundError:
+            state = RunState()
+        except (StateError, OSError) as exc:
+            aside = _set_aside(path, clock())
+            where = f"moved it to {aside}" if aside else "could not move it aside; it will be overwritten"
+            log.warning("state file %s is unreadable (%s); %s and starting the run over", path, exc, where)
+            state = RunState()
+        store = cls(path, state, clock=clock)
+        if not state.created_at:
+            state.created_at = state.updated_at = _iso(clock())
+        return store
+
+    # --- run level ------------------------------------------------------------------------------
+
+    def begin_attempt(self, run_id: str, source: str) -> int:
+        """A daemon starts (or resumes) the run: count the attempt, forget a previous result."""
+        st = self.state
+        if not st.run_id:
+            st.run_id = run_id
+        st.source = source
+        st.run_attempt += 1
+        st.result = None
+        self.save()
+        return st.run_attempt
+
+    def attempts_exhausted(self, limit: int) -> bool:
+        """True once `limit` daemon attempts have started: `on_failure: retry` must give up."""
+        return self.state.run_attempt >= limit
+
+    def set_phase(self, phase: str) -> None:
+        self.state.phase = phase
+        self.save()
+
+    def set_result(self, result: RunResult) -> None:
+        self.state.result = result
+        self.save()
+
+    def reconcile(self, keys: Iterable[StepKey]) -> None:
+        """Adopt a (possibly changed) plan: keep the progress of steps whose name and fingerprint match.
+
+        A step that was `running` when the last daemon died is set back to `pending` (attempts kept,
+        so the scheduler can bound repeats); steps no longer in the plan are dropped.
+        """
+        old: dict[tuple[str, str], list[StepState]] = {}
+        for step in self.state.steps.values():
+            old.setdefault((step.name, step.fingerprint), []).append(step)
+        steps: dict[str, StepState] = {}
+        for key in keys:
+            if key.step_id in steps:
+                raise ValueError(f"duplicate step id {key.step_id!r} in the plan")
+            matches = old.get((key.name, key.fingerprint))
+            if matches:
+                step = matches.pop(0)
+                step.step_id = key.step_id
+                if step.status == "running":
+                    log.warning("step %s (%r) was interrupted; it will run again", key.step_id, key.name)
+                    step.status = "pending"
+                    step.reason = "interrupted: the daemon stopped while it ran"
+            else:
+                step = StepState(key.step_id, key.name, key.fingerprint)
+            steps[key.step_id] = step
+        self.state.steps = steps
+        self.save()
+
+    # --- step level -----------------------------------------------------------------------------
+
+    def step(self, step_id: str) -> StepState:
+        try:
+            return self.state.steps[step_id]
+        except KeyError:
+            raise KeyError(f"no step {step_id!r} in the state; reconcile() with the plan first") from None
+
+    def mark_running(self, step_id: str) -> None:
+        step = self.step(step_id)
+        step.status = "running"
+        step.attempts += 1
+        step.started_at = _iso(self._clock())
+        step.finished_at = None
+        step.exit_code = None
+        step.reason = ""
+        self.save()
+
+    def mark_done(self, step_id: str, exit_code: int | None = None) -> None:
+        """Call only after the step succeeded: `done` is what a resumed run skips."""
+        self._finish(step_id, "done", "", exit_code)
+
+    def mark_failed(self, step_id: str, reason: str, exit_code: int | None = None) -> None:
+        self._finish(step_id, "failed", reason, exit_code)
+
+    def mark_skipped(self, step_id: str, reason: str) -> None:
+        self._finish(step_id, "skipped", reason, None)
+
+    def _finish(self, step_id: str, status: StepStatus, reason: str, exit_code: int | None) -> None:
+        step = self.step(step_id)
+        step.status = status
+        step.reason = reason
+        step.exit_code = exit_code
+        step.finished_at = _iso(self._clock())
+        self.save()
+
+    def save(self) -> None:
+        self.state.updated_at = _iso(self._clock())
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(self.path, self.state.to_json())
+
+
+def _set_aside(path: Path, now: datetime) -> Path | None:
+    """Rename an unreadable state file to `state.json.corrupt-<UTC time>` for a post-mortem."""
+    stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+    for n in range(100):
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}" + (f".{n}" if n else ""))
+        if aside.exists():
+            continue
+        try:
+            os.replace(path, aside)
+        except OSError:
+            break
+        return aside
+    with contextlib.suppress(OSError):
+        path.unlink()
+    return None
+
+
+class DaemonLock:
+    """An exclusive, non-blocking lock: one daemon per machine (or per sandbox).
+
+    The holder's pid is written into the lock file so the second daemon's error names it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> DaemonLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = _read_pid(fd)
+            os.close(fd)
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            who = f"pid {holder}" if holder else "another process"
+            raise LockedError(
+                f"another bootstrapper daemon ({who}) is running: it holds {self.path}; "
+                "wait for it to finish, or stop it first"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        os.fsync(fd)
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        """Unlock; the file stays (removing it would let two processes lock two different files)."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def __enter__(self) -> DaemonLock:
+        return self.acquire()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
