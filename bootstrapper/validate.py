@@ -221,7 +221,8 @@ def convert(ref: str, output: Path | None, force: bool) -> int:
     for note in notes:
         typer.echo(f"note: {note}", err=True)
     if still_invalid:
-        typer.echo(f"warning: the converted manifest has {_count(len(still_invalid), 'problem')} to fix:", err=True)
+        count = _count(len(still_invalid), "problem")
+        typer.echo(f"warning: the converted manifest has {count} to fix:", err=True)
         for line in still_invalid:
             typer.echo(f"  {line}", err=True)
     return 0

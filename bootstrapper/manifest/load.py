@@ -226,7 +226,8 @@ def _format_version(top: dict[str, Node], root: Node, report: _Report) -> None:
         report.error(
             node,
             "",
-            f"format: version {node.value} is not supported: this bootstrapper reads format {SUPPORTED_FORMAT}",
+            f"format: version {node.value} is not supported: "
+            f"this bootstrapper reads format {SUPPORTED_FORMAT}",
         )
 
 
@@ -692,7 +693,9 @@ def _predicate(key: str, node: Node, key_node: Node, crumb: str, ctx: _Context) 
     if key == "arch":
         arch = F.ARCH_WORDS.get(value.strip().lower())
         if arch is None:
-            report.field_error(node, crumb, f"{_show(value)} is not an architecture; expected arm64 or x86_64")
+            report.field_error(
+                node, crumb, f"{_show(value)} is not an architecture; expected arm64 or x86_64"
+            )
             return None
         return Arch(arch)
     if key == "os_version":

@@ -46,7 +46,9 @@ def test_predicates_decide_with_a_reason() -> None:
     probe = Probe({"/Applications/Foo.app"}, script_ok=False)
     assert evaluate(AllOf((Arch("arm64"),)), MAC, probe) == Decision(True, "arch is arm64")
     assert evaluate(AllOf((Arch("x86_64"),)), MAC, probe) == Decision(False, "arch is arm64, not x86_64")
-    assert evaluate(AllOf((OSVersion(">=", "14.2"),)), MAC, probe) == Decision(True, "macOS 14.6.1 is >= 14.2")
+    assert evaluate(AllOf((OSVersion(">=", "14.2"),)), MAC, probe) == Decision(
+        True, "macOS 14.6.1 is >= 14.2"
+    )
     assert evaluate(AllOf((OSVersion("<", "14.2"),)), MAC, probe).holds is False
     assert evaluate(AllOf((Model("MacBook*"),)), MAC, probe).holds is True
     assert evaluate(AllOf((PathExists("/Applications/Foo.app"),)), MAC, probe).holds is True

@@ -36,7 +36,9 @@ def test_convert_round_trip_keeps_every_item(path: Path) -> None:
     after = [_meaning(i) for i in converted.manifest.items]
     for a, b in zip(before, after, strict=True):
         # A package without packageid/version is installed every time: that is `required: true`.
-        expected = dataclasses.replace(a, required=a.required or (a.kind.value == "package" and a.packageid is None))
+        expected = dataclasses.replace(
+            a, required=a.required or (a.kind.value == "package" and a.packageid is None)
+        )
         assert b == expected
 
 
@@ -51,7 +53,10 @@ def test_converted_file_has_the_schema_line() -> None:
     path = MANIFESTS / "bonniernews-bootstrap.json"
     text, notes = to_native(load_file(path))
     assert text.startswith("# yaml-language-server: $schema=schema.json\n")
-    assert notes[0] == "3 file(s) moved from /Library/installapplications/ to /Library/bootstrapper/; check scripts that refer to the old folder"
+    assert (
+        notes[0]
+        == "3 file(s) moved from /Library/installapplications/ to /Library/bootstrapper/; check scripts that refer to the old folder"
+    )
 
 
 def test_native_manifests_are_not_converted() -> None:

@@ -10,15 +10,64 @@ from hypothesis import strategies as st
 from bootstrapper.errors import ManifestError
 from bootstrapper.manifest.load import load_bytes
 
-KEYS = ["format", "settings", "preflight", "setupassistant", "userland", "name", "type", "url", "hash", "file",
-        "packageid", "version", "required", "donotwait", "retries", "retrywait", "fail_policy", "skip_if",
-        "only_if", "timeout", "size", "path", "arguments", "arch", "os_version", "model", "path_exists", "x"]
-VALUES = ["package", "rootscript", "userscript", "rootfile", "userfile", "wait", "https://e.com/a",
-          "a" * 64, "/Library/bootstrapper/a", "intel", ">= 14", "failable", "../x", "http://e.com", ""]
+KEYS = [
+    "format",
+    "settings",
+    "preflight",
+    "setupassistant",
+    "userland",
+    "name",
+    "type",
+    "url",
+    "hash",
+    "file",
+    "packageid",
+    "version",
+    "required",
+    "donotwait",
+    "retries",
+    "retrywait",
+    "fail_policy",
+    "skip_if",
+    "only_if",
+    "timeout",
+    "size",
+    "path",
+    "arguments",
+    "arch",
+    "os_version",
+    "model",
+    "path_exists",
+    "x",
+]
+VALUES = [
+    "package",
+    "rootscript",
+    "userscript",
+    "rootfile",
+    "userfile",
+    "wait",
+    "https://e.com/a",
+    "a" * 64,
+    "/Library/bootstrapper/a",
+    "intel",
+    ">= 14",
+    "failable",
+    "../x",
+    "http://e.com",
+    "",
+]
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.sampled_from(VALUES) | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.sampled_from(KEYS), children, max_size=5),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False)
+    | st.sampled_from(VALUES)
+    | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.sampled_from(KEYS), children, max_size=5)
+    ),
     max_leaves=30,
 )
 

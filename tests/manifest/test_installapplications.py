@@ -82,12 +82,18 @@ def test_missing_preflight_and_empty_stages_load() -> None:
 
 
 def test_empty_packageid_and_version_mean_install_every_time_with_a_warning() -> None:
-    doc = {"userland": [item(type="package", packageid="", version="", file="/Library/installapplications/a b.pkg")]}
+    doc = {
+        "userland": [
+            item(type="package", packageid="", version="", file="/Library/installapplications/a b.pkg")
+        ]
+    }
     loaded = load_bytes(ia(doc), "b.json")
     pkg = loaded.manifest.items[0]
     assert pkg.packageid is None
     assert pkg.file == PurePosixPath("/Library/installapplications/a b.pkg")
-    assert any("packageid: needed to tell whether the package is installed" in str(w) for w in loaded.warnings)
+    assert any(
+        "packageid: needed to tell whether the package is installed" in str(w) for w in loaded.warnings
+    )
 
 
 def test_url_quirks_load() -> None:

@@ -69,12 +69,16 @@ def test_hash_that_is_not_hex_is_refused() -> None:
   hash: md5:0123
 """)
     )
-    assert problems == ["m.yaml:6:9: userland[0] \"a\" → hash: expected 64 hex digits (sha256), got 'md5:0123'"]
+    assert problems == [
+        "m.yaml:6:9: userland[0] \"a\" → hash: expected 64 hex digits (sha256), got 'md5:0123'"
+    ]
 
 
 def test_missing_hash_is_an_error_in_native_format() -> None:
     problems = errors(native("- name: a\n  type: rootscript\n  url: https://example.com/a.sh\n"))
-    assert problems == ['m.yaml:3:3: userland[0] "a" → hash: missing; add the file\'s sha256 (`shasum -a 256 FILE`)']
+    assert problems == [
+        'm.yaml:3:3: userland[0] "a" → hash: missing; add the file\'s sha256 (`shasum -a 256 FILE`)'
+    ]
 
 
 def test_every_error_is_reported_at_once() -> None:
@@ -132,18 +136,25 @@ def test_http_is_refused_without_allow_http() -> None:
 
 def test_http_is_allowed_by_setting_with_a_warning() -> None:
     found = warnings(
-        native(f"- name: a\n  type: rootscript\n  url: http://e.com/a.sh\n  hash: {HASH}\n", "settings:\n  allow_http: true\n")
+        native(
+            f"- name: a\n  type: rootscript\n  url: http://e.com/a.sh\n  hash: {HASH}\n",
+            "settings:\n  allow_http: true\n",
+        )
     )
     assert found == ["m.yaml:3:3: http:// downloads are allowed: they are not protected by TLS"]
 
 
 def test_http_is_allowed_by_flag_with_a_warning() -> None:
-    found = warnings(native(f"- name: a\n  type: rootscript\n  url: http://e.com/a.sh\n  hash: {HASH}\n"), allow_http=True)
+    found = warnings(
+        native(f"- name: a\n  type: rootscript\n  url: http://e.com/a.sh\n  hash: {HASH}\n"), allow_http=True
+    )
     assert found == ["m.yaml: http:// downloads are allowed: they are not protected by TLS"]
 
 
 def test_credentials_in_url_are_refused() -> None:
-    problems = errors(native(f"- name: a\n  type: rootscript\n  url: https://u:pw@e.com/a.sh\n  hash: {HASH}\n"))
+    problems = errors(
+        native(f"- name: a\n  type: rootscript\n  url: https://u:pw@e.com/a.sh\n  hash: {HASH}\n")
+    )
     assert len(problems) == 1
     assert "credentials inside URLs are refused" in problems[0]
     assert "pw" not in problems[0]
@@ -171,7 +182,9 @@ def test_file_url_needs_a_local_manifest() -> None:
     ],
 )
 def test_bad_file_paths_are_refused(path: str, message: str) -> None:
-    text = native(f"- name: a\n  type: rootscript\n  url: https://e.com/a.sh\n  hash: {HASH}\n  file: {json.dumps(path)}\n")
+    text = native(
+        f"- name: a\n  type: rootscript\n  url: https://e.com/a.sh\n  hash: {HASH}\n  file: {json.dumps(path)}\n"
+    )
     problems = errors(text)
     assert len(problems) == 1
     assert message in problems[0]
@@ -190,11 +203,15 @@ def test_preflight_holds_root_scripts_only() -> None:
         f"format: 1\npreflight:\n- name: p\n  type: package\n  url: https://e.com/p.pkg\n  hash: {HASH}\n"
         "  required: true\n"
     )
-    assert errors(text) == ['m.yaml:4:9: preflight[0] "p" → type: preflight holds root scripts only, not package']
+    assert errors(text) == [
+        'm.yaml:4:9: preflight[0] "p" → type: preflight holds root scripts only, not package'
+    ]
 
 
 def test_package_needs_packageid_and_version_unless_required() -> None:
-    text = native(f"- name: p\n  type: package\n  url: https://e.com/p.pkg\n  hash: {HASH}\n  version: '1.0'\n")
+    text = native(
+        f"- name: p\n  type: package\n  url: https://e.com/p.pkg\n  hash: {HASH}\n  version: '1.0'\n"
+    )
     assert errors(text) == [
         'm.yaml:3:3: userland[0] "p" → packageid: needed to tell whether the package is installed; add it, '
         "or set `required: true` to install it every time"
@@ -251,7 +268,9 @@ def test_format_is_required_in_yaml() -> None:
 
 
 def test_future_format_is_refused() -> None:
-    assert errors("format: 2\n") == ["m.yaml:1:9: format: version 2 is not supported: this bootstrapper reads format 1"]
+    assert errors("format: 2\n") == [
+        "m.yaml:1:9: format: version 2 is not supported: this bootstrapper reads format 1"
+    ]
 
 
 def test_wait_item_needs_an_absolute_path_and_gets_a_default_timeout() -> None:
@@ -282,7 +301,7 @@ def test_bad_condition_is_refused() -> None:
         "m.yaml:7:25: userland[0] \"a\" → only_if → os_version: expected a comparison such as '>= 14.0', got '14'"
     ]
     assert errors(native(base + "  only_if: {arhc: arm64}\n")) == [
-        "m.yaml:7:13: userland[0] \"a\" → only_if → arhc: not a condition test; expected one of arch, os_version, "
+        'm.yaml:7:13: userland[0] "a" → only_if → arhc: not a condition test; expected one of arch, os_version, '
         "model, path_exists, script (did you mean 'arch'?)"
     ]
 
@@ -302,8 +321,10 @@ def test_settings_give_item_defaults() -> None:
 
 def test_python_tags_are_refused() -> None:
     problems = errors("format: 1\nuserland: !!python/object/apply:os.system ['true']\n")
-    assert problems == ["m.yaml:2:11: unsupported YAML tag 'tag:yaml.org,2002:python/object/apply:os.system': "
-                        "only plain values are allowed"]
+    assert problems == [
+        "m.yaml:2:11: unsupported YAML tag 'tag:yaml.org,2002:python/object/apply:os.system': "
+        "only plain values are allowed"
+    ]
 
 
 def test_duplicate_keys_are_refused() -> None:
@@ -332,7 +353,7 @@ def test_oversized_input_is_refused() -> None:
 
 
 def test_invalid_yaml_has_a_position() -> None:
-    assert errors("format: 1\nuserland: [\n") [0].startswith("m.yaml:3:1: invalid YAML")
+    assert errors("format: 1\nuserland: [\n")[0].startswith("m.yaml:3:1: invalid YAML")
 
 
 def test_invalid_json_has_a_position() -> None:
