@@ -30,8 +30,14 @@ def test_defaults_without_any_source(paths: Paths) -> None:
 
 
 def test_each_source_overrides_the_one_below(paths: Paths) -> None:
-    write(paths.config_plist, {"concurrency": 2, "retries_unused": 1, "log_level": "debug", "depnotify": True})
-    write(paths.managed_prefs, {"concurrency": 6, "manifest_url": "https://mdm.example.com/m.yaml"}, plistlib.FMT_BINARY)
+    write(
+        paths.config_plist, {"concurrency": 2, "retries_unused": 1, "log_level": "debug", "depnotify": True}
+    )
+    write(
+        paths.managed_prefs,
+        {"concurrency": 6, "manifest_url": "https://mdm.example.com/m.yaml"},
+        plistlib.FMT_BINARY,
+    )
     env = {"BOOTSTRAPPER_CONCURRENCY": "8", "BOOTSTRAPPER_ALLOW_HTTP": "true", "UNRELATED": "x"}
     config, warnings = load_config(paths, env, {"concurrency": 9, "allow_http": None})
     assert config.concurrency == 9
@@ -76,7 +82,9 @@ def test_bad_value_names_key_source_and_expectation(paths: Paths) -> None:
 
 
 def test_bad_env_value_names_the_variable(paths: Paths) -> None:
-    with pytest.raises(ConfigError, match=r"setting BOOTSTRAPPER_CLEANUP from environment: expected true or false"):
+    with pytest.raises(
+        ConfigError, match=r"setting BOOTSTRAPPER_CLEANUP from environment: expected true or false"
+    ):
         load_config(paths, {"BOOTSTRAPPER_CLEANUP": "maybe"})
 
 
