@@ -113,6 +113,19 @@ def schema() -> None:
     typer.echo(schema_text(), nl=False)
 
 
+@app.command()
+def agent(
+    sandbox: Annotated[
+        Path | None,
+        typer.Option("--sandbox", help="Use the simulated macOS under this folder; the daemon runs as you."),
+    ] = None,
+) -> None:
+    """Serve the daemon's user steps from this login session (launchd starts it)."""
+    from bootstrapper.agent import run_agent
+
+    run_agent(sandbox)
+
+
 def fail(message: str, code: ExitCode = ExitCode.USAGE) -> NoReturn:
     """Print one error line and exit: for bad input detected in the CLI layer itself."""
     typer.echo(f"error: {message}", err=True)

@@ -1,0 +1,247 @@
+"""The per-user agent (`bootstrapper agent`): checks in with the daemon and runs its user steps.
+
+launchd starts it in the user's session, so it already is the user: it never changes identity. It
+serves one request at a time, re-checks every script right before running it (the file may have
+changed since the daemon verified it), and when the daemon is absent or restarts it dials again with
+capped backoff. A `shutdown` request or SIGTERM ends it cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import hashlib
+import logging
+import os
+import pwd
+import signal
+import stat
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bootstrapper import process
+from bootstrapper.errors import CommandError, IPCError, ProtocolError
+from bootstrapper.ipc import protocol
+from bootstrapper.ipc.client import Channel, DaemonAbsentError, ImpostorError, check_in
+from bootstrapper.paths import Paths
+
+log = logging.getLogger("bootstrapper.agent")
+
+#: `_CS_DARWIN_USER_TEMP_DIR` from <unistd.h>: the per-user temporary folder launchd gives a session.
+_CS_DARWIN_USER_TEMP_DIR = 65537
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    socket: Path
+    daemon_uid: int
+    user: str
+    home: str
+    tmpdir: str
+    backoff_initial: float = 0.1
+    backoff_max: float = 5.0
+    timeout: float = 10.0
+    trusted_uids: frozenset[int] = field(default_factory=frozenset)
+
+    @classmethod
+    def for_current_user(cls, socket: Path, daemon_uid: int) -> AgentConfig:
+        """Identity from the user database, not from the environment, which launchd may leave thin."""
+        uid = os.getuid()
+        entry = pwd.getpwuid(uid)
+        return cls(
+            socket=socket,
+            daemon_uid=daemon_uid,
+            user=entry.pw_name,
+            home=entry.pw_dir,
+            tmpdir=_user_tmpdir(),
+            trusted_uids=frozenset({0, uid, daemon_uid}),
+        )
+
+
+class ScriptRefusedError(IPCError):
+    """The script at the requested path is not the one the daemon verified, or is not safe to run."""
+
+
+class Agent:
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self._env = {
+            "HOME": config.home,
+            "USER": config.user,
+            "LOGNAME": config.user,
+            "TMPDIR": config.tmpdir,
+        }
+        self._cwd = Path(config.home) if Path(config.home).is_dir() else Path("/")
+
+    async def serve_forever(self) -> None:
+        """Check in, serve, and dial again whenever the connection ends, until told to shut down."""
+        delay = self.config.backoff_initial
+        last_problem = ""
+        while True:
+            try:
+                channel = await check_in(
+                    self.config.socket, self.config.daemon_uid, timeout=self.config.timeout
+                )
+            except (ImpostorError, ProtocolError) as exc:
+                log.warning("%s", exc)
+            except DaemonAbsentError as exc:
+                if str(exc) != last_problem:
+                    log.info("waiting for the daemon: %s", exc)
+                last_problem = str(exc)
+            except IPCError as exc:
+                log.warning("%s", exc)
+            else:
+                log.info("checked in with the daemon (protocol %d)", channel.version)
+                delay, last_problem = self.config.backoff_initial, ""
+                try:
+                    if await self.serve(channel):
+                        log.info("shutting down at the daemon's request")
+                        return
+                finally:
+                    await channel.close()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.config.backoff_max)
+
+    async def serve(self, channel: Channel) -> bool:
+        """Answer the daemon until it leaves; True when it asked us to shut down."""
+        running: asyncio.Task[None] | None = None
+        try:
+            while True:
+                try:
+                    message = await channel.receive()
+                except (ProtocolError, TimeoutError) as exc:
+                    reason = str(exc) or "a partial frame stalled"
+                    log.warning("the daemon broke protocol: %s", reason)
+                    with contextlib.suppress(OSError, TimeoutError):
+                        await channel.send(protocol.Refuse(reason), timeout=1.0)
+                    return False
+                match message:
+                    case None:
+                        log.info("the daemon closed the connection")
+                        return False
+                    case protocol.Ping(id=ping_id):
+                        await channel.send(protocol.Pong(ping_id))
+                    case protocol.Request(op=protocol.PingOp()):
+                        await channel.send(protocol.Response(message.id, ok=True))
+                    case protocol.Request(op=protocol.ShutdownOp()):
+                        await channel.send(protocol.Response(message.id, ok=True))
+                        return True
+                    case protocol.Request(op=protocol.RunScript()):
+                        if running is not None and not running.done():
+                            busy = "busy: one request at a time"
+                            await channel.send(protocol.Response(message.id, ok=False, error=busy))
+                        else:
+                            running = asyncio.create_task(self._answer(channel, message))
+                    case _:
+                        reason = f"unexpected {type(message).__name__.lower()} message from the daemon"
+                        with contextlib.suppress(OSError, TimeoutError):
+                            await channel.send(protocol.Refuse(reason), timeout=1.0)
+                        return False
+        except (OSError, TimeoutError) as exc:
+            log.info("lost the daemon: %s", exc)
+            return False
+        finally:
+            if running is not None and not running.done():
+                running.cancel()  # the daemon is gone: process.run kills the script's whole group
+                with contextlib.suppress(asyncio.CancelledError):
+                    await running
+
+    async def _answer(self, channel: Channel, request: protocol.Request) -> None:
+        assert isinstance(request.op, protocol.RunScript)
+        response = await self.run_script(request.id, request.op)
+        with contextlib.suppress(OSError, TimeoutError):
+            await channel.send(response)
+
+    async def run_script(self, request_id: int, op: protocol.RunScript) -> protocol.Response:
+        """Verify, run and report; every failure is a response, so the daemon always hears back."""
+        started = time.monotonic()
+        try:
+            await asyncio.to_thread(verify_script, op.path, op.sha256, self.config.trusted_uids)
+            done = await process.run(
+                [op.path, *op.args],
+                timeout=op.timeout,
+                env=self._env,
+                cwd=self._cwd,
+                tail_bytes=process.TAIL_BYTES,
+            )
+        except (ScriptRefusedError, CommandError) as exc:
+            log.warning("step %s: %s", op.step_id, exc)
+            return protocol.Response(
+                request_id, ok=False, duration=time.monotonic() - started, error=str(exc)
+            )
+        error = None
+        if done.timed_out:
+            error = f"{op.path} timed out after {op.timeout:g} s"
+        elif done.returncode != 0:
+            error = f"{op.path} exited with {done.returncode}"
+        log.info("step %s: %s", op.step_id, error or "done")
+        return protocol.Response(
+            request_id,
+            ok=done.ok,
+            exit_code=done.returncode,
+            duration=done.duration,
+            output=done.tail[-protocol.MAX_OUTPUT :],
+            error=error,
+        )
+
+
+def verify_script(path: str, sha256: str, trusted_uids: frozenset[int]) -> None:
+    """Refuse a script that anyone but root, the daemon or this user could have changed, or whose
+    content is not what the daemon verified. The checks and the hash use one descriptor."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        why = "it is a symlink" if exc.errno == errno.ELOOP else exc.strerror
+        raise ScriptRefusedError(f"cannot open {path}: {why}; refusing to run it") from exc
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ScriptRefusedError(f"{path} is not a regular file; refusing to run it")
+        if st.st_mode & 0o022:
+            mode = f"{stat.S_IMODE(st.st_mode):o}"
+            raise ScriptRefusedError(
+                f"{path} is writable by group or others (mode {mode}); refusing to run it"
+            )
+        if st.st_uid not in trusted_uids:
+            raise ScriptRefusedError(
+                f"{path} is owned by uid {st.st_uid}, not by root or this user; refusing it"
+            )
+        actual = hashlib.file_digest(fh, "sha256").hexdigest()
+    if actual != sha256:
+        raise ScriptRefusedError(f"{path} has sha256 {actual}, expected {sha256}; refusing to run it")
+
+
+def run_agent(sandbox: Path | None = None) -> None:
+    """The `bootstrapper agent` command. In a sandbox, the daemon is expected to run as this user."""
+    paths = Paths(root=sandbox) if sandbox is not None else Paths()
+    daemon_uid = os.getuid() if sandbox is not None else 0
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO,
+            stream=sys.stderr,
+            format="%(asctime)s agent[%(process)d] %(levelname)s %(message)s",
+        )
+    asyncio.run(_main(Agent(AgentConfig.for_current_user(paths.socket, daemon_uid))))
+
+
+async def _main(agent: Agent) -> None:
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    try:
+        await agent.serve_forever()
+    except asyncio.CancelledError:
+        task.uncancel()
+        log.info("stopped by SIGTERM")
+
+
+def _user_tmpdir() -> str:
+    if sys.platform == "darwin":
+        with contextlib.suppress(OSError, ValueError):
+            found = os.confstr(_CS_DARWIN_USER_TEMP_DIR)
+            if found:
+                return found
+    return "/tmp"  # noqa: S108 - the per-user folder only exists on macOS; /tmp is sticky

@@ -1,0 +1,534 @@
+"""The daemon's side: where agents check in, and the sessions through which it sends them requests.
+
+The daemon cannot dial an agent (there may be several users, or none), so each agent connects here
+and the connection is turned around. The socket is 0666 inside a 0755 directory owned by the daemon:
+anyone may connect, and the kernel's peer credentials decide who is served. Each agent is one
+`Session` with at most one request in flight, every request has a deadline, and an agent that misses
+it is dropped: a stuck user session can never stall the daemon.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import socket
+import stat
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Self
+
+from bootstrapper import __version__
+from bootstrapper.errors import (
+    AgentDisconnectedError,
+    AgentUnresponsiveError,
+    IPCError,
+    NoAgentError,
+    ProtocolError,
+)
+from bootstrapper.ipc import protocol
+from bootstrapper.ipc.peercred import PeerCred, executable_of, peer_credentials
+from bootstrapper.ipc.transport import open_dir, read_frame, unix_address, write_frame
+
+log = logging.getLogger("bootstrapper.ipc")
+
+#: A run_script's deadline is its timeout plus this: time for the agent to hash, kill and reply.
+SCRIPT_DEADLINE_MARGIN = 10.0
+_WRITE_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The daemon's defences, in seconds and counts; tests shorten them."""
+
+    hello_timeout: float = 5.0
+    frame_timeout: float = 5.0
+    heartbeat_interval: float = 15.0
+    heartbeat_timeout: float = 5.0
+    max_unauthenticated: int = 64
+    max_frame: int = protocol.MAX_FRAME
+
+
+class Session:
+    """One checked-in agent. Requests are sent one at a time; others wait their turn."""
+
+    def __init__(
+        self,
+        server: AgentServer,
+        cred: PeerCred,
+        hello: protocol.Hello,
+        version: int,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> None:
+        self.uid = cred.uid
+        self.pid = cred.pid
+        self.agent_version = hello.agent_version
+        self.version = version
+        self.close_reason: str | None = None
+        self._server = server
+        self._limits = server.limits
+        self._reader = reader
+        self._writer = writer
+        self._lock = asyncio.Lock()
+        self._pending: dict[int, tuple[type, asyncio.Future[Any]]] = {}
+        self._ids = 0
+        self._closed = asyncio.Event()
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"agent of uid {self.uid} (pid {self.pid})"
+
+    @property
+    def alive(self) -> bool:
+        return self.close_reason is None
+
+    async def call(
+        self, op: str, args: Mapping[str, Any] | None = None, deadline: float = 30.0
+    ) -> protocol.Response:
+        """Send `op` and return the agent's response; the deadline counts from when it is sent.
+
+        Raises `AgentUnresponsiveError` (the agent is dropped) when the deadline passes,
+        `AgentDisconnectedError` when the agent goes away first, `ProtocolError` for a bad op.
+        """
+        return await self.request(protocol.make_op(op, args or {}), deadline)
+
+    async def run_script(
+        self,
+        step_id: str,
+        path: str | os.PathLike[str],
+        sha256: str,
+        args: tuple[str, ...] | list[str] = (),
+        timeout: float = 600.0,
+        deadline: float | None = None,
+    ) -> protocol.Response:
+        """Have the agent run a verified script as its user; a failed script is a response, not an error."""
+        op = protocol.make_op(
+            "run_script",
+            {
+                "step_id": step_id,
+                "path": os.fspath(path),
+                "sha256": sha256,
+                "args": list(args),
+                "timeout": timeout,
+            },
+        )
+        return await self.request(op, deadline if deadline is not None else timeout + SCRIPT_DEADLINE_MARGIN)
+
+    async def ping(self, deadline: float = 5.0) -> protocol.Response:
+        return await self.request(protocol.PingOp(), deadline)
+
+    async def shutdown(self, deadline: float = 5.0) -> None:
+        """Ask the agent to exit; it answers first, then the session is closed either way."""
+        try:
+            await self.request(protocol.ShutdownOp(), deadline)
+        finally:
+            await self.close("shut down by the daemon")
+
+    async def request(self, op: protocol.Op, deadline: float) -> protocol.Response:
+        if not (math.isfinite(deadline) and deadline > 0):
+            raise ValueError(f"a request deadline is a positive number of seconds, got {deadline!r}")
+        async with self._lock:
+            message = protocol.Request(self._next_id(), op, deadline)
+            reply = await self._exchange(message, message.id, protocol.Response, deadline, op.name)
+        assert isinstance(reply, protocol.Response)
+        return reply
+
+    async def close(self, reason: str = "closed by the daemon") -> None:
+        self._abort(reason, graceful=True)
+        await self.wait_closed()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(1.0):
+                await self._writer.wait_closed()
+
+    # --- internals --------------------------------------------------------------------------------
+
+    def _next_id(self) -> int:
+        self._ids += 1
+        return self._ids
+
+    async def _exchange(
+        self, message: protocol.Message, msg_id: int, kind: type, deadline: float, what: str
+    ) -> protocol.Message:
+        """Send `message` and wait for its answer; the caller holds the lock (one in flight)."""
+        if not self.alive:
+            raise AgentDisconnectedError(f"{self} is gone ({self.close_reason}); {what} was not sent")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending[msg_id] = (kind, future)
+        try:
+            async with asyncio.timeout(deadline):
+                await write_frame(self._writer, message, timeout=deadline, max_size=self._limits.max_frame)
+                reply: protocol.Message = await future
+        except TimeoutError:
+            reason = f"did not answer {what} within {deadline:g} s"
+            self._abort(f"unresponsive: {reason}", graceful=False)
+            raise AgentUnresponsiveError(f"{self} {reason}; dropped it") from None
+        except asyncio.CancelledError:
+            # The agent may still be working on it: a fresh check-in is the only known state.
+            self._abort(f"{what} was cancelled by the daemon", graceful=False)
+            raise
+        except (ConnectionError, OSError) as exc:
+            self._abort(f"connection failed: {exc}", graceful=False)
+            raise AgentDisconnectedError(f"{self} disconnected before {what} was answered") from exc
+        finally:
+            self._pending.pop(msg_id, None)
+        return reply
+
+    async def _serve(self) -> None:
+        """Read the agent's frames until it goes away; runs in the connection's task."""
+        self._heartbeat = asyncio.create_task(self._beat())
+        reason = "disconnected"
+        try:
+            while True:
+                message = await read_frame(
+                    self._reader, max_size=self._limits.max_frame, frame_timeout=self._limits.frame_timeout
+                )
+                if message is None:
+                    break
+                self._deliver(message)
+        except ProtocolError as exc:
+            reason = f"broke protocol: {exc}"
+            log.warning("%s %s", self, reason)
+            with contextlib.suppress(OSError, TimeoutError):
+                await write_frame(self._writer, protocol.Refuse(str(exc)), timeout=1.0)
+        except TimeoutError:
+            reason = "sent a partial frame and stalled"
+        except OSError as exc:
+            reason = f"connection failed: {exc}"
+        finally:
+            self._abort(reason, graceful=True)
+
+    def _deliver(self, message: protocol.Message) -> None:
+        if not isinstance(message, protocol.Response | protocol.Pong):
+            raise ProtocolError(f"unexpected {type(message).__name__.lower()} message from an agent")
+        kind, future = self._pending.get(message.id, (None, None))
+        if future is None or not isinstance(message, kind):  # type: ignore[arg-type]
+            raise ProtocolError(f"{type(message).__name__.lower()} for unknown id {message.id}")
+        if not future.done():
+            future.set_result(message)
+
+    async def _beat(self) -> None:
+        """Ping the agent whenever it is idle, so that a dead or wedged one is dropped early."""
+        while self.alive:
+            await asyncio.sleep(self._limits.heartbeat_interval)
+            if self._lock.locked():
+                continue
+            async with self._lock:
+                ping = protocol.Ping(self._next_id())
+                with contextlib.suppress(IPCError):
+                    await self._exchange(
+                        ping, ping.id, protocol.Pong, self._limits.heartbeat_timeout, "a heartbeat"
+                    )
+
+    def _abort(self, reason: str, *, graceful: bool) -> None:
+        """Close now: every waiting caller gets a clear error, and the registry forgets us."""
+        if not self.alive:
+            return
+        self.close_reason = reason
+        if reason.startswith("unresponsive"):
+            log.warning("dropped %s: %s", self, reason)
+        else:
+            log.info("closed %s: %s", self, reason)
+        for _, future in self._pending.values():
+            if not future.done():
+                future.set_exception(AgentDisconnectedError(f"{self} went away: {reason}"))
+        self._pending.clear()
+        if graceful:
+            self._writer.close()
+        else:
+            self._writer.transport.abort()
+        if self._heartbeat is not None and self._heartbeat is not asyncio.current_task():
+            self._heartbeat.cancel()
+        self._server._forget(self)
+        self._closed.set()
+
+
+class AgentServer:
+    """The Unix socket server where agents check in; an async context manager.
+
+    `allowed_uid(uid)` says whether a peer (as the kernel reports it) may check in: the console user
+    on a Mac, the tests' own uid in the sandbox. `daemon_uid_owner` is the uid that must own the
+    socket's directory: 0 on a Mac, the daemon's own uid in the sandbox. When `agent_executable` is
+    set, a peer must also be running that executable.
+    """
+
+    def __init__(
+        self,
+        socket_path: Path,
+        allowed_uid: Callable[[int], bool],
+        daemon_uid_owner: int,
+        *,
+        agent_executable: str | os.PathLike[str] | None = None,
+        limits: Limits | None = None,
+        daemon_version: str = __version__,
+    ) -> None:
+        self.socket_path = Path(socket_path)
+        self.limits = limits or Limits()
+        self._allowed_uid = allowed_uid
+        self._owner = daemon_uid_owner
+        self._executable = os.path.realpath(agent_executable) if agent_executable is not None else None
+        self._daemon_version = daemon_version
+        self._sessions: dict[int, Session] = {}
+        self._waiters: dict[int, set[asyncio.Future[Session]]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._unauthenticated = 0
+        self._server: asyncio.AbstractServer | None = None
+        self._dir_fd: int | None = None
+        self._identity: tuple[int, int] | None = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def sessions(self) -> dict[int, Session]:
+        """The live sessions by uid (a copy)."""
+        return dict(self._sessions)
+
+    def session(self, uid: int) -> Session | None:
+        return self._sessions.get(uid)
+
+    async def wait_for_agent(self, uid: int, timeout: float) -> Session:
+        """The live session of `uid`, waiting up to `timeout` s for one to check in."""
+        if (session := self._sessions.get(uid)) is not None:
+            return session
+        future: asyncio.Future[Session] = asyncio.get_running_loop().create_future()
+        waiters = self._waiters.setdefault(uid, set())
+        waiters.add(future)
+        try:
+            async with asyncio.timeout(timeout):
+                return await future
+        except TimeoutError:
+            raise NoAgentError(f"no agent checked in for uid {uid} within {timeout:g} s") from None
+        finally:
+            waiters.discard(future)
+
+    async def start(self) -> None:
+        """Prepare the directory, replace a stale socket safely, bind and listen."""
+        directory = self.socket_path.parent
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            directory.mkdir(mode=0o755)
+        dir_fd = open_dir(directory)
+        try:
+            _check_dir(dir_fd, directory, self._owner)
+            _clear_stale(dir_fd, self.socket_path)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.bind(unix_address(dir_fd, self.socket_path))
+                name = self.socket_path.name
+                os.chmod(name, 0o666, dir_fd=dir_fd)  # noqa: S103 - any user may dial; peer credentials decide
+                st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                self._identity = (st.st_dev, st.st_ino)
+                sock.setblocking(False)
+                self._server = await asyncio.start_unix_server(self._accept, sock=sock, backlog=256)
+            except BaseException:
+                sock.close()
+                raise
+        except BaseException:
+            os.close(dir_fd)
+            raise
+        self._dir_fd = dir_fd
+        log.info("listening for agents on %s", self.socket_path)
+
+    async def close(self) -> None:
+        """Stop listening, close every session and remove our socket (only if it is still ours)."""
+        if self._server is not None:
+            self._server.close()
+        for session in list(self._sessions.values()):
+            session._abort("the daemon is shutting down", graceful=True)
+        for waiters in self._waiters.values():
+            for future in waiters:
+                if not future.done():
+                    future.set_exception(IPCError("the agent server closed"))
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+        if self._dir_fd is not None:
+            with contextlib.suppress(OSError):
+                st = os.stat(self.socket_path.name, dir_fd=self._dir_fd, follow_symlinks=False)
+                if (st.st_dev, st.st_ino) == self._identity:
+                    os.unlink(self.socket_path.name, dir_fd=self._dir_fd)
+            os.close(self._dir_fd)
+            self._dir_fd = None
+
+    # --- connections ------------------------------------------------------------------------------
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        if self._unauthenticated >= self.limits.max_unauthenticated:
+            log.debug("dropped a connection: %d are already waiting to authenticate", self._unauthenticated)
+            writer.transport.abort()
+            return
+        self._tasks.add(task)
+        try:
+            self._unauthenticated += 1
+            try:
+                session = await self._handshake(reader, writer)
+            finally:
+                self._unauthenticated -= 1
+            if session is None:
+                return
+            self._register(session)
+            await session._serve()
+        except Exception:
+            log.exception("unexpected error on an agent connection")
+            writer.transport.abort()
+        finally:
+            self._tasks.discard(task)
+
+    async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Session | None:
+        try:
+            cred = peer_credentials(writer.get_extra_info("socket"))
+        except OSError as exc:
+            log.warning("refused a connection: cannot read its peer credentials: %s", exc)
+            writer.transport.abort()
+            return None
+        who = f"uid {cred.uid} (pid {cred.pid})"
+        if not self._allowed_uid(cred.uid):
+            log.warning("refused a connection from %s: not an allowed user", who)
+            await self._refuse(writer, f"uid {cred.uid} may not check in")
+            return None
+        if self._executable is not None:
+            exe = _executable(cred.pid)
+            if exe != self._executable:
+                log.warning("refused a connection from %s: it runs %s, not the agent", who, exe)
+                await self._refuse(writer, "this program is not the bootstrapper agent")
+                return None
+        try:
+            async with asyncio.timeout(self.limits.hello_timeout):
+                hello = await read_frame(
+                    reader, max_size=self.limits.max_frame, frame_timeout=self.limits.hello_timeout
+                )
+        except TimeoutError:
+            log.info("dropped a connection from %s: no hello within %g s", who, self.limits.hello_timeout)
+            writer.transport.abort()
+            return None
+        except ProtocolError as exc:
+            log.warning("refused a connection from %s: %s", who, exc)
+            await self._refuse(writer, str(exc))
+            return None
+        except OSError:
+            writer.transport.abort()
+            return None
+        if hello is None:
+            writer.transport.abort()
+            return None
+        if not isinstance(hello, protocol.Hello):
+            await self._refuse(writer, f"expected a hello, got a {type(hello).__name__.lower()} message")
+            return None
+        version = protocol.negotiate(hello.versions)
+        if version is None:
+            offered = ", ".join(map(str, hello.versions))
+            await self._refuse(
+                writer,
+                f"no common protocol version: agent speaks {offered}, daemon {protocol.SUPPORTED_VERSIONS}",
+            )
+            return None
+        try:
+            await write_frame(writer, protocol.Welcome(version, self._daemon_version), timeout=_WRITE_TIMEOUT)
+        except (OSError, TimeoutError):
+            writer.transport.abort()
+            return None
+        return Session(self, cred, hello, version, reader, writer)
+
+    async def _refuse(self, writer: asyncio.StreamWriter, reason: str) -> None:
+        """Tell the peer why, then close; a peer that does not read cannot hold us up."""
+        try:
+            await write_frame(writer, protocol.Refuse(reason), timeout=1.0)
+            writer.close()
+        except (OSError, TimeoutError):
+            writer.transport.abort()
+
+    def _register(self, session: Session) -> None:
+        old = self._sessions.get(session.uid)
+        self._sessions[session.uid] = session
+        log.info("%s checked in (agent %s, protocol %d)", session, session.agent_version, session.version)
+        if old is not None:
+            old._abort(f"replaced by a new check-in from pid {session.pid}", graceful=True)
+        for future in self._waiters.pop(session.uid, set()):
+            if not future.done():
+                future.set_result(session)
+
+    def _forget(self, session: Session) -> None:
+        if self._sessions.get(session.uid) is session:
+            del self._sessions[session.uid]
+
+
+async def ensure_agent(
+    server: AgentServer, uid: int, start: Callable[[], Awaitable[None]], timeout: float
+) -> Session:
+    """The agent session of `uid`; when none is checked in, `start()` it and wait, all within `timeout`.
+
+    `start` is the platform's way to launch the agent (`launchctl kickstart`, or the sandbox's spawn).
+    """
+    if (session := server.session(uid)) is not None and session.alive:
+        return session
+    loop = asyncio.get_running_loop()
+    until = loop.time() + timeout
+    try:
+        async with asyncio.timeout(timeout):
+            await start()
+    except TimeoutError:
+        raise NoAgentError(f"starting the agent for uid {uid} took longer than {timeout:g} s") from None
+    return await server.wait_for_agent(uid, max(until - loop.time(), 0.001))
+
+
+def _check_dir(dir_fd: int, path: Path, owner: int) -> None:
+    st = os.fstat(dir_fd)
+    if st.st_uid != owner:
+        raise IPCError(f"{path} is owned by uid {st.st_uid}, expected {owner}; remove it and start again")
+    if stat.S_IMODE(st.st_mode) != 0o755:
+        os.fchmod(dir_fd, 0o755)
+
+
+def _clear_stale(dir_fd: int, path: Path) -> None:
+    """Remove a socket left by a daemon that died; anything else at the path is refused."""
+    try:
+        st = os.stat(path.name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(st.st_mode):
+        raise IPCError(f"refusing to replace {path}: it is a {_kind(st.st_mode)}, not a socket; remove it")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(unix_address(dir_fd, path))
+    except (ConnectionRefusedError, FileNotFoundError):
+        log.info("removing the stale socket %s", path)
+        os.unlink(path.name, dir_fd=dir_fd)
+        return
+    except OSError as exc:
+        raise IPCError(f"cannot tell whether {path} is in use: {exc}") from exc
+    finally:
+        probe.close()
+    raise IPCError(f"another daemon is already listening on {path}")
+
+
+def _executable(pid: int | None) -> str | None:
+    exe = executable_of(pid) if pid else None
+    return os.path.realpath(exe) if exe is not None else None
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISLNK(mode):
+        return "symlink"
+    if stat.S_ISDIR(mode):
+        return "directory"
+    if stat.S_ISREG(mode):
+        return "regular file"
+    return "special file"
