@@ -1,0 +1,383 @@
+"""The downloader: stream, hash, cap, resume, retry and place many items, a bounded number at once.
+
+One `httpx.AsyncClient` per downloader. Each attempt is one `_Attempt`; tenacity repeats attempts
+for failures a later attempt can get past (transfer errors, 408/425/429/5xx, and a hash mismatch,
+which restarts from zero), waiting with capped exponential backoff and honouring Retry-After.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import random
+import stat
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+
+import httpx
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+
+from bootstrapper.errors import (
+    DiskFullError,
+    FetchError,
+    HashMismatchError,
+    SizeLimitError,
+    StagingError,
+    TransferError,
+)
+from bootstrapper.fetch import staging
+from bootstrapper.fetch.events import Failed as FailedEvent
+from bootstrapper.fetch.events import FetchEvent, Finished, Progress, Retrying, Started
+from bootstrapper.fetch.http import RateGuard, backoff, check_status, make_client, send_following, translate
+from bootstrapper.fetch.model import Download, FetchOptions
+from bootstrapper.fetch.redact import Redactor, redact_url
+from bootstrapper.fetch.staging import Part, Sink, Writer
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+#: Seconds between two Progress events of one item.
+PROGRESS_EVERY = 0.25
+
+
+def _ignore(_event: FetchEvent) -> None:
+    return None
+
+
+def retryable(exc: BaseException) -> bool:
+    """Transfer failures, and a hash mismatch (a captive portal's page is fetched again, never kept)."""
+    return isinstance(exc, TransferError | HashMismatchError)
+
+
+class Downloader:
+    """Async context manager owning one HTTP client; `fetch` one item or `fetch_all` of them."""
+
+    def __init__(
+        self,
+        options: FetchOptions,
+        staging_dir: Path,
+        on_event: Callable[[FetchEvent], None] = _ignore,
+        transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        sleep: Sleep = asyncio.sleep,
+        write: Writer = os.write,
+        rng: random.Random | None = None,
+    ) -> None:
+        """`sleep` and `write` are seams for tests: count retry waits, and fail writes like a full disk."""
+        self._options = options
+        self._staging = staging_dir
+        self._emit = on_event
+        self._transport = transport
+        self._sleep = sleep
+        self._write = write
+        self._rng = rng or random.Random()  # noqa: S311 -- jitter, not a secret
+        self._client: httpx.AsyncClient | None = None
+        self._locks: dict[Path, asyncio.Lock] = {}
+
+    async def __aenter__(self) -> Downloader:
+        staging.prepare_staging(self._staging)
+        self._client = make_client(self._options, self._transport)
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def fetch_all(self, items: Sequence[Download]) -> dict[str, Path | FetchError]:
+        """Fetch every item, `concurrency` at once; each key maps to its placed path or its error."""
+        keys = [item.key for item in items]
+        if len(set(keys)) != len(keys):
+            raise ValueError("fetch_all: item keys must be unique")
+        gate = asyncio.Semaphore(self._options.concurrency)
+        results: dict[str, Path | FetchError] = {}
+
+        async def one(item: Download) -> None:
+            async with gate:
+                try:
+                    results[item.key] = await self.fetch(item)
+                except FetchError as exc:
+                    results[item.key] = exc
+
+        async with asyncio.TaskGroup() as group:
+            for item in items:
+                group.create_task(one(item))
+        return {key: results[key] for key in keys}
+
+    async def fetch(self, item: Download) -> Path:
+        """Download, verify and place one item (retrying inside); its final path."""
+        if self._client is None:
+            raise RuntimeError("Downloader.fetch outside `async with Downloader(...)`")
+        part = Part.for_item(self._staging, item.url, item.sha256)
+        lock = self._locks.setdefault(part.path, asyncio.Lock())
+        redact = Redactor([*self._options.secrets(), *item.headers.values()])
+        try:
+            async with lock:
+                return await self._fetch(self._client, item, part, redact)
+        except FetchError as exc:
+            log.warning("%s: %s", item.key, exc)
+            self._emit(FailedEvent(item.key, exc))
+            raise
+
+    async def _fetch(self, client: httpx.AsyncClient, item: Download, part: Part, redact: Redactor) -> Path:
+        shown = redact_url(item.url)
+        if await self._in_place(item):
+            size = item.dest.lstat().st_size
+            self._emit(Finished(item.key, item.dest, size, cached=True))
+            return item.dest
+        self._check_space(item, part, shown)
+        self._emit(Started(item.key, item.size))
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(1 + item.retries),
+            wait=lambda state: self._wait(item, state),
+            retry=retry_if_exception(retryable),
+            before_sleep=lambda state: self._retrying(item, state),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        size = 0
+        async for attempt in retrying:
+            with attempt:
+                size = await _Attempt(self, client, item, part, redact).run()
+        staging.place(part.path, item.dest, shown)
+        part.discard()
+        log.info("%s: placed %s (%d bytes)", item.key, item.dest, size)
+        self._emit(Finished(item.key, item.dest, size))
+        return item.dest
+
+    def _wait(self, item: Download, state: RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome is not None else None
+        return backoff(state.attempt_number, item.retrywait, self._options, error, self._rng)
+
+    def _retrying(self, item: Download, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        wait = state.next_action.sleep if state.next_action is not None else 0.0
+        reason = str(error) if error is not None else "unknown"
+        log.info("%s: attempt %d failed (%s); next in %.1fs", item.key, state.attempt_number, reason, wait)
+        self._emit(Retrying(item.key, state.attempt_number, reason, wait))
+
+    async def _in_place(self, item: Download) -> bool:
+        """The destination already holds the right bytes (a regular file, not a link): keep it."""
+        try:
+            st = item.dest.lstat()
+        except OSError:
+            return False
+        if not stat.S_ISREG(st.st_mode) or (item.size is not None and st.st_size != item.size):
+            return False
+        try:
+            digest = (await asyncio.to_thread(staging.hash_file, item.dest)).hexdigest()
+        except OSError:
+            return False
+        if digest != item.sha256:
+            return False
+        if st.st_mode & 0o7777 != item.mode:
+            os.chmod(item.dest, item.mode)
+        return True
+
+    def _check_space(self, item: Download, part: Part, shown: str) -> None:
+        if item.size is None:
+            return
+        need = item.size - part.size()
+        free = staging.free_space(self._staging)
+        if need > free:
+            raise DiskFullError(
+                f"{shown}: needs {_human(need)} but only {_human(free)} is free in {self._staging}; "
+                "free some space and run again"
+            )
+
+
+class _Attempt:
+    """One try at an item: resume the part file if it can be, stream, verify."""
+
+    def __init__(
+        self, owner: Downloader, client: httpx.AsyncClient, item: Download, part: Part, redact: Redactor
+    ) -> None:
+        self.owner = owner
+        self.client = client
+        self.item = item
+        self.part = part
+        self.redact = redact
+        self.shown = redact_url(item.url)
+        self.limit = item.size if item.size is not None else owner._options.max_bytes
+
+    async def run(self) -> int:
+        offset, validator = self._resumable()
+        hasher = hashlib.sha256()
+        if offset:
+            hasher = await asyncio.to_thread(staging.hash_file, self.part.path, hasher, offset)
+        if offset and offset == self.item.size:
+            return await self._verify_complete(hasher, offset)
+        for _ in range(2):
+            try:
+                async with RateGuard(self.owner._options, self.item.url) as guard:
+                    return await self._request(offset, validator, hasher, guard)
+            except _StartOver:
+                self.part.discard()
+                offset, validator, hasher = 0, None, hashlib.sha256()
+        raise TransferError(f"{self.shown}: the server keeps refusing to resume; retrying from zero")
+
+    def _resumable(self) -> tuple[int, str | None]:
+        """Offset and If-Range validator of a part left by an earlier attempt, or (0, None)."""
+        size = self.part.size()
+        if not size:
+            self.part.discard()
+            return 0, None
+        meta = self.part.read_sidecar()
+        validator = meta.get("etag") or meta.get("last_modified")
+        if (
+            meta.get("url") != self.item.url
+            or meta.get("sha256") != self.item.sha256
+            or not validator
+            or size > self.limit
+        ):
+            self.part.discard()
+            return 0, None
+        return size, validator
+
+    async def _verify_complete(self, hasher: hashlib._Hash, size: int) -> int:
+        """A part that already has every byte (killed between the last write and the rename)."""
+        if hasher.hexdigest() == self.item.sha256:
+            await asyncio.to_thread(os.chmod, self.part.path, self.item.mode)
+            return size
+        self.part.discard()
+        raise self._mismatch(hasher.hexdigest())
+
+    async def _request(
+        self, offset: int, validator: str | None, hasher: hashlib._Hash, guard: RateGuard
+    ) -> int:
+        extra = {"Range": f"bytes={offset}-", "If-Range": validator} if offset and validator else None
+        response = await send_following(
+            self.client, self.item.url, self.owner._options, self.redact,
+            item_headers=self.item.headers, extra=extra,
+        )  # fmt: skip
+        try:
+            status = response.status_code
+            if offset and (
+                status == 416 or (status == 206 and not self._continues(response, offset, validator))
+            ):
+                log.info("%s: the server will not resume at %d; starting over", self.item.key, offset)
+                raise _StartOver
+            if status == 206 and not offset:
+                raise TransferError(f"{self.shown}: partial content to a full request; retrying")
+            check_status(response)
+            if status == 200:
+                if offset:
+                    log.info("%s: the file changed or range is unsupported; starting over", self.item.key)
+                offset, hasher = 0, hashlib.sha256()
+                self.part.write_sidecar(self._sidecar(response))
+            return await self._stream(response, offset, hasher, guard)
+        finally:
+            await response.aclose()
+
+    def _continues(self, response: httpx.Response, offset: int, validator: str | None) -> bool:
+        """A 206 that starts where our part ends, for the same version of the file."""
+        value = response.headers.get("content-range", "")
+        unit, _, rest = value.partition(" ")
+        start = rest.partition("-")[0]
+        if unit.strip().lower() != "bytes" or not start.isdigit() or int(start) != offset:
+            return False
+        etag = response.headers.get("etag")
+        return not (etag and validator and validator.startswith('"') and etag != validator)
+
+    def _sidecar(self, response: httpx.Response) -> dict[str, str]:
+        data = {"url": self.item.url, "sha256": self.item.sha256}
+        etag = response.headers.get("etag", "")
+        if etag.startswith('"'):  # a strong validator only: If-Range cannot use a weak one
+            data["etag"] = etag
+        if last_modified := response.headers.get("last-modified"):
+            data["last_modified"] = last_modified
+        return data
+
+    async def _stream(
+        self, response: httpx.Response, offset: int, hasher: hashlib._Hash, guard: RateGuard
+    ) -> int:
+        declared = _int(response.headers.get("content-length"))
+        if declared is not None and offset + declared > self.limit:
+            self.part.discard()
+            raise self._too_large()
+        fd = self.part.open(append=offset > 0)
+        sink = Sink(fd, hasher, self.owner._write)
+        received = 0
+        total = self.item.size
+        emit = self.owner._emit
+        last = time.monotonic()
+        try:
+            try:
+                async for chunk in response.aiter_raw():
+                    received += len(chunk)
+                    if offset + received > self.limit:
+                        raise self._too_large()
+                    await sink.feed(chunk)
+                    guard.add(len(chunk))
+                    now = time.monotonic()
+                    if now - last >= PROGRESS_EVERY:
+                        last = now
+                        emit(Progress(self.item.key, offset + received, total))
+                if declared is not None and received < declared:
+                    raise TransferError(
+                        f"{self.shown}: body ended after {received} of {declared} bytes; will resume"
+                    )
+                digest = await sink.finish(self.item.mode)
+            finally:
+                sink.close()
+        except httpx.HTTPError as exc:
+            raise translate(exc, self.item.url, self.redact) from exc
+        except OSError as exc:
+            self.part.discard()
+            if staging.is_disk_full(exc):
+                raise DiskFullError(
+                    f"{self.shown}: the disk is full in {self.owner._staging} after {offset + received} "
+                    "bytes; the partial file was removed; free some space and run again"
+                ) from exc
+            raise StagingError(f"{self.shown}: cannot write {self.part.path}: {exc.strerror or exc}") from exc
+        except (SizeLimitError, HashMismatchError):
+            self.part.discard()
+            raise
+        done = offset + received
+        if self.item.size is not None and done < self.item.size:
+            raise TransferError(
+                f"{self.shown}: body ended after {done} of {self.item.size} bytes; will resume"
+            )
+        if digest != self.item.sha256:
+            self.part.discard()
+            raise self._mismatch(digest)
+        emit(Progress(self.item.key, done, total))
+        return done
+
+    def _too_large(self) -> SizeLimitError:
+        what = "the item's size" if self.item.size is not None else "the max_bytes cap"
+        return SizeLimitError(
+            f"{self.shown}: more than {self.limit} bytes ({what}); the body was cut and discarded; "
+            "check the item's url and size"
+        )
+
+    def _mismatch(self, actual: str) -> HashMismatchError:
+        return HashMismatchError(
+            f"{self.shown}: sha256 mismatch: expected {self.item.sha256}, got {actual}; "
+            "the file was discarded (a captive portal, a changed file, or a wrong hash in the manifest)",
+            self.item.sha256,
+            actual,
+        )
+
+
+class _StartOver(Exception):
+    """The server will not continue our part (416, a 206 at the wrong offset): restart from zero."""
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value is not None and value.strip().isdigit() else None
+
+
+def _human(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024:
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"

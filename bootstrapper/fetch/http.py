@@ -1,0 +1,277 @@
+"""The HTTP side: one client per downloader, redirects followed by hand, and failures turned into our errors.
+
+Redirects are followed here rather than by httpx so that every hop is checked (https only, no loops, at
+most `MAX_REDIRECTS`) and headers are chosen per hop: an item's headers go to the item's own origin
+only, and each host gets only the auth headers configured for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+import ssl
+import time
+from collections.abc import Mapping
+from http import HTTPStatus
+from types import TracebackType
+
+import certifi
+import httpx
+
+from bootstrapper import __version__
+from bootstrapper.errors import (
+    CertificateError,
+    ClientStatusError,
+    ConfigError,
+    FetchError,
+    HTTPStatusError,
+    RetryableStatusError,
+    SlowTransferError,
+    TransferError,
+    UnsafeURLError,
+)
+from bootstrapper.fetch.model import FetchOptions
+from bootstrapper.fetch.redact import Redactor, redact_url
+
+MAX_REDIRECTS = 10
+REDIRECTS = frozenset({301, 302, 303, 307, 308})
+#: Statuses a later attempt may get past; every other 4xx is final.
+RETRYABLE = frozenset({408, 425, 429}) | frozenset(range(500, 600))
+
+_HINTS = {
+    401: "check the auth headers configured for this host",
+    403: "check the auth headers configured for this host and that the file is shared",
+    404: "check the item's url",
+    410: "the file was removed; update the manifest",
+}
+
+
+def make_client(
+    options: FetchOptions, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """The one client: environment ignored (trust_env=False), TLS from settings, no automatic redirects."""
+    timeout = httpx.Timeout(
+        connect=options.connect_timeout,
+        read=options.read_timeout,
+        write=options.read_timeout,
+        pool=options.connect_timeout,
+    )
+    return httpx.AsyncClient(
+        verify=ssl_context(options),
+        proxy=options.proxy,
+        timeout=timeout,
+        trust_env=False,
+        follow_redirects=False,
+        transport=transport,
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=options.concurrency),
+        # identity: we hash the bytes as stored on the server, never a transfer-encoded variant
+        headers={"User-Agent": f"bootstrapper/{__version__}", "Accept-Encoding": "identity"},
+    )
+
+
+def ssl_context(options: FetchOptions) -> ssl.SSLContext:
+    """Public roots plus the configured CA bundle; a client certificate for mutual TLS."""
+    ctx = ssl.create_default_context(cafile=certifi.where())
+    if options.ca_bundle is not None:
+        try:
+            ctx.load_verify_locations(cafile=str(options.ca_bundle))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"ca_bundle {options.ca_bundle}: cannot load it ({exc}); give a PEM file"
+            ) from exc
+    if options.client_cert is not None:
+        key = str(options.client_key) if options.client_key is not None else None
+        try:
+            ctx.load_cert_chain(certfile=str(options.client_cert), keyfile=key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"client_cert {options.client_cert}: cannot load it ({exc}); give PEM certificate and key"
+            ) from exc
+    return ctx
+
+
+def check_scheme(url: httpx.URL, options: FetchOptions, *, redirected_from: str | None = None) -> None:
+    if url.scheme == "https" or (url.scheme == "http" and options.allow_http):
+        if url.userinfo:
+            raise UnsafeURLError(
+                f"{redact_url(str(url))}: the URL contains credentials; configure auth headers instead"
+            )
+        return
+    shown = redact_url(str(url))
+    if redirected_from is not None:
+        raise UnsafeURLError(
+            f"{redirected_from}: redirected to {shown}, which is not https; refused "
+            "(fix the server, or set allow_http if plain http is really intended)"
+        )
+    raise UnsafeURLError(f"{shown}: not an https URL; use https (or set allow_http if really intended)")
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    port = url.port or {"https": 443, "http": 80}.get(url.scheme)
+    return (url.scheme, url.host.lower(), port)
+
+
+async def send_following(
+    client: httpx.AsyncClient,
+    url: str,
+    options: FetchOptions,
+    redact: Redactor,
+    *,
+    item_headers: Mapping[str, str],
+    extra: Mapping[str, str] | None = None,
+) -> httpx.Response:
+    """GET `url` (streamed), following redirects by hand; the caller closes the response.
+
+    `item_headers` go to the first URL's origin only; `extra` (Range, If-Range) goes to every hop.
+    """
+    current = httpx.URL(url)
+    first = _origin(current)
+    seen = {str(current)}
+    check_scheme(current, options)
+    for _hop in range(MAX_REDIRECTS + 1):
+        headers = dict(options.headers_for(current.host, current.port))
+        if _origin(current) == first:
+            headers.update(item_headers)
+        if extra:
+            headers.update(extra)
+        request = client.build_request("GET", current, headers=headers)
+        try:
+            response = await client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            raise translate(exc, str(current), redact) from exc
+        if response.status_code not in REDIRECTS:
+            return response
+        location = response.headers.get("location")
+        await response.aclose()
+        shown = redact_url(str(current))
+        if not location:
+            raise UnsafeURLError(f"{shown}: redirect without a Location; fix the server or the item's url")
+        try:
+            target = current.join(location)
+        except httpx.InvalidURL as exc:
+            raise UnsafeURLError(f"{shown}: redirect to an invalid URL; fix the server") from exc
+        check_scheme(target, options, redirected_from=shown)
+        if str(target) in seen:
+            raise UnsafeURLError(f"{shown}: redirect loop back to {redact_url(str(target))}; fix the server")
+        seen.add(str(target))
+        current = target
+    raise UnsafeURLError(
+        f"{redact_url(url)}: more than {MAX_REDIRECTS} redirects; point the item at the final URL"
+    )
+
+
+def check_status(response: httpx.Response) -> None:
+    """Raise for anything but 200/206, telling apart what a retry can fix."""
+    status = response.status_code
+    if status in (200, 206):
+        return
+    shown = redact_url(str(response.request.url))
+    # the standard phrase, not the server's: its text could carry control sequences
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "unknown status"
+    if status in RETRYABLE:
+        wait = retry_after(response.headers.get("retry-after"))
+        raise RetryableStatusError(
+            f"{shown}: HTTP {status} {phrase}; the server may recover, retrying", status, wait
+        )
+    if 400 <= status < 500:
+        hint = _HINTS.get(status, "check the item's url and headers")
+        raise ClientStatusError(f"{shown}: HTTP {status} {phrase}; {hint}", status)
+    raise HTTPStatusError(f"{shown}: unexpected HTTP {status} {phrase}; check the server")
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None when absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def backoff(
+    attempt: int, base: float, options: FetchOptions, error: BaseException | None, rng: random.Random
+) -> float:
+    """Exponential backoff with up to 25 % jitter, capped; a server's Retry-After wins up to its own cap."""
+    wait = min(options.backoff_cap, base * 2 ** (attempt - 1))
+    wait = min(options.backoff_cap, wait + rng.uniform(0, wait / 4))
+    if isinstance(error, RetryableStatusError) and error.retry_after is not None:
+        wait = max(wait, min(error.retry_after, options.retry_after_cap))
+    return float(wait)
+
+
+def translate(exc: httpx.HTTPError, url: str, redact: Redactor) -> FetchError:
+    """An httpx failure as one of ours: a line that names the (redacted) URL and what to do."""
+    shown = redact_url(url)
+    detail = redact(str(exc) or type(exc).__name__)
+    if isinstance(exc, httpx.ConnectError) and _certificate_failure(exc):
+        return CertificateError(
+            f"{shown}: the server's TLS certificate is not trusted ({detail}); "
+            "if it is signed by your own CA, set ca_bundle"
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        return TransferError(f"{shown}: timed out ({type(exc).__name__}); check the network")
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+        return UnsafeURLError(f"{shown}: {detail}; fix the URL")
+    if isinstance(exc, httpx.RemoteProtocolError):
+        return TransferError(f"{shown}: the server broke off the transfer ({detail}); retrying helps")
+    return TransferError(f"{shown}: {type(exc).__name__}: {detail}; check the network")
+
+
+def _certificate_failure(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(cur):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
+
+
+class RateGuard:
+    """Aborts an attempt that moves fewer than `min_rate` bytes/s over a whole window (slow loris).
+
+    The window restarts whenever it has seen enough bytes, so the timer only fires when a full
+    window went by with too little data, even if no byte arrived at all to trigger a check.
+    """
+
+    def __init__(self, options: FetchOptions, url: str) -> None:
+        self._need = int(options.min_rate * options.min_rate_window)
+        self._window = options.min_rate_window
+        self._url = url
+        self._got = 0
+        self._timer = asyncio.timeout(None)
+
+    async def __aenter__(self) -> RateGuard:
+        await self._timer.__aenter__()
+        if self._need > 0:
+            self._timer.reschedule(asyncio.get_running_loop().time() + self._window)
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            await self._timer.__aexit__(kind, exc, tb)
+        except TimeoutError as err:
+            if not self._timer.expired():
+                raise
+            raise SlowTransferError(
+                f"{redact_url(self._url)}: under {self._need / self._window:.0f} bytes/s for "
+                f"{self._window:g}s; the server or network is too slow, retrying"
+            ) from err
+
+    def add(self, n: int) -> None:
+        self._got += n
+        if self._need > 0 and self._got >= self._need:
+            self._got = 0
+            self._timer.reschedule(asyncio.get_running_loop().time() + self._window)
