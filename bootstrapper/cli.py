@@ -126,6 +126,20 @@ def agent(
     run_agent(sandbox)
 
 
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the state as JSON.")] = False,
+    sandbox: Annotated[
+        Path | None, typer.Option("--sandbox", help="Read the run of the simulated macOS under this folder.")
+    ] = None,
+) -> None:
+    """Show where the bootstrap run is, from its state file. Exit 2 when there is none."""
+    from bootstrapper.paths import Paths
+    from bootstrapper.progress.status import show_status
+
+    show_status(Paths(root=sandbox or Path("/")), as_json=as_json)
+
+
 def fail(message: str, code: ExitCode = ExitCode.USAGE) -> NoReturn:
     """Print one error line and exit: for bad input detected in the CLI layer itself."""
     typer.echo(f"error: {message}", err=True)
