@@ -1,0 +1,111 @@
+"""The log an admin reads: one plain, timestamped line per thing that happened.
+
+Every value is cleaned to one line, so a hostile item name cannot forge extra log lines.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO
+
+from bootstrapper.engine.events import (
+    DownloadProgress,
+    Event,
+    InstallProgress,
+    Message,
+    PhaseStarted,
+    RunFinished,
+    RunStarted,
+    StepFinished,
+    StepRetrying,
+    StepStarted,
+)
+from bootstrapper.progress.text import one_line
+
+
+class HumanLogSink:
+    """Appends lines like `2024-05-01T12:00:00Z INFO step 'Chrome' (package) started` to `path`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._names: dict[str, str] = {}
+        self._quarters: dict[tuple[str, str], int] = {}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0), 0o600)
+        self._fh: IO[str] | None = os.fdopen(fd, "a", encoding="utf-8")
+
+    def handle(self, event: Event) -> None:
+        line = self._format(event)
+        if line is not None and self._fh is not None:
+            level, text = line
+            stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            self._fh.write(f"{stamp} {level:<7} {text}\n")
+            self._fh.flush()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            fh, self._fh = self._fh, None
+            fh.flush()
+            os.fsync(fh.fileno())
+            fh.close()
+
+    def _format(self, event: Event) -> tuple[str, str] | None:
+        match event:
+            case RunStarted():
+                for step in event.steps:
+                    self._names[step.step_id] = one_line(step.name, 100)
+                return "INFO", (
+                    f"run {one_line(event.run_id)} started: {event.item_count} items from "
+                    f"{one_line(event.source, 300)} (attempt {event.attempt})"
+                )
+            case PhaseStarted(phase=phase):
+                return "INFO", f"phase {one_line(phase)} started"
+            case StepStarted():
+                self._names[event.step_id] = one_line(event.name, 100)
+                where = f"{one_line(event.kind)}, {one_line(event.phase)}"
+                return "INFO", f"step {self._name(event.step_id)} ({where}) started"
+            case DownloadProgress() if event.total_bytes:
+                percent = 100 * event.done_bytes / event.total_bytes
+                if self._crossed(event.step_id, "download", percent):
+                    return "INFO", (
+                        f"step {self._name(event.step_id)} downloaded {percent:.0f}% "
+                        f"({event.done_bytes} of {event.total_bytes} bytes)"
+                    )
+            case InstallProgress():
+                if self._crossed(event.step_id, "install", event.percent):
+                    text = one_line(event.phase_text, 100)
+                    return "INFO", f"step {self._name(event.step_id)} installing {event.percent:.0f}% {text}"
+            case StepRetrying():
+                return "WARNING", (
+                    f"step {self._name(event.step_id)} retrying (attempt {event.attempt}): "
+                    f"{one_line(event.reason, 500)}"
+                )
+            case StepFinished():
+                return self._finished(event)
+            case RunFinished():
+                failed = ", ".join(self._name(s) for s in event.failed_steps)
+                level = "ERROR" if event.result == "failed" else "INFO"
+                more = f"; failed: {failed}" if failed else ""
+                return level, f"run finished: {event.result} in {event.duration:.1f} s{more}"
+            case Message(level=level, text=text):
+                return level.upper(), one_line(text, 1000)
+        return None
+
+    def _finished(self, event: StepFinished) -> tuple[str, str]:
+        name = self._name(event.step_id)
+        code = f" (exit {event.exit_code})" if event.exit_code is not None else ""
+        reason = f": {one_line(event.reason, 500)}" if event.reason else ""
+        level = "ERROR" if event.status == "failed" else "INFO"
+        return level, f"step {name} {event.status}{code} in {event.duration:.1f} s{reason}"
+
+    def _name(self, step_id: str) -> str:
+        return repr(self._names.get(step_id, one_line(step_id, 100)))
+
+    def _crossed(self, step_id: str, what: str, percent: float) -> bool:
+        quarter = min(4, max(0, int(percent // 25)))
+        if quarter <= self._quarters.get((step_id, what), -1):
+            return False
+        self._quarters[step_id, what] = quarter
+        return True

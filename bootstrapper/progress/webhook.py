@@ -1,0 +1,166 @@
+"""Tell an admin's server how the run went: a JSON POST at run start, for each failed step, at run end.
+
+Posts go out in the background, one at a time and in order, so a slow server never holds up a step;
+`drain()` (awaited by `EventBus.aclose`) waits a bounded time for the last ones before self-removal.
+A webhook that stays down costs a warning in the log, never the run. Secrets in the webhook URL and its
+headers never reach a log line, and URLs in the payload lose their credentials and query values.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from bootstrapper.engine.events import Event, RunFinished, RunStarted, StepFinished, StepStarted
+from bootstrapper.errors import FetchError
+from bootstrapper.fetch.redact import Redactor, redact_url
+from bootstrapper.fetch.webhook import Sleep, check_webhook_url, post_json, secrets_of
+from bootstrapper.progress.text import one_line
+
+log = logging.getLogger(__name__)
+
+
+class WebhookSink:
+    """Posts run_started / step_failed / run_finished documents to `url`.
+
+    `context` is merged into every document (e.g. the Mac's serial number and host name), so the
+    server can tell machines apart. `transport` and `sleep` are for tests.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        allow_http: bool = False,
+        attempts: int = 4,
+        timeout: float = 10.0,
+        backoff: float = 1.0,
+        drain_timeout: float = 30.0,
+        context: Mapping[str, Any] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        check_webhook_url(url, allow_http=allow_http)
+        self._url = url
+        self._headers = dict(headers or {})
+        self._post_options: dict[str, Any] = {
+            "allow_http": allow_http,
+            "attempts": attempts,
+            "timeout": timeout,
+            "backoff": backoff,
+            "transport": transport,
+            "sleep": sleep,
+        }
+        self._drain_timeout = drain_timeout
+        self._context = dict(context or {})
+        self._redact = Redactor(secrets_of(url, headers))
+        self._shown = redact_url(url)
+        self._run_id = ""
+        self._names: dict[str, tuple[str, str, str]] = {}
+        self._queue: asyncio.Queue[dict[str, Any] | None] | None = None
+        self._worker: asyncio.Task[None] | None = None
+        #: Documents delivered and given up on: for tests and the completion record.
+        self.delivered = 0
+        self.failed = 0
+
+    # --- the sink protocol --------------------------------------------------------------------
+
+    def handle(self, event: Event) -> None:
+        document = self._document(event)
+        if document is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            asyncio.run(self._send(document))  # no loop (a synchronous caller): post inline
+            return
+        if self._worker is None:
+            self._queue = asyncio.Queue()
+            self._worker = loop.create_task(self._work(self._queue), name="webhook")
+        assert self._queue is not None
+        self._queue.put_nowait(document)
+
+    async def drain(self) -> None:
+        """Wait (bounded) until every queued document was delivered or given up on."""
+        worker, queue = self._worker, self._queue
+        if worker is None or queue is None:
+            return
+        queue.put_nowait(None)
+        try:
+            await asyncio.wait_for(asyncio.shield(worker), self._drain_timeout)
+        except TimeoutError:
+            log.warning(
+                "webhook %s: still busy after %.0f s; dropping what is left", self._shown, self._drain_timeout
+            )
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+        self._worker = self._queue = None
+
+    def close(self) -> None:
+        if self._worker is not None and not self._worker.done():
+            log.warning("webhook %s: closed before its queue was drained", self._shown)
+            self._worker.cancel()
+        self._worker = self._queue = None
+
+    # --- delivery -----------------------------------------------------------------------------
+
+    async def _work(self, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
+        while (document := await queue.get()) is not None:
+            await self._send(document)
+
+    async def _send(self, document: dict[str, Any]) -> None:
+        try:
+            result = await post_json(self._url, document, headers=self._headers, **self._post_options)
+        except FetchError as exc:
+            self.failed += 1
+            log.warning("webhook: could not post %s: %s", document["event"], self._redact(str(exc)))
+            return
+        self.delivered += 1
+        log.debug("webhook %s: posted %s (attempts: %d)", self._shown, document["event"], result.attempts)
+
+    # --- documents ----------------------------------------------------------------------------
+
+    def _document(self, event: Event) -> dict[str, Any] | None:
+        match event:
+            case RunStarted():
+                self._run_id = event.run_id
+                for step in event.steps:
+                    self._names[step.step_id] = (step.name, step.kind, step.phase)
+                body: dict[str, Any] = {
+                    "source": redact_url(event.source) if "://" in event.source else event.source,
+                    "item_count": event.item_count,
+                    "attempt": event.attempt,
+                }
+                return self._wrap("run_started", body)
+            case StepStarted():
+                self._names[event.step_id] = (event.name, event.kind, event.phase)
+            case StepFinished(status="failed"):
+                name, kind, phase = self._names.get(event.step_id, (event.step_id, "", ""))
+                body = {
+                    "step_id": event.step_id,
+                    "name": one_line(name, 200),
+                    "kind": kind,
+                    "phase": phase,
+                    "reason": self._redact(one_line(event.reason, 1000)),
+                    "exit_code": event.exit_code,
+                    "duration": round(event.duration, 3),
+                }
+                return self._wrap("step_failed", body)
+            case RunFinished():
+                failed = [
+                    {"step_id": s, "name": one_line(self._names.get(s, (s, "", ""))[0], 200)}
+                    for s in event.failed_steps
+                ]
+                body = {"result": event.result, "failed_steps": failed, "duration": round(event.duration, 3)}
+                return self._wrap("run_finished", body)
+        return None
+
+    def _wrap(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        return {"event": name, "run_id": self._run_id, **self._context, **body}
