@@ -28,6 +28,8 @@ _XUCRED_VERSION = 0
 _PROC_PIDPATHINFO_MAXSIZE = 4096
 #: <sys/socket.h> on Linux: struct ucred { pid_t pid; uid_t uid; gid_t gid; }
 _UCRED = struct.Struct("=iII")
+#: What Linux reports for a socket without a peer: (uid_t)-1, which must never match a real uid.
+_NO_UID = 2**32 - 1
 
 
 class _Sockopt(Protocol):
@@ -56,6 +58,8 @@ def peer_credentials(sock: _Sockopt) -> PeerCred:
     if so_peercred is None:
         raise OSError(f"peer credentials are not supported on {sys.platform}")
     pid, uid, gid = _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, so_peercred, _UCRED.size))
+    if uid == _NO_UID:
+        raise OSError("the socket has no peer credentials (not a connected Unix socket)")
     return PeerCred(pid=pid or None, uid=uid, gid=gid)
 
 

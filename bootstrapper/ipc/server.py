@@ -485,7 +485,12 @@ async def ensure_agent(
             await start()
     except TimeoutError:
         raise NoAgentError(f"starting the agent for uid {uid} took longer than {timeout:g} s") from None
-    return await server.wait_for_agent(uid, max(until - loop.time(), 0.001))
+    try:
+        return await server.wait_for_agent(uid, max(until - loop.time(), 0.001))
+    except NoAgentError:
+        raise NoAgentError(
+            f"the agent for uid {uid} was started but did not check in within {timeout:g} s"
+        ) from None
 
 
 def _check_dir(dir_fd: int, path: Path, owner: int) -> None:

@@ -1,0 +1,241 @@
+"""Real parts for the ipc tests: the real agent process, scripts, raw and hostile clients."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bootstrapper.ipc import protocol
+from bootstrapper.ipc.server import Limits
+from bootstrapper.ipc.transport import open_dir, unix_address
+
+T = TypeVar("T")
+
+#: Short enough that every defence fires within a test, long enough for a loaded CI machine.
+FAST = Limits(hello_timeout=0.5, frame_timeout=0.5, heartbeat_interval=30.0, heartbeat_timeout=2.0)
+#: A uid that exists nowhere as a real user (nobody), for the tests that run as root.
+OTHER_UID = 65534
+
+
+def run(coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+    """Run a test body in a fresh event loop, failing it (instead of hanging the suite) on a deadlock."""
+
+    async def bounded() -> T:
+        async with asyncio.timeout(timeout):
+            return await coro
+
+    return asyncio.run(bounded())
+
+
+def me() -> int:
+    return os.getuid()
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def script(folder: Path, name: str, body: str, mode: int = 0o755) -> tuple[Path, str]:
+    """A shell script and its sha256."""
+    path = folder / name
+    path.write_text("#!/bin/sh\n" + body + "\n")
+    path.chmod(mode)
+    return path, sha256(path)
+
+
+class AgentProcess:
+    """The real `python -m bootstrapper agent --sandbox ROOT`, exactly as the sandbox platform spawns it."""
+
+    def __init__(self, root: Path, log: Path, env: dict[str, str] | None = None) -> None:
+        self.log = log
+        with log.open("ab") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "bootstrapper", "agent", "--sandbox", str(root)],
+                stdin=subprocess.DEVNULL,
+                stdout=err,
+                stderr=err,
+                env={**os.environ, **(env or {})},
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.proc.wait(5)
+
+
+@contextlib.contextmanager
+def agent_process(root: Path, log: Path, env: dict[str, str] | None = None) -> Iterator[AgentProcess]:
+    agent = AgentProcess(root, log, env)
+    try:
+        yield agent
+    finally:
+        agent.stop()
+
+
+async def wait_exit(proc: subprocess.Popen[bytes], timeout: float) -> int:
+    """Wait for a child without blocking the event loop (the daemon must keep serving meanwhile)."""
+    until = time.monotonic() + timeout
+    while (rc := proc.poll()) is None:
+        if time.monotonic() > until:
+            raise TimeoutError(f"pid {proc.pid} still running after {timeout} s")
+        await asyncio.sleep(0.02)
+    return rc
+
+
+async def wait_for_file(path: Path, timeout: float = 10.0) -> str:
+    until = time.monotonic() + timeout
+    while not (path.exists() and path.read_text().strip()):
+        if time.monotonic() > until:
+            raise TimeoutError(f"{path} did not appear within {timeout} s")
+        await asyncio.sleep(0.02)
+    return path.read_text().strip()
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as fh:
+        return fh.read().split()[2] == "Z"
+    return False
+
+
+def kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+# --- raw and hostile clients ------------------------------------------------------------------
+
+
+def connect_blocking(sock_path: Path, timeout: float = 5.0) -> socket.socket:
+    fd = open_dir(sock_path.parent)
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        sock.connect(unix_address(fd, sock_path))
+    finally:
+        os.close(fd)
+    return sock
+
+
+async def raw_connect(sock_path: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    sock = connect_blocking(sock_path)
+    sock.setblocking(False)
+    return await asyncio.open_unix_connection(sock=sock)
+
+
+async def read_reply(reader: asyncio.StreamReader, timeout: float = 3.0) -> protocol.Message | None:
+    """The one frame a refused peer gets before the daemon closes, or None when it just closed."""
+    async with asyncio.timeout(timeout):
+        try:
+            header = await reader.readexactly(protocol.HEADER_SIZE)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return None
+        return protocol.decode(await reader.readexactly(protocol.frame_length(header)))
+
+
+async def read_to_eof(reader: asyncio.StreamReader, timeout: float = 3.0) -> bytes:
+    async with asyncio.timeout(timeout):
+        try:
+            return await reader.read()
+        except ConnectionError:
+            return b""
+
+
+def frame(obj: bytes) -> bytes:
+    return len(obj).to_bytes(4, "big") + obj
+
+
+_AS_OTHER_USER = """
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(5)
+s.connect("ipc.sock")
+s.sendall(bytes.fromhex(sys.argv[1]))
+data = b""
+while chunk := s.recv(65536):
+    data += chunk
+sys.stdout.write(data.hex())
+"""
+
+_IMPOSTOR = """
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.bind("ipc.sock")
+s.listen()
+print("listening", flush=True)
+s.settimeout(20)
+conn, _ = s.accept()
+conn.settimeout(5)
+data = b""
+try:
+    while chunk := conn.recv(65536):
+        data += chunk
+except OSError:
+    pass
+print("received", data.hex(), flush=True)
+"""
+
+
+async def connect_as(uid: int, sock_path: Path, payload: bytes) -> bytes:
+    """Connect from a child process that dropped to `uid` (root only) and return what it was sent.
+
+    The child starts in the socket's folder and dials the relative name, so that it needs no access
+    to the test's private temporary folders above it.
+    """
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-I",
+        "-c",
+        _AS_OTHER_USER,
+        payload.hex(),
+        cwd=sock_path.parent,
+        user=uid,
+        group=uid,
+        extra_groups=[],
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    return bytes.fromhex(out.decode())
+
+
+def impostor_daemon(run_dir: Path, uid: int) -> subprocess.Popen[str]:
+    """A listener on the daemon's socket path that runs as `uid`; it reports what it received."""
+    proc = subprocess.Popen(
+        [sys.executable, "-I", "-c", _IMPOSTOR],
+        cwd=run_dir,
+        user=uid,
+        group=uid,
+        extra_groups=[],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "listening", proc.stderr.read() if proc.stderr else ""
+    return proc
