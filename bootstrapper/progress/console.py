@@ -35,7 +35,7 @@ from bootstrapper.engine.events import (
     StepRetrying,
     StepStarted,
 )
-from bootstrapper.progress.text import escape_markup, one_line
+from bootstrapper.progress.text import escape_markup, one_line, shown_source
 
 _STYLE = {
     "pending": "dim",
@@ -131,9 +131,8 @@ class ConsoleSink:
             row.status = step.status
             row.detail = one_line(step.reason, 80) if step.status != "done" else "done in an earlier attempt"
         again = f", attempt {event.attempt}" if event.attempt > 1 else ""
-        self.console.print(
-            f"[bold]bootstrap[/] {escape_markup(event.source, 300)}: {event.item_count} items{again}"
-        )
+        source = escape_markup(shown_source(event.source), 300)
+        self.console.print(f"[bold]bootstrap[/] {source}: {event.item_count} items{again}")
         if self._live_wanted and self._live is None:
             self._live = Live(
                 get_renderable=self._render, console=self.console, refresh_per_second=8, transient=True

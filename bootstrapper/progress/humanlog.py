@@ -22,7 +22,7 @@ from bootstrapper.engine.events import (
     StepRetrying,
     StepStarted,
 )
-from bootstrapper.progress.text import one_line
+from bootstrapper.progress.text import one_line, shown_source
 
 
 class HumanLogSink:
@@ -58,7 +58,7 @@ class HumanLogSink:
                     self._names[step.step_id] = one_line(step.name, 100)
                 return "INFO", (
                     f"run {one_line(event.run_id)} started: {event.item_count} items from "
-                    f"{one_line(event.source, 300)} (attempt {event.attempt})"
+                    f"{one_line(shown_source(event.source), 300)} (attempt {event.attempt})"
                 )
             case PhaseStarted(phase=phase):
                 return "INFO", f"phase {one_line(phase)} started"

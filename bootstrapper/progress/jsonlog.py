@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
 
-from bootstrapper.engine.events import DownloadProgress, Event, from_json
+from bootstrapper.engine.events import DownloadProgress, Event, RunStarted, from_json
+from bootstrapper.progress.text import shown_source
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ class JsonLogSink:
         if self._fh is None or not self._wanted(event):
             return
         record = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), **event.to_json()}
+        if isinstance(event, RunStarted):
+            record["source"] = shown_source(event.source)  # the log outlives the run: no tokens in it
         self._fh.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
         self._fh.flush()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from rich.markup import escape
 
@@ -35,3 +36,21 @@ def one_line(text: object, limit: int = 200) -> str:
 def escape_markup(text: object, limit: int = 200) -> str:
     """`one_line`, then escaped for rich so that `[bold]` prints as itself."""
     return escape(one_line(text, limit))
+
+
+def shown_source(source: str) -> str:
+    """A manifest location as it may be logged: a URL loses its credentials and query values.
+
+    The same rule as `fetch.redact.redact_url`, restated here so that the display sinks do not pull
+    in the HTTP stack.
+    """
+    if "://" not in source:
+        return source
+    try:
+        parts = urlsplit(source)
+    except ValueError:
+        return "***"
+    query = "&".join(f"{k}=***" for k, _ in parse_qsl(parts.query, keep_blank_values=True))
+    if parts.query and not query:
+        query = "***"
+    return urlunsplit((parts.scheme, parts.netloc.rpartition("@")[2], parts.path, query, ""))

@@ -20,7 +20,7 @@ from bootstrapper.engine.events import Event, RunFinished, RunStarted, StepFinis
 from bootstrapper.errors import FetchError
 from bootstrapper.fetch.redact import Redactor, redact_url
 from bootstrapper.fetch.webhook import Sleep, check_webhook_url, post_json, secrets_of
-from bootstrapper.progress.text import one_line
+from bootstrapper.progress.text import one_line, shown_source
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ class WebhookSink:
                 for step in event.steps:
                     self._names[step.step_id] = (step.name, step.kind, step.phase)
                 body: dict[str, Any] = {
-                    "source": redact_url(event.source) if "://" in event.source else event.source,
+                    "source": shown_source(event.source),
                     "item_count": event.item_count,
                     "attempt": event.attempt,
                 }
