@@ -172,7 +172,11 @@ class Agent:
             return protocol.Response(
                 request_id, ok=False, duration=time.monotonic() - started, error=str(exc)
             )
-        error = None
+        except Exception as exc:
+            log.exception("step %s: unexpected error", op.step_id)
+            why = f"unexpected agent error: {type(exc).__name__}: {exc}"
+            return protocol.Response(request_id, ok=False, duration=time.monotonic() - started, error=why)
+        error: str | None = None
         if done.timed_out:
             error = f"{op.path} timed out after {op.timeout:g} s"
         elif done.returncode != 0:
@@ -196,7 +200,7 @@ def verify_script(path: str, sha256: str, trusted_uids: frozenset[int]) -> None:
     except OSError as exc:
         why = "it is a symlink" if exc.errno == errno.ELOOP else exc.strerror
         raise ScriptRefusedError(f"cannot open {path}: {why}; refusing to run it") from exc
-    with os.fdopen(fd, "rb") as fh:
+    try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise ScriptRefusedError(f"{path} is not a regular file; refusing to run it")
@@ -209,7 +213,12 @@ def verify_script(path: str, sha256: str, trusted_uids: frozenset[int]) -> None:
             raise ScriptRefusedError(
                 f"{path} is owned by uid {st.st_uid}, not by root or this user; refusing it"
             )
-        actual = hashlib.file_digest(fh, "sha256").hexdigest()
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            actual = hashlib.file_digest(fh, "sha256").hexdigest()
+    except OSError as exc:
+        raise ScriptRefusedError(f"cannot read {path}: {exc.strerror or exc}; refusing to run it") from exc
+    finally:
+        os.close(fd)
     if actual != sha256:
         raise ScriptRefusedError(f"{path} has sha256 {actual}, expected {sha256}; refusing to run it")
 

@@ -1,0 +1,273 @@
+"""The real agent process (`python -m bootstrapper agent --sandbox ROOT`) against the real server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pwd
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from bootstrapper.agent import ScriptRefusedError, verify_script
+from bootstrapper.errors import AgentDisconnectedError, AgentUnresponsiveError
+from bootstrapper.ipc.server import AgentServer
+from bootstrapper.paths import Paths
+from tests.support.ipc import (
+    FAST,
+    agent_process,
+    gone,
+    kill_group,
+    me,
+    run,
+    script,
+    sha256,
+    wait_exit,
+    wait_for_file,
+)
+
+TRUSTED = frozenset({0, os.getuid()})
+
+
+def _server(paths: Paths) -> AgentServer:
+    return AgentServer(paths.socket, lambda uid: uid == me(), me(), limits=FAST)
+
+
+def test_agent_checks_in_and_runs_a_script_with_exit_code_and_output(sandbox: Paths, tmp_path: Path) -> None:
+    path, digest = script(tmp_path, "hello.sh", 'echo "hello $1"; echo oops >&2; exit 3')
+
+    async def body() -> None:
+        async with _server(sandbox) as server:
+            with agent_process(sandbox.root, tmp_path / "agent.log") as agent:
+                session = await server.wait_for_agent(me(), 10)
+                assert session.pid == agent.pid
+                reply = await session.run_script("greet", path, digest, ["world"], timeout=5)
+                assert (reply.ok, reply.exit_code) == (False, 3)
+                assert reply.output == "hello world\noops\n"
+                assert reply.error == f"{path} exited with 3"
+                assert 0 <= reply.duration < 5
+                ok = await session.run_script("greet", path.with_name("ok.sh"), *_ok(tmp_path))
+                assert ok.ok and ok.exit_code == 0 and ok.error is None
+
+    run(body())
+
+
+def _ok(folder: Path) -> tuple[str]:
+    _, digest = script(folder, "ok.sh", "true")
+    return (digest,)
+
+
+def test_script_runs_as_this_user_with_a_cleaned_environment(sandbox: Paths, tmp_path: Path) -> None:
+    path, digest = script(tmp_path, "env.sh", "id -u; env")
+    user = pwd.getpwuid(os.getuid())
+
+    async def body() -> None:
+        async with _server(sandbox) as server:
+            env = {"SECRET_TOKEN": "hunter2", "DYLD_INSERT_LIBRARIES": "/evil.dylib"}
+            with agent_process(sandbox.root, tmp_path / "agent.log", env):
+                session = await server.wait_for_agent(me(), 10)
+                reply = await session.run_script("env", path, digest, timeout=5)
+        lines = reply.output.splitlines()
+        assert lines[0] == str(os.getuid())
+        env_out = dict(line.split("=", 1) for line in lines[1:] if "=" in line)
+        assert env_out["HOME"] == user.pw_dir
+        assert env_out["USER"] == env_out["LOGNAME"] == user.pw_name
+        assert env_out["TMPDIR"]
+        assert "SECRET_TOKEN" not in env_out and "DYLD_INSERT_LIBRARIES" not in env_out
+
+    run(body())
+
+
+def test_second_call_waits_for_the_first(sandbox: Paths, tmp_path: Path) -> None:
+    log = tmp_path / "order.log"
+    path, digest = script(tmp_path, "slow.sh", f'echo "start $1" >> {log}; sleep 0.3; echo "end $1" >> {log}')
+
+    async def body() -> None:
+        async with _server(sandbox) as server:
+            with agent_process(sandbox.root, tmp_path / "agent.log"):
+                session = await server.wait_for_agent(me(), 10)
+                replies = await asyncio.gather(
+                    session.run_script("a", path, digest, ["a"], timeout=5),
+                    session.run_script("b", path, digest, ["b"], timeout=5),
+                )
+        assert all(r.ok for r in replies)
+        assert log.read_text().split("\n")[:4] == ["start a", "end a", "start b", "end b"]
+
+    run(body())
+
+
+def test_hung_agent_hits_the_deadline_and_the_daemon_carries_on(sandbox: Paths, tmp_path: Path) -> None:
+    pidfile = tmp_path / "hung.pid"
+    path, digest = script(tmp_path, "hang.sh", f"echo $$ > {pidfile}; sleep 30")
+
+    async def body() -> None:
+        async with _server(sandbox) as server:
+            with agent_process(sandbox.root, tmp_path / "agent.log"):
+                session = await server.wait_for_agent(me(), 10)
+                started = time.monotonic()
+                with pytest.raises(AgentUnresponsiveError, match=r"did not answer run_script within 0\.5 s"):
+                    await session.run_script("hang", path, digest, timeout=60, deadline=0.5)
+                assert time.monotonic() - started < 2
+                # the dropped agent kills its script, dials again and is served again
+                again = await server.wait_for_agent(me(), 10)
+                assert again is not session and (await again.ping()).ok
+                script_pid = int(await wait_for_file(pidfile))
+                for _ in range(100):
+                    if gone(script_pid):
+                        break
+                    await asyncio.sleep(0.05)
+                assert gone(script_pid)
+
+    run(body())
+
+
+def test_script_timeout_kills_it_and_says_so(sandbox: Paths, tmp_path: Path) -> None:
+    path, digest = script(tmp_path, "slow.sh", "echo started; sleep 30")
+
+    async def body() -> None:
+        async with _server(sandbox) as server:
+            with agent_process(sandbox.root, tmp_path / "agent.log"):
+                session = await server.wait_for_agent(me(), 10)
+                reply = await session.run_script("slow", path, digest, timeout=0.3)
+        assert not reply.ok and reply.error == f"{path} timed out after 0.3 s"
+        assert reply.output == "started\n"
+
+    run(body())
+
+
+def test_changed_script_is_refused_by_its_hash(sandbox: Paths, tmp_path: Path) -> None:
+    path, digest = script(tmp_path, "s.sh", "echo original")
+    path.write_text("#!/bin/sh\necho tampered\n")
+
+    async def body() -> None:
+        async with _server(sandbox) as server:
+            with agent_process(sandbox.root, tmp_path / "agent.log"):
+                session = await server.wait_for_agent(me(), 10)
+                reply = await session.run_script("s", path, digest, timeout=5)
+        assert not reply.ok and reply.exit_code is None and reply.output == ""
+        assert reply.error == f"{path} has sha256 {sha256(path)}, expected {digest}; refusing to run it"
+
+    run(body())
+
+
+def test_agent_killed_mid_script_is_a_clear_error_and_a_restarted_agent_serves(
+    sandbox: Paths, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "script.pid"
+    path, digest = script(tmp_path, "long.sh", f"echo $$ > {pidfile}; sleep 30")
+
+    async def body() -> None:
+        async with _server(sandbox) as server:
+            with agent_process(sandbox.root, tmp_path / "agent.log") as agent:
+                session = await server.wait_for_agent(me(), 10)
+                call = asyncio.create_task(session.run_script("long", path, digest, timeout=60))
+                script_pid = int(await wait_for_file(pidfile))
+                agent.proc.send_signal(signal.SIGKILL)
+                try:
+                    with pytest.raises(AgentDisconnectedError, match=r"went away: disconnected"):
+                        await call
+                finally:
+                    kill_group(script_pid)  # SIGKILL gave the agent no chance to
+            with agent_process(sandbox.root, tmp_path / "agent2.log") as agent2:
+                session2 = await server.wait_for_agent(me(), 10)
+                assert session2.pid == agent2.pid
+                _, ok = script(tmp_path, "ok.sh", "echo fine")
+                reply = await session2.run_script("ok", tmp_path / "ok.sh", ok, timeout=5)
+                assert reply.ok and reply.output == "fine\n"
+
+    run(body())
+
+
+def test_daemon_restarted_agent_reconnects(sandbox: Paths, tmp_path: Path) -> None:
+    async def body() -> None:
+        with agent_process(sandbox.root, tmp_path / "agent.log") as agent:
+            async with _server(sandbox) as server:
+                first = await server.wait_for_agent(me(), 10)
+                assert (await first.ping()).ok
+            await asyncio.sleep(0.3)  # the daemon is away; the agent keeps dialling
+            async with _server(sandbox) as server:
+                second = await server.wait_for_agent(me(), 10)
+                assert second.pid == agent.pid and (await second.ping()).ok
+
+    run(body())
+
+
+def test_shutdown_makes_the_agent_exit_cleanly(sandbox: Paths, tmp_path: Path) -> None:
+    async def body() -> None:
+        async with _server(sandbox) as server:
+            with agent_process(sandbox.root, tmp_path / "agent.log") as agent:
+                session = await server.wait_for_agent(me(), 10)
+                await session.shutdown()
+                assert await wait_exit(agent.proc, 5) == 0
+                assert not session.alive and server.sessions == {}
+                assert "shutting down at the daemon's request" in agent.output()
+
+    run(body())
+
+
+def test_sigterm_makes_the_agent_exit_cleanly(sandbox: Paths, tmp_path: Path) -> None:
+    async def body() -> None:
+        async with _server(sandbox) as server:
+            with agent_process(sandbox.root, tmp_path / "agent.log") as agent:
+                session = await server.wait_for_agent(me(), 10)
+                agent.proc.send_signal(signal.SIGTERM)
+                assert await wait_exit(agent.proc, 5) == 0
+                await session.wait_closed()
+
+    run(body())
+
+
+def test_agent_without_a_daemon_waits_quietly_and_checks_in_later(sandbox: Paths, tmp_path: Path) -> None:
+    async def body() -> None:
+        with agent_process(sandbox.root, tmp_path / "agent.log") as agent:
+            await asyncio.sleep(0.5)
+            assert agent.proc.poll() is None
+            async with _server(sandbox) as server:
+                session = await server.wait_for_agent(me(), 10)
+                assert (await session.ping()).ok
+            assert agent.output().count("waiting for the daemon") == 1
+
+    run(body())
+
+
+# --- the checks right before a run (in process: no daemon needed) -------------------------------
+
+
+def test_group_writable_script_is_refused(tmp_path: Path) -> None:
+    path, digest = script(tmp_path, "s.sh", "true", mode=0o775)
+    with pytest.raises(ScriptRefusedError, match=r"writable by group or others \(mode 775\)"):
+        verify_script(str(path), digest, TRUSTED)
+
+
+def test_world_writable_script_is_refused(tmp_path: Path) -> None:
+    path, digest = script(tmp_path, "s.sh", "true", mode=0o757)
+    with pytest.raises(ScriptRefusedError, match="writable by group or others"):
+        verify_script(str(path), digest, TRUSTED)
+
+
+def test_symlinked_script_is_refused(tmp_path: Path) -> None:
+    real, digest = script(tmp_path, "real.sh", "true")
+    link = tmp_path / "link.sh"
+    link.symlink_to(real)
+    with pytest.raises(ScriptRefusedError, match="it is a symlink"):
+        verify_script(str(link), digest, TRUSTED)
+
+
+def test_script_owned_by_an_untrusted_uid_is_refused(tmp_path: Path) -> None:
+    path, digest = script(tmp_path, "s.sh", "true")
+    with pytest.raises(ScriptRefusedError, match=r"owned by uid \d+, not by root or this user"):
+        verify_script(str(path), digest, frozenset({os.getuid() + 1}))
+
+
+def test_directory_or_missing_script_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ScriptRefusedError, match="not a regular file"):
+        verify_script(str(tmp_path), "0" * 64, TRUSTED)
+    with pytest.raises(ScriptRefusedError, match=r"cannot open .*: No such file"):
+        verify_script(str(tmp_path / "missing.sh"), "0" * 64, TRUSTED)
+
+
+def test_intact_script_passes(tmp_path: Path) -> None:
+    path, digest = script(tmp_path, "s.sh", "true")
+    verify_script(str(path), digest, TRUSTED)
