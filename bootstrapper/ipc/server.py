@@ -276,7 +276,7 @@ class AgentServer:
         self._daemon_version = daemon_version
         self._sessions: dict[int, Session] = {}
         self._waiters: dict[int, set[asyncio.Future[Session]]] = {}
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._connections: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
         self._unauthenticated = 0
         self._server: asyncio.AbstractServer | None = None
         self._dir_fd: int | None = None
@@ -350,10 +350,14 @@ class AgentServer:
             for future in waiters:
                 if not future.done():
                     future.set_exception(IPCError("the agent server closed"))
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # Aborting the transports ends every connection's task by itself; cancelling is the last resort.
+        for writer in self._connections.values():
+            writer.transport.abort()
+        if self._connections:
+            _, late = await asyncio.wait(list(self._connections), timeout=1.0)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
@@ -374,7 +378,7 @@ class AgentServer:
             log.debug("dropped a connection: %d are already waiting to authenticate", self._unauthenticated)
             writer.transport.abort()
             return
-        self._tasks.add(task)
+        self._connections[task] = writer
         try:
             self._unauthenticated += 1
             try:
@@ -389,7 +393,7 @@ class AgentServer:
             log.exception("unexpected error on an agent connection")
             writer.transport.abort()
         finally:
-            self._tasks.discard(task)
+            self._connections.pop(task, None)
 
     async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Session | None:
         try:

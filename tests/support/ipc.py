@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -169,73 +169,98 @@ def frame(obj: bytes) -> bytes:
     return len(obj).to_bytes(4, "big") + obj
 
 
-_AS_OTHER_USER = """
-import socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.settimeout(5)
-s.connect("ipc.sock")
-s.sendall(bytes.fromhex(sys.argv[1]))
-data = b""
-while chunk := s.recv(65536):
-    data += chunk
-sys.stdout.write(data.hex())
-"""
+def _drop_to(uid: int, folder: Path) -> None:
+    """In a forked child: start in `folder` (so no private folder above it need be searchable), then
+    become `uid` for good."""
+    os.chdir(folder)
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
 
-_IMPOSTOR = """
-import socket, sys
-s = socket.socket(socket.AF_UNIX)
-s.bind("ipc.sock")
-s.listen()
-print("listening", flush=True)
-s.settimeout(20)
-conn, _ = s.accept()
-conn.settimeout(5)
-data = b""
-try:
-    while chunk := conn.recv(65536):
-        data += chunk
-except OSError:
-    pass
-print("received", data.hex(), flush=True)
-"""
+
+def _fork(child: Callable[[int], None]) -> tuple[int, int]:
+    """Fork a child that runs `child(write_fd)` and exits; returns its pid and the read end."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the child
+        code = 0
+        try:
+            os.close(r)
+            child(w)
+        except BaseException as exc:
+            os.write(w, f"error {type(exc).__name__}: {exc}\n".encode())
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(w)
+    return pid, r
+
+
+def _read_all(fd: int) -> str:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks).decode()
 
 
 async def connect_as(uid: int, sock_path: Path, payload: bytes) -> bytes:
-    """Connect from a child process that dropped to `uid` (root only) and return what it was sent.
+    """Connect from a forked child that dropped to `uid` (root only); returns what it was sent."""
 
-    The child starts in the socket's folder and dials the relative name, so that it needs no access
-    to the test's private temporary folders above it.
-    """
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-I",
-        "-c",
-        _AS_OTHER_USER,
-        payload.hex(),
-        cwd=sock_path.parent,
-        user=uid,
-        group=uid,
-        extra_groups=[],
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err.decode()
-    return bytes.fromhex(out.decode())
+    def child(out: int) -> None:
+        _drop_to(uid, sock_path.parent)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(5)
+            sock.connect(sock_path.name)
+            sock.sendall(payload)
+            data = b""
+            with contextlib.suppress(ConnectionResetError):  # Linux: we closed with our hello unread
+                while chunk := sock.recv(65536):
+                    data += chunk
+        os.write(out, data.hex().encode())
+
+    pid, r = _fork(child)
+    text = await asyncio.to_thread(_read_all, r)
+    _, status = await asyncio.to_thread(os.waitpid, pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    return bytes.fromhex(text)
 
 
-def impostor_daemon(run_dir: Path, uid: int) -> subprocess.Popen[str]:
-    """A listener on the daemon's socket path that runs as `uid`; it reports what it received."""
-    proc = subprocess.Popen(
-        [sys.executable, "-I", "-c", _IMPOSTOR],
-        cwd=run_dir,
-        user=uid,
-        group=uid,
-        extra_groups=[],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "listening", proc.stderr.read() if proc.stderr else ""
-    return proc
+class Impostor:
+    """A listener on the daemon's socket path that runs as another uid; it reports what it received."""
+
+    def __init__(self, run_dir: Path, uid: int) -> None:
+        def child(out: int) -> None:
+            _drop_to(uid, run_dir)
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.bind("ipc.sock")
+                sock.listen()
+                os.write(out, b"listening\n")
+                sock.settimeout(20)
+                conn, _ = sock.accept()
+                conn.settimeout(5)
+                data = b""
+                with contextlib.suppress(OSError):
+                    while chunk := conn.recv(65536):
+                        data += chunk
+                os.write(out, f"received {data.hex()}\n".encode())
+
+        self.pid, self._out = _fork(child)
+        line = b""
+        while not line.endswith(b"\n"):
+            chunk = os.read(self._out, 1)
+            if not chunk:
+                break
+            line += chunk
+        assert line == b"listening\n", line
+
+    def report(self) -> str:
+        """What the child saw, once it is done (blocks)."""
+        text = _read_all(self._out)
+        os.waitpid(self.pid, 0)
+        return text.strip()
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError, ChildProcessError):
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
