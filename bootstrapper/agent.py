@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bootstrapper import process
-from bootstrapper.errors import CommandError, IPCError, ProtocolError
+from bootstrapper.errors import CommandError, IPCError, ProtocolError, UsageError
 from bootstrapper.ipc import protocol
 from bootstrapper.ipc.client import Channel, DaemonAbsentError, ImpostorError, check_in
 from bootstrapper.paths import Paths
@@ -225,6 +225,10 @@ def verify_script(path: str, sha256: str, trusted_uids: frozenset[int]) -> None:
 
 def run_agent(sandbox: Path | None = None) -> None:
     """The `bootstrapper agent` command. In a sandbox, the daemon is expected to run as this user."""
+    if sandbox is None and os.getuid() == 0:
+        raise UsageError(
+            "the agent runs in a user's login session, never as root; launchd starts it per user"
+        )
     paths = Paths(root=sandbox) if sandbox is not None else Paths()
     daemon_uid = os.getuid() if sandbox is not None else 0
     if not logging.getLogger().handlers:

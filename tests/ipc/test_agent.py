@@ -271,3 +271,15 @@ def test_directory_or_missing_script_is_refused(tmp_path: Path) -> None:
 def test_intact_script_passes(tmp_path: Path) -> None:
     path, digest = script(tmp_path, "s.sh", "true")
     verify_script(str(path), digest, TRUSTED)
+
+
+def test_agent_outside_the_sandbox_refuses_to_run_as_root(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bootstrapper import cli
+
+    monkeypatch.setattr(os, "getuid", lambda: 0)
+    assert cli.main(["agent"]) == 2
+    assert capsys.readouterr().err == (
+        "error: the agent runs in a user's login session, never as root; launchd starts it per user\n"
+    )

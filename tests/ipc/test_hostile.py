@@ -14,6 +14,8 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
+
 from bootstrapper.ipc import protocol
 from bootstrapper.ipc.server import AgentServer, Session
 from bootstrapper.paths import Paths
@@ -45,7 +47,9 @@ async def _still_served(server: AgentServer, session: Session) -> None:
     assert (await session.ping(deadline=2)).ok
 
 
-def test_connection_from_another_uid_is_refused(sandbox: Paths, tmp_path: Path, as_root: None) -> None:
+def test_connection_from_another_uid_is_refused(
+    sandbox: Paths, tmp_path: Path, as_root: None, caplog: pytest.LogCaptureFixture
+) -> None:
     async def body() -> None:
         async with _served(sandbox, tmp_path / "agent.log") as (server, session):
             hello = protocol.encode(protocol.Hello((1,), "0.1.0", 1))
@@ -56,6 +60,7 @@ def test_connection_from_another_uid_is_refused(sandbox: Paths, tmp_path: Path, 
             await _still_served(server, session)
 
     run(body())
+    assert f"refused a connection from uid {OTHER_UID} (pid " in caplog.text
 
 
 def test_garbage_bytes_are_refused(sandbox: Paths, tmp_path: Path) -> None:
