@@ -93,7 +93,8 @@ async def check_in(
     channel = Channel(reader, writer, cred, version=0, max_frame=max_frame, frame_timeout=timeout)
     try:
         async with asyncio.timeout(timeout):
-            await channel.send(protocol.Hello(versions, agent_version, os.getpid()), timeout)
+            with contextlib.suppress(OSError):  # a daemon that refuses may hang up first: read why
+                await channel.send(protocol.Hello(versions, agent_version, os.getpid()), timeout)
             reply = await channel.receive()
     except BaseException as exc:
         await channel.close()

@@ -283,3 +283,16 @@ def test_agent_outside_the_sandbox_refuses_to_run_as_root(
     assert capsys.readouterr().err == (
         "error: the agent runs in a user's login session, never as root; launchd starts it per user\n"
     )
+
+
+def test_agent_checks_in_under_a_root_deeper_than_the_socket_path_limit(tmp_path: Path) -> None:
+    paths = Paths(root=tmp_path / ("r" * 80))
+    assert len(os.fsencode(paths.socket)) > 108
+
+    async def body() -> None:
+        async with _server(paths) as server:
+            with agent_process(paths.root, tmp_path / "agent.log"):
+                session = await server.wait_for_agent(me(), 10)
+                assert (await session.ping()).ok
+
+    run(body())
