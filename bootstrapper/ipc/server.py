@@ -167,7 +167,7 @@ class Session:
                 reply: protocol.Message = await future
         except TimeoutError:
             reason = f"did not answer {what} within {deadline:g} s"
-            self._abort(f"unresponsive: {reason}", graceful=False)
+            self._abort(f"unresponsive: {reason}", graceful=False, warn=True)
             raise AgentUnresponsiveError(f"{self} {reason}; dropped it") from None
         except asyncio.CancelledError:
             # The agent may still be working on it: a fresh check-in is the only known state.
@@ -183,7 +183,7 @@ class Session:
     async def _serve(self) -> None:
         """Read the agent's frames until it goes away; runs in the connection's task."""
         self._heartbeat = asyncio.create_task(self._beat())
-        reason = "disconnected"
+        reason, warn = "disconnected", False
         try:
             while True:
                 message = await read_frame(
@@ -193,16 +193,15 @@ class Session:
                     break
                 self._deliver(message)
         except ProtocolError as exc:
-            reason = f"broke protocol: {exc}"
-            log.warning("%s %s", self, reason)
+            reason, warn = f"broke protocol: {exc}", True
             with contextlib.suppress(OSError, TimeoutError):
                 await write_frame(self._writer, protocol.Refuse(str(exc)), timeout=1.0)
         except TimeoutError:
-            reason = "sent a partial frame and stalled"
+            reason, warn = "sent a partial frame and stalled", True
         except OSError as exc:
             reason = f"connection failed: {exc}"
         finally:
-            self._abort(reason, graceful=True)
+            self._abort(reason, graceful=True, warn=warn)
 
     def _deliver(self, message: protocol.Message) -> None:
         if not isinstance(message, protocol.Response | protocol.Pong):
@@ -226,15 +225,12 @@ class Session:
                         ping, ping.id, protocol.Pong, self._limits.heartbeat_timeout, "a heartbeat"
                     )
 
-    def _abort(self, reason: str, *, graceful: bool) -> None:
+    def _abort(self, reason: str, *, graceful: bool, warn: bool = False) -> None:
         """Close now: every waiting caller gets a clear error, and the registry forgets us."""
         if not self.alive:
             return
         self.close_reason = reason
-        if reason.startswith("unresponsive"):
-            log.warning("dropped %s: %s", self, reason)
-        else:
-            log.info("closed %s: %s", self, reason)
+        log.log(logging.WARNING if warn else logging.INFO, "closed %s: %s", self, reason)
         for _, future in self._pending.values():
             if not future.done():
                 future.set_exception(AgentDisconnectedError(f"{self} went away: {reason}"))
