@@ -12,7 +12,7 @@ from bootstrapper.paths import Paths
 
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Paths:
-    """A simulated system root; its socket path is usually too long for AF_UNIX, on purpose."""
+    """A simulated system root in the test's own folder (its socket path may exceed the AF_UNIX cap)."""
     return Paths(root=tmp_path / "root")
 
 

@@ -202,7 +202,7 @@ def test_negotiation_picks_the_highest_common_version(offered: tuple[int, ...], 
     assert protocol.negotiate(offered, supported=(1, 2)) == max({1, 2} & set(offered), default=None)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(st.binary(max_size=512))
 def test_arbitrary_bytes_raise_only_protocol_errors(payload: bytes) -> None:
     with contextlib.suppress(ProtocolError):
@@ -216,7 +216,7 @@ _json = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     st.sampled_from(["hello", "welcome", "refuse", "request", "response", "ping", "pong"]),
     st.dictionaries(
