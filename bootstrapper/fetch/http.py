@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import logging
 import random
 import ssl
 import time
@@ -45,6 +46,18 @@ _HINTS = {
     404: "check the item's url",
     410: "the file was removed; update the manifest",
 }
+
+
+class _RedactURLs(logging.Filter):
+    """httpx logs every request's full URL at INFO: a presigned URL's signature would reach the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact_url(str(a)) if isinstance(a, httpx.URL) else a for a in record.args)
+        return True
+
+
+logging.getLogger("httpx").addFilter(_RedactURLs())
 
 
 def make_client(
@@ -211,7 +224,8 @@ def backoff(
 def translate(exc: httpx.HTTPError, url: str, redact: Redactor) -> FetchError:
     """An httpx failure as one of ours: a line that names the (redacted) URL and what to do."""
     shown = redact_url(url)
-    detail = redact(str(exc) or type(exc).__name__)
+    cause = exc.__cause__ or exc.__context__
+    detail = redact(str(exc) or (str(cause) if cause is not None else "") or "no detail")
     if isinstance(exc, httpx.ConnectError) and _certificate_failure(exc):
         return CertificateError(
             f"{shown}: the server's TLS certificate is not trusted ({detail}); "
@@ -223,7 +237,7 @@ def translate(exc: httpx.HTTPError, url: str, redact: Redactor) -> FetchError:
         return UnsafeURLError(f"{shown}: {detail}; fix the URL")
     if isinstance(exc, httpx.RemoteProtocolError):
         return TransferError(f"{shown}: the server broke off the transfer ({detail}); retrying helps")
-    return TransferError(f"{shown}: {type(exc).__name__}: {detail}; check the network")
+    return TransferError(f"{shown}: transfer failed ({type(exc).__name__}: {detail}); check the network")
 
 
 def _certificate_failure(exc: BaseException) -> bool:
@@ -246,6 +260,7 @@ class RateGuard:
 
     def __init__(self, options: FetchOptions, url: str) -> None:
         self._need = int(options.min_rate * options.min_rate_window)
+        self._rate = options.min_rate
         self._window = options.min_rate_window
         self._url = url
         self._got = 0
@@ -266,7 +281,7 @@ class RateGuard:
             if not self._timer.expired():
                 raise
             raise SlowTransferError(
-                f"{redact_url(self._url)}: under {self._need / self._window:.0f} bytes/s for "
+                f"{redact_url(self._url)}: under {self._rate} bytes/s for "
                 f"{self._window:g}s; the server or network is too slow, retrying"
             ) from err
 

@@ -60,7 +60,7 @@ class Download:
     #: Mode of the placed file.
     mode: int = 0o600
     #: Sent to the URL's own host only, never to a redirect target on another host.
-    headers: Mapping[str, str] = field(default=_EMPTY)
+    headers: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     #: Attempts = 1 + retries.
     retries: int = 3
     #: Base wait in seconds; doubles per attempt, with jitter, up to the options' `backoff_cap`.
@@ -108,7 +108,7 @@ class FetchOptions:
     #: Proxy URL from config; proxy variables in the environment are ignored.
     proxy: str | None = None
     #: Headers per host name (``host`` or ``host:port``), sent to that host only.
-    auth_headers: Mapping[str, Mapping[str, str]] = field(default=_NO_AUTH)
+    auth_headers: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: _NO_AUTH)
     #: Cap on the exponential backoff between attempts, seconds.
     backoff_cap: float = 60.0
     #: Cap on a server's Retry-After, seconds: a server cannot park us for hours.

@@ -187,12 +187,29 @@ class Sink:
         os.fsync(self._fd)
 
     def close(self) -> None:
-        """Close the file once no thread writes to it any more (also after a cancellation)."""
+        """Keep what arrived (the next attempt resumes after it), then close the file.
+
+        Waits for a write still running on the I/O thread (also after a cancellation) so the
+        descriptor is never closed under it; after a failed write nothing more is appended, since a
+        gap would corrupt the part. The hash is not needed: a resume re-reads the part from disk.
+        """
+        intact = True
         if self._pending is not None:
-            with contextlib.suppress(Exception):
+            try:
                 self._pending.result()
+            except BaseException:
+                intact = False
             self._pending = None
-        os.close(self._fd)
+        try:
+            if intact and self._chunks:
+                with contextlib.suppress(OSError):
+                    for chunk in self._chunks:
+                        view = memoryview(chunk)
+                        while view:
+                            view = view[self._write(self._fd, view) :]
+            self._chunks.clear()
+        finally:
+            os.close(self._fd)
 
 
 def free_space(path: Path) -> int:
