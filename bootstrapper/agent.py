@@ -45,19 +45,31 @@ class AgentConfig:
     backoff_max: float = 5.0
     timeout: float = 10.0
     trusted_uids: frozenset[int] = field(default_factory=frozenset)
+    #: The system root scripts see as BOOTSTRAPPER_ROOT: "/" on a Mac, the sandbox folder otherwise.
+    root: str = "/"
 
     @classmethod
-    def for_current_user(cls, socket: Path, daemon_uid: int) -> AgentConfig:
-        """Identity from the user database, not from the environment, which launchd may leave thin."""
+    def for_current_user(cls, socket: Path, daemon_uid: int, sandbox: Path | None = None) -> AgentConfig:
+        """Identity from the user database, not from the environment, which launchd may leave thin.
+
+        In a sandbox the user's home is `<sandbox>/Users/<name>`, so user scripts rehearsed there
+        never touch the real home folder.
+        """
         uid = os.getuid()
         entry = pwd.getpwuid(uid)
+        home = entry.pw_dir
+        if sandbox is not None:
+            sandbox_home = sandbox / "Users" / entry.pw_name
+            sandbox_home.mkdir(parents=True, exist_ok=True)
+            home = str(sandbox_home)
         return cls(
             socket=socket,
             daemon_uid=daemon_uid,
             user=entry.pw_name,
-            home=entry.pw_dir,
+            home=home,
             tmpdir=_user_tmpdir(),
             trusted_uids=frozenset({0, uid, daemon_uid}),
+            root=str(sandbox) if sandbox is not None else "/",
         )
 
 
@@ -73,6 +85,7 @@ class Agent:
             "USER": config.user,
             "LOGNAME": config.user,
             "TMPDIR": config.tmpdir,
+            "BOOTSTRAPPER_ROOT": config.root,
         }
         self._cwd = Path(config.home) if Path(config.home).is_dir() else Path("/")
 
@@ -237,7 +250,7 @@ def run_agent(sandbox: Path | None = None) -> None:
             stream=sys.stderr,
             format="%(asctime)s agent[%(process)d] %(levelname)s %(message)s",
         )
-    asyncio.run(_main(Agent(AgentConfig.for_current_user(paths.socket, daemon_uid))))
+    asyncio.run(_main(Agent(AgentConfig.for_current_user(paths.socket, daemon_uid, sandbox))))
 
 
 async def _main(agent: Agent) -> None:

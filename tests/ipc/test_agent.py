@@ -72,7 +72,9 @@ def test_script_runs_as_this_user_with_a_cleaned_environment(sandbox: Paths, tmp
         lines = reply.output.splitlines()
         assert lines[0] == str(os.getuid())
         env_out = dict(line.split("=", 1) for line in lines[1:] if "=" in line)
-        assert env_out["HOME"] == user.pw_dir
+        # In the sandbox the user's home lives inside it: rehearsals never touch the real home.
+        assert env_out["HOME"] == str(sandbox.root / "Users" / user.pw_name)
+        assert env_out["BOOTSTRAPPER_ROOT"] == str(sandbox.root)
         assert env_out["USER"] == env_out["LOGNAME"] == user.pw_name
         assert env_out["TMPDIR"]
         assert "SECRET_TOKEN" not in env_out and "DYLD_INSERT_LIBRARIES" not in env_out
