@@ -1,0 +1,1 @@
+"""Read and write macOS flat packages (xar): facts, payloads, safe extraction."""

@@ -1,0 +1,292 @@
+"""Safe extraction of a cpio payload under a root folder.
+
+The rules, each one an attack that a hostile package could try:
+- no entry lands outside the root: absolute names, `..`, and writing *through* a symlink are refused;
+  a relative symlink whose target climbs out of the root is refused. (Absolute symlink targets are
+  kept as they are: on the Mac they point inside the volume, `/Applications/…`, and extraction
+  never follows a symlink out of the root, so they cannot be used to write elsewhere.)
+- only regular files, folders and symlinks: device nodes, FIFOs and sockets are refused;
+- setuid and setgid bits are stripped (and reported);
+- files are written to a temporary name in their folder and renamed into place, so an existing
+  symlink at the destination is replaced, never written through.
+
+`scan` runs the name and type checks without writing anything; `extract` checks again as it writes.
+Installing runs `scan` first so that a hostile entry at the end of a payload is refused before the
+first file is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from bootstrapper.flatpkg.cpio import MAX_LINK, CpioEntry, CpioReader, Problem
+
+MAX_COMPONENT = 255
+_KINDS = {stat.S_IFREG: "file", stat.S_IFDIR: "directory", stat.S_IFLNK: "symlink"}
+_REFUSED = {
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+@dataclass(frozen=True)
+class ExtractResult:
+    files: int = 0
+    directories: int = 0
+    symlinks: int = 0
+    hardlinks: int = 0
+    bytes: int = 0
+    #: Entries whose setuid/setgid bits were removed.
+    stripped: tuple[str, ...] = ()
+    paths: tuple[str, ...] = field(default=(), repr=False)
+
+
+def entry_parts(entry: CpioEntry, problem: Problem) -> tuple[str, ...]:
+    """The entry's path as safe components (`()` for the root itself), or a refusal."""
+    name = entry.name
+    if "\0" in name:
+        raise problem(f"entry {name!r} has a NUL in its name")
+    if name.startswith("/"):
+        raise problem(f"entry {name!r} has an absolute path (path traversal refused)")
+    parts = tuple(p for p in name.split("/") if p not in ("", "."))
+    if ".." in parts:
+        raise problem(f"entry {name!r} contains '..' (path traversal refused)")
+    for part in parts:
+        if len(part.encode("utf-8")) > MAX_COMPONENT:
+            raise problem(f"entry {name!r} has a name component over {MAX_COMPONENT} bytes")
+    kind = entry.file_type
+    if kind in _REFUSED:
+        raise problem(f"entry {name!r} is {_REFUSED[kind]}; device files and special files are refused")
+    if kind not in _KINDS:
+        raise problem(f"entry {name!r} has an unknown file type {oct(kind)}")
+    return parts
+
+
+def check_link(parts: tuple[str, ...], target: str, base: tuple[str, ...], problem: Problem) -> None:
+    """Refuse a relative symlink whose target, seen from inside the root, climbs out of it."""
+    where = "/".join(parts)
+    if not target or "\0" in target:
+        raise problem(f"symlink {where!r} has an empty or NUL-containing target")
+    if target.startswith("/"):
+        return
+    depth = list(base + parts[:-1])
+    for comp in PurePosixPath(target).parts:
+        if comp == "..":
+            if not depth:
+                raise problem(f"symlink {where!r} -> {target!r} points outside the install root")
+            depth.pop()
+        elif comp != ".":
+            depth.append(comp)
+
+
+def scan(reader: CpioReader, problem: Problem, base: tuple[str, ...] = ()) -> tuple[int, int]:
+    """Check every entry without writing; returns (entries, data bytes)."""
+    links: set[tuple[str, ...]] = set()
+    count = size = 0
+    for entry in reader:
+        parts = entry_parts(entry, problem)
+        for i in range(1, len(parts)):
+            if parts[:i] in links:
+                raise problem(
+                    f"entry {entry.name!r} would be written through the symlink {'/'.join(parts[:i])!r}"
+                )
+        if entry.file_type == stat.S_IFLNK:
+            target = _link_target(reader, problem, entry)
+            check_link(parts, target, base, problem)
+            links.add(parts)
+        count += 1
+        size += entry.size
+    return count, size
+
+
+def _link_target(reader: CpioReader, problem: Problem, entry: CpioEntry) -> str:
+    raw = reader.read_data(MAX_LINK)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise problem(f"symlink {entry.name!r} has a target that is not UTF-8") from None
+
+
+class _Extractor:
+    def __init__(self, root: Path, base: tuple[str, ...], problem: Problem) -> None:
+        self.root = root
+        self.real_root = Path(os.path.realpath(root))
+        self.base = base
+        self.problem = problem
+        self._dirs: dict[tuple[str, ...], Path] = {}
+        self._dir_modes: list[tuple[Path, int, int]] = []
+        self._links: dict[tuple[int, int], Path] = {}
+        self._pending: dict[tuple[int, int], list[Path]] = {}
+        self.stripped: list[str] = []
+        self.counts = {"file": 0, "directory": 0, "symlink": 0, "hardlink": 0}
+        self.bytes = 0
+        self.paths: list[str] = []
+
+    def _inside(self, path: Path) -> bool:
+        return path == self.real_root or self.real_root in path.parents
+
+    def folder(self, parts: tuple[str, ...]) -> Path:
+        """The real folder for `parts` under the root, created if missing, never outside the root."""
+        if parts in self._dirs:
+            return self._dirs[parts]
+        cur = self.folder(parts[:-1]) if parts else self.real_root
+        if parts:
+            p = cur / parts[-1]
+            try:
+                st = os.lstat(p)
+            except FileNotFoundError:
+                os.mkdir(p, 0o755)
+                st = os.lstat(p)
+            if stat.S_ISLNK(st.st_mode):
+                real = Path(os.path.realpath(p))
+                if not self._inside(real):
+                    raise self.problem(
+                        f"{'/'.join(parts)!r} is a symlink that leads outside the install root"
+                    )
+                p = real
+                if not p.is_dir():
+                    raise self.problem(f"{'/'.join(parts)!r} is a symlink to something that is not a folder")
+            elif not stat.S_ISDIR(st.st_mode):
+                raise self.problem(f"{'/'.join(parts)!r} exists and is not a folder")
+            cur = p
+        self._dirs[parts] = cur
+        return cur
+
+    def mode(self, entry: CpioEntry) -> int:
+        mode = stat.S_IMODE(entry.mode)
+        if mode & (stat.S_ISUID | stat.S_ISGID):
+            self.stripped.append(entry.name)
+            mode &= ~(stat.S_ISUID | stat.S_ISGID)
+        return mode
+
+    def entry(self, reader: CpioReader, entry: CpioEntry, on_bytes: Callable[[int], None] | None) -> None:
+        parts = entry_parts(entry, self.problem)
+        full = self.base + parts
+        kind = entry.file_type
+        if kind == stat.S_IFDIR:
+            path = self.folder(full)
+            if parts:
+                self._dir_modes.append((path, self.mode(entry), entry.mtime))
+                self.counts["directory"] += 1
+            return
+        if not parts:
+            raise self.problem(f"entry {entry.name!r} would replace the install root itself")
+        parent = self.folder(full[:-1])
+        dest = parent / full[-1]
+        self.paths.append("/".join(parts))
+        if kind == stat.S_IFLNK:
+            target = _link_target(reader, self.problem, entry)
+            check_link(parts, target, self.base, self.problem)
+            tmp = self._tmp(dest)
+            os.symlink(target, tmp)
+            self._place(tmp, dest)
+            self._dirs = {k: v for k, v in self._dirs.items() if k[: len(full)] != full}
+            self.counts["symlink"] += 1
+            return
+        key = (entry.dev, entry.ino)
+        if entry.nlink > 1 and entry.size == 0:
+            if key in self._links:
+                self._hardlink(self._links[key], dest)
+            else:
+                self._pending.setdefault(key, []).append(dest)
+            return
+        self._write(reader, entry, dest, on_bytes)
+        if entry.nlink > 1:
+            self._links[key] = dest
+            for other in self._pending.pop(key, []):
+                self._hardlink(dest, other)
+
+    def _hardlink(self, src: Path, dest: Path) -> None:
+        tmp = self._tmp(dest)
+        os.link(src, tmp, follow_symlinks=False)
+        self._place(tmp, dest)
+        self.counts["hardlink"] += 1
+
+    def _tmp(self, dest: Path) -> Path:
+        return dest.with_name(f".{dest.name}.bootstrapper-{os.getpid()}")
+
+    def _place(self, tmp: Path, dest: Path) -> None:
+        try:
+            os.replace(tmp, dest)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise self.problem(f"cannot place {dest}: {exc.strerror or exc}") from None
+
+    def _write(
+        self, reader: CpioReader, entry: CpioEntry, dest: Path, on_bytes: Callable[[int], None] | None
+    ) -> None:
+        tmp = self._tmp(dest)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            with os.fdopen(fd, "wb", closefd=True) as fh:
+                for chunk in reader.chunks():
+                    fh.write(chunk)
+                    self.bytes += len(chunk)
+                    if on_bytes is not None:
+                        on_bytes(self.bytes)
+                os.fchmod(fh.fileno(), self.mode(entry))
+            os.utime(tmp, (entry.mtime, entry.mtime), follow_symlinks=False)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        self._place(tmp, dest)
+        self.counts["file"] += 1
+
+    def finish(self) -> ExtractResult:
+        for dests in self._pending.values():
+            for dest in dests:
+                fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+                os.close(fd)
+                self.counts["file"] += 1
+        for path, mode, mtime in reversed(self._dir_modes):
+            # Without root, a 0555 folder would lock the sandbox's owner out of the next install.
+            os.chmod(path, mode if os.geteuid() == 0 else mode | stat.S_IRWXU)
+            os.utime(path, (mtime, mtime))
+        return ExtractResult(
+            files=self.counts["file"],
+            directories=self.counts["directory"],
+            symlinks=self.counts["symlink"],
+            hardlinks=self.counts["hardlink"],
+            bytes=self.bytes,
+            stripped=tuple(self.stripped),
+            paths=tuple(self.paths),
+        )
+
+
+def extract(
+    reader: CpioReader,
+    root: Path,
+    problem: Problem,
+    *,
+    location: str = "/",
+    on_bytes: Callable[[int], None] | None = None,
+) -> ExtractResult:
+    """Extract every entry under `root`/`location`; symlink checks treat `root` as the volume."""
+    base = location_parts(location, problem)
+    root.mkdir(parents=True, exist_ok=True)
+    ex = _Extractor(root, base, problem)
+    ex.folder(base)
+    for entry in reader:
+        ex.entry(reader, entry, on_bytes)
+    return ex.finish()
+
+
+def location_parts(location: str, problem: Problem) -> tuple[str, ...]:
+    """An install location as safe components: absolute, no `..`."""
+    if not location.startswith("/"):
+        raise problem(f"install-location {location!r} is not an absolute path")
+    parts = tuple(p for p in location.split("/") if p not in ("", "."))
+    if ".." in parts or any("\0" in p for p in parts):
+        raise problem(f"install-location {location!r} contains '..' (path traversal refused)")
+    return parts
