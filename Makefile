@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench venv clean pkg-payload
+.PHONY: demo test lint bench venv clean pkg-payload pkg mac-smoke
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -24,8 +24,18 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+test: lint pkg-payload
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# Deployment (docs/deployment.md): the payload check runs anywhere; the package and smoke test need a Mac.
+pkg-payload: $(STAMP)
+	$(BIN)/python pkg/build.py payload
+
+pkg: $(STAMP)
+	$(BIN)/python pkg/build.py pkg
+
+mac-smoke: $(STAMP)
+	$(BIN)/python pkg/build.py mac-smoke
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

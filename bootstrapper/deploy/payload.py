@@ -1,0 +1,168 @@
+"""Assemble the package payload (the files `pkgbuild` packs) and check it without a Mac.
+
+Layout under the build folder:
+    root/       what lands on the Mac: launchd plists, the launcher, (on macOS) the runtime bundle
+    scripts/    preinstall and postinstall
+    Distribution.xml
+"""
+
+from __future__ import annotations
+
+import os
+import plistlib
+import shutil
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from bootstrapper import __version__
+from bootstrapper.atomic import write_atomic
+from bootstrapper.config import coerce, types
+from bootstrapper.deploy import launchd
+from bootstrapper.deploy.layout import INTERPRETER, LAUNCHER, real_paths, template_values
+from bootstrapper.deploy.templates import render
+from bootstrapper.errors import UsageError
+from bootstrapper.process import run_sync
+
+#: The checkout's pkg/ folder: the templates for scripts, Distribution and launcher.
+TEMPLATES = Path(__file__).resolve().parents[2] / "pkg"
+#: Written into every folder `assemble` creates, so that it never wipes a folder it did not make.
+MARKER = ".bootstrapper-payload"
+SCRIPTS = ("preinstall", "postinstall")
+#: How long `sh -n` and shellcheck may take per script.
+CHECK_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class Payload:
+    base: Path
+
+    @property
+    def root(self) -> Path:
+        return self.base / "root"
+
+    @property
+    def scripts(self) -> Path:
+        return self.base / "scripts"
+
+    @property
+    def distribution(self) -> Path:
+        return self.base / "Distribution.xml"
+
+    def file(self, path: str | os.PathLike[str]) -> Path:
+        """Where an absolute path on the Mac lives inside the payload root."""
+        return self.root.joinpath(*PurePosixPath(os.fspath(path)).parts[1:])
+
+
+def rendered(name: str, templates: Path = TEMPLATES, version: str = __version__) -> str:
+    """A package template with every placeholder filled; scripts get the shared functions inlined."""
+    values = template_values(version)
+    values["COMMON"] = render(
+        (templates / "scripts" / "common.sh.in").read_text(encoding="utf-8"), values, name="common.sh.in"
+    ).rstrip("\n")
+    text = (templates / name).read_text(encoding="utf-8")
+    return render(text, values, name=name)
+
+
+def assemble(
+    out: Path,
+    *,
+    templates: Path = TEMPLATES,
+    version: str = __version__,
+    config: Mapping[str, Any] | None = None,
+) -> Payload:
+    """Write a fresh payload tree into `out`; `config` becomes the config.plist shipped in the package."""
+    _fresh(out)
+    payload = Payload(out)
+    paths = real_paths()
+    _write(payload.file(paths.launch_daemon_plist), launchd.dumps(launchd.daemon_plist()), 0o644)
+    _write(payload.file(paths.launch_agent_plist), launchd.dumps(launchd.agent_plist()), 0o644)
+    _write(payload.file(LAUNCHER), rendered("launcher.in", templates, version).encode(), 0o755)
+    for script in SCRIPTS:
+        _write(payload.scripts / script, rendered(f"scripts/{script}.in", templates, version).encode(), 0o755)
+    _write(payload.distribution, rendered("Distribution.xml.in", templates, version).encode(), 0o644)
+    if config:
+        checked = {key: coerce(key, value, f"{key} in the package config") for key, value in config.items()}
+        unknown = sorted(set(checked) - set(types()))
+        if unknown:
+            raise UsageError("package config: unknown settings " + ", ".join(unknown))
+        data = plistlib.dumps({k: v for k, v in checked.items() if v is not None}, sort_keys=True)
+        _write(payload.file(paths.config_plist), data, 0o644)
+    return payload
+
+
+def verify(payload: Payload, *, runtime: bool = False) -> list[str]:
+    """Everything wrong with a payload; `runtime` also requires the bundled interpreter (macOS builds)."""
+    paths = real_paths()
+    problems: list[str] = []
+    for kind, where, label in (
+        ("daemon", paths.launch_daemon_plist, paths.daemon_label),
+        ("agent", paths.launch_agent_plist, paths.agent_label),
+    ):
+        file = payload.file(where)
+        if not file.is_file():
+            problems.append(f"{where}: missing from the payload")
+            continue
+        found = launchd.check(file.read_bytes(), kind, label)
+        problems += [f"{where}: {p}" for p in found]
+        if not found:
+            program = plistlib.loads(file.read_bytes())["ProgramArguments"][0]
+            problems += [f"{where}: {p}" for p in _program_problems(payload, program)]
+        if file.stat().st_mode & 0o022:
+            problems.append(f"{where}: writable by group or others; launchd refuses such plists")
+    if runtime:
+        problems += [f"{LAUNCHER}: {p}" for p in _program_problems(payload, str(INTERPRETER))]
+    for script in SCRIPTS:
+        problems += [f"scripts/{script}: {p}" for p in check_script(payload.scripts / script)]
+    if not payload.distribution.is_file():
+        problems.append("Distribution.xml: missing")
+    return problems
+
+
+def check_script(script: Path) -> list[str]:
+    """`sh -n`, then shellcheck when it is installed (it is optional: `make test` must not need it)."""
+    if not script.is_file():
+        return ["missing"]
+    if not os.access(script, os.X_OK):
+        return ["not executable"]
+    if not script.read_text(encoding="utf-8").startswith("#!/bin/sh\n"):
+        return ["must start with #!/bin/sh"]
+    result = run_sync(["/bin/sh", "-n", script], timeout=CHECK_TIMEOUT)
+    if not result.ok:
+        return [f"sh -n: {result.tail.strip()}"]
+    shellcheck = shutil.which("shellcheck")
+    if shellcheck:
+        result = run_sync([shellcheck, "--shell=sh", "--severity=style", script], timeout=CHECK_TIMEOUT)
+        if not result.ok:
+            return [f"shellcheck:\n{result.tail.rstrip()}"]
+    return []
+
+
+def _program_problems(payload: Payload, program: str) -> list[str]:
+    file = payload.file(program)
+    if not file.is_file():
+        return [f"{program} is not in the payload"]
+    if not file.stat().st_mode & stat.S_IXUSR:
+        return [f"{program} is not executable"]
+    return []
+
+
+def _fresh(out: Path) -> None:
+    if out.exists():
+        if not out.is_dir() or out.is_symlink():
+            raise UsageError(f"{out}: not a folder; choose another payload folder")
+        if any(out.iterdir()) and not (out / MARKER).is_file():
+            raise UsageError(f"{out}: not empty and not a payload folder; refusing to replace it")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, mode=0o755)
+    (out / MARKER).write_text("assembled by bootstrapper.deploy.payload\n", encoding="utf-8")
+
+
+def _write(path: Path, data: bytes, mode: int) -> None:
+    for parent in reversed(path.parents):
+        if not parent.exists():
+            parent.mkdir(mode=0o755)
+            parent.chmod(0o755)
+    write_atomic(path, data, mode)

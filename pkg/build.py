@@ -1,0 +1,128 @@
+"""Build driver behind `make pkg-payload`, `make pkg` and `make mac-smoke`.
+
+    python pkg/build.py payload      assemble build/pkg-payload, check it, rehearse the scripts
+    python pkg/build.py pkg          the signed product archive (macOS only)
+    python pkg/build.py generate     rewrite the committed generated files (profile, schema, plists, docs)
+    python pkg/build.py mac-smoke    install the built package on this Mac and check the outcome
+
+Signing comes from the environment: BOOTSTRAPPER_APP_IDENTITY (Developer ID Application, for the
+runtime's binaries; ad hoc when unset), BOOTSTRAPPER_INSTALLER_IDENTITY (Developer ID Installer, for
+productsign), BOOTSTRAPPER_KEYCHAIN, BOOTSTRAPPER_NOTARY_PROFILE (a `notarytool store-credentials`
+profile). BOOTSTRAPPER_RELOCATABLE_PYTHON points at a relocatable-python checkout you have pinned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bootstrapper.config import read_plist  # noqa: E402
+from bootstrapper.deploy import build, committed  # noqa: E402
+from bootstrapper.deploy.layout import INTERPRETER, template_values  # noqa: E402
+from bootstrapper.deploy.payload import assemble, verify  # noqa: E402
+from bootstrapper.deploy.rehearse import rehearse_all  # noqa: E402
+from bootstrapper.deploy.templates import render  # noqa: E402
+from bootstrapper.errors import BootstrapperError, UsageError  # noqa: E402
+
+BUILD = REPO / "build"
+FAKE = REPO / "tests" / "support" / "fake_launchctl.py"
+SAMPLES = REPO.parent / "shared" / "testdata" / "macos"
+
+
+def payload(_: argparse.Namespace) -> int:
+    out = assemble(BUILD / "pkg-payload")
+    problems = verify(out)
+    if not SAMPLES.is_dir():
+        problems.append(
+            f"{SAMPLES}: the recorded macOS outputs are missing; the repo must sit beside ../shared"
+        )
+    else:
+        problems += rehearse_all(out, BUILD / "pkg-rehearsal", FAKE, SAMPLES)
+    for problem in problems:
+        print(f"error: pkg-payload: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    print(f"pkg-payload: {out.base} assembled; plists, programs and scripts checked; scripts rehearsed")
+    return 0
+
+
+def package(args: argparse.Namespace) -> int:
+    build.require_macos()
+    ids = build.Identities(
+        app=os.environ.get("BOOTSTRAPPER_APP_IDENTITY") or "-",
+        installer=os.environ.get("BOOTSTRAPPER_INSTALLER_IDENTITY") or None,
+        keychain=os.environ.get("BOOTSTRAPPER_KEYCHAIN") or None,
+        notary_profile=os.environ.get("BOOTSTRAPPER_NOTARY_PROFILE") or None,
+    )
+    tool = os.environ.get("BOOTSTRAPPER_RELOCATABLE_PYTHON")
+    config = read_plist(Path(args.config)) if args.config else None
+    if args.config and not config:
+        raise UsageError(f"--config {args.config}: no settings in it")
+    build.build_package(BUILD, REPO, ids, relocatable_python=Path(tool) if tool else None, config=config)
+    if not ids.installer:
+        print("warning: the package is unsigned; set BOOTSTRAPPER_INSTALLER_IDENTITY to sign it for MDM")
+    return 0
+
+
+def generate(args: argparse.Namespace) -> int:
+    if args.check:
+        stale = committed.stale(REPO)
+        for path in stale:
+            print(
+                f"error: {path.relative_to(REPO)} is out of date; run `make generate-deploy`", file=sys.stderr
+            )
+        return 1 if stale else 0
+    for path, data in committed.generated(REPO).items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        print(f"wrote {path.relative_to(REPO)}")
+    return 0
+
+
+def mac_smoke(args: argparse.Namespace) -> int:
+    if sys.platform != "darwin":
+        raise UsageError("make mac-smoke runs on a Mac (or a macOS VM) that you can reinstall; not here")
+    pkg = (
+        Path(args.pkg)
+        if args.pkg
+        else max(BUILD.glob("bootstrapper-*.pkg"), default=None, key=os.path.getmtime)
+    )
+    python = BUILD / "pkg" / "root" / str(INTERPRETER).lstrip("/")
+    if pkg is None or not pkg.is_file() or not python.is_file():
+        raise UsageError("no built package in build/; run `make pkg` first")
+    script = BUILD / "mac-smoke.sh"
+    text = (REPO / "pkg" / "mac-smoke.sh.in").read_text(encoding="utf-8")
+    script.write_text(render(text, template_values(), name="mac-smoke.sh.in"), encoding="utf-8")
+    print(f"mac-smoke: installing {pkg.name} on this Mac (sudo asks for your password)")
+    os.execv("/usr/bin/sudo", ["sudo", "/bin/sh", str(script), str(pkg.resolve()), str(python)])  # noqa: S606
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="pkg/build.py", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("payload").set_defaults(run=payload)
+    p = sub.add_parser("pkg")
+    p.add_argument("--config", help="a plist of settings to ship inside the package (config.plist)")
+    p.set_defaults(run=package)
+    g = sub.add_parser("generate")
+    g.add_argument("--check", action="store_true", help="fail when a committed copy is out of date")
+    g.set_defaults(run=generate)
+    s = sub.add_parser("mac-smoke")
+    s.add_argument("pkg", nargs="?", help="the package to install (default: the newest in build/)")
+    s.set_defaults(run=mac_smoke)
+    args = parser.parse_args()
+    try:
+        code: int = args.run(args)
+    except BootstrapperError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return int(exc.exit_code)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
