@@ -1,0 +1,217 @@
+"""`validate --deep`: download every item of a manifest and check it is what the manifest says.
+
+Catches what a syntax check cannot: a hash copied from the wrong build, a size that drifted, a
+package whose identifier or version differs from the manifest's `packageid`/`version`. Files go to
+a temporary folder that is removed afterwards; nothing is installed. For a wrong hash the actual one
+is printed, ready to paste into the manifest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from urllib.parse import unquote, urlsplit
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
+from rich.table import Table
+
+from bootstrapper.errors import (
+    ClientStatusError,
+    FetchError,
+    HashMismatchError,
+    IntegrityError,
+    PackageError,
+    UnsafeURLError,
+)
+from bootstrapper.fetch import Download, Downloader, FetchEvent, FetchOptions
+from bootstrapper.fetch import events as fe
+from bootstrapper.manifest.model import Item, Kind, Manifest
+
+#: Attempts per item when validating: enough to ride out a glitch, not to hide a flaky server.
+RETRIES = 1
+RETRYWAIT = 2.0
+
+
+@dataclass
+class ItemCheck:
+    """What one item turned out to be."""
+
+    item: Item
+    size: int | None = None
+    sha256: str | None = None
+    #: Problems that make the manifest wrong (exit 2).
+    mismatches: list[str] = field(default_factory=list)
+    #: Failures that say nothing about the manifest (the network), exit 1.
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches and not self.errors
+
+
+async def check_items(
+    manifest: Manifest,
+    options: FetchOptions,
+    workdir: Path,
+    on_event: Callable[[FetchEvent], None] = lambda _e: None,
+) -> list[ItemCheck]:
+    """Fetch every downloadable item into `workdir` and compare it with the manifest."""
+    checks: dict[str, ItemCheck] = {}
+    downloads: list[Download] = []
+    for n, item in enumerate(i for i in manifest.items if i.kind.downloads and i.url):
+        check = checks[item.id] = ItemCheck(item)
+        if not item.hash:
+            check.mismatches.append("no hash in the manifest")
+            continue
+        assert item.url is not None
+        if urlsplit(item.url).scheme == "file":
+            await asyncio.to_thread(_check_local, check, Path(unquote(urlsplit(item.url).path)))
+            continue
+        name = PurePosixPath(urlsplit(item.url).path).name or "item"
+        dest = workdir / "items" / f"{n:03d}-{name}"
+        downloads.append(
+            Download(item.id, item.url, dest, item.hash, item.size, 0o600, {}, RETRIES, RETRYWAIT)
+        )
+    async with Downloader(options, workdir / "staging", on_event) as d:
+        results = await d.fetch_all(downloads)
+    for key, result in results.items():
+        check = checks[key]
+        if isinstance(result, Path):
+            check.size = result.stat().st_size
+            check.sha256 = check.item.hash
+            if check.item.kind is Kind.PACKAGE:
+                await asyncio.to_thread(_check_package, check, result)
+        else:
+            _record_failure(check, result)
+    return list(checks.values())
+
+
+def _record_failure(check: ItemCheck, error: FetchError) -> None:
+    if isinstance(error, HashMismatchError):
+        check.sha256 = error.actual
+        check.mismatches.append(f"sha256 is {error.actual}, the manifest says {error.expected}")
+    elif isinstance(error, IntegrityError | ClientStatusError | UnsafeURLError):
+        check.mismatches.append(str(error))
+    else:
+        check.errors.append(str(error))
+
+
+def _check_local(check: ItemCheck, path: Path) -> None:
+    """A file:// item of a local manifest: hash it where it is."""
+    try:
+        h = hashlib.sha256()
+        size = 0
+        with path.open("rb") as fh:
+            while block := fh.read(1024 * 1024):
+                h.update(block)
+                size += len(block)
+    except OSError as exc:
+        check.mismatches.append(f"{path}: {exc.strerror or exc}")
+        return
+    check.size, check.sha256 = size, h.hexdigest()
+    if check.item.size is not None and size != check.item.size:
+        check.mismatches.append(f"size is {size}, the manifest says {check.item.size}")
+    if check.sha256 != check.item.hash:
+        check.mismatches.append(f"sha256 is {check.sha256}, the manifest says {check.item.hash}")
+    elif check.item.kind is Kind.PACKAGE:
+        _check_package(check, path)
+
+
+def _check_package(check: ItemCheck, path: Path) -> None:
+    """Compare the package's own identifier and version with `packageid` and `version`."""
+    item = check.item
+    if not item.packageid and not item.version:
+        return
+    try:
+        from bootstrapper.flatpkg import read_package
+    except ImportError:
+        check.notes.append("package contents not checked: the flat-package reader is not available")
+        return
+    try:
+        facts = read_package(path)
+    except PackageError as exc:
+        check.mismatches.append(f"not a readable package: {exc}")
+        return
+    versions = {c.info.identifier: c.info.version for c in facts.components}
+    if item.packageid and item.packageid not in versions:
+        found = ", ".join(sorted(versions)) or "none"
+        check.mismatches.append(f"packageid {item.packageid!r} is not in the package (it has: {found})")
+    elif item.version:
+        actual = versions[item.packageid] if item.packageid else None
+        if actual is None and len(versions) == 1:
+            actual = next(iter(versions.values()))
+        if actual is not None and actual != item.version:
+            check.mismatches.append(f"version is {actual!r}, the manifest says {item.version!r}")
+
+
+# --- the command -------------------------------------------------------------------------------
+
+
+def deep_validate(
+    manifests: Sequence[Manifest], options: FetchOptions, console: Console | None = None
+) -> int:
+    """Check every item of every manifest; a table each. Exit 0 all good, 2 any mismatch, 1 network."""
+    out = console or Console()
+    worst = 0
+    for manifest in manifests:
+        with tempfile.TemporaryDirectory(prefix="bootstrapper-deep-") as tmp:
+            checks = asyncio.run(_with_bars(manifest, options, Path(tmp), out))
+        out.print(_table(manifest, checks))
+        for check in checks:
+            for note in check.notes:
+                out.print(f"note: {escape(check.item.label)}: {escape(note)}")
+            if check.sha256 and check.sha256 != check.item.hash:
+                out.print(f"{escape(check.item.label)}: paste this hash: [bold]{check.sha256}[/bold]")
+        if any(c.mismatches for c in checks):
+            worst = 2
+        elif any(c.errors for c in checks):
+            worst = max(worst, 1)
+    return worst
+
+
+async def _with_bars(
+    manifest: Manifest, options: FetchOptions, workdir: Path, out: Console
+) -> list[ItemCheck]:
+    labels = {i.id: i.label for i in manifest.items}
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, console=out, transient=True) as bars:
+        tasks: dict[str, TaskID] = {}
+
+        def on_event(event: FetchEvent) -> None:
+            if isinstance(event, fe.Started):
+                tasks[event.key] = bars.add_task(escape(labels.get(event.key, event.key)), total=event.total)
+            elif isinstance(event, fe.Progress) and event.key in tasks:
+                bars.update(tasks[event.key], completed=event.done, total=event.total)
+            elif isinstance(event, fe.Finished | fe.Failed) and event.key in tasks:
+                bars.remove_task(tasks.pop(event.key))
+
+        return await check_items(manifest, options, workdir, on_event)
+
+
+def _table(manifest: Manifest, checks: list[ItemCheck]) -> Table:
+    table = Table(title=escape(manifest.source), title_justify="left")
+    for column in ("item", "kind", "size", "sha256", "result"):
+        table.add_column(column, overflow="fold")
+    for c in checks:
+        if c.ok:
+            result = "[green]ok[/green]" + "".join(f"\n{escape(n)}" for n in c.notes)
+        else:
+            color = "red" if c.mismatches else "yellow"
+            result = "\n".join(f"[{color}]{escape(m)}[/{color}]" for m in (*c.mismatches, *c.errors))
+        table.add_row(
+            escape(c.item.label),
+            c.item.kind.value,
+            "" if c.size is None else str(c.size),
+            (c.sha256 or "")[:12],
+            result,
+        )
+    if not checks:
+        table.add_row("(no items to download)", "", "", "", "")
+    return table
