@@ -140,6 +140,87 @@ def status(
     show_status(Paths(root=sandbox or Path("/")), as_json=as_json)
 
 
+# --- deployment: the MDM command and its app manifest, the settings profile (docs/deployment.md) --
+
+mdm_app = typer.Typer(
+    help="InstallEnterpriseApplication: the app manifest and the MDM command for a product archive.",
+    no_args_is_help=True,
+)
+app.add_typer(mdm_app, name="mdm")
+deploy_app = typer.Typer(help="Generate what ships beside the package: settings profile, Jamf schema.")
+app.add_typer(deploy_app, name="deploy")
+
+PkgArg = Annotated[Path, typer.Argument(help="A product archive (.pkg).", show_default=False)]
+PkgURL = Annotated[str, typer.Option("--url", help="The https URL the Mac downloads the package from.")]
+
+
+@mdm_app.command("manifest")
+def mdm_manifest(
+    pkg: PkgArg,
+    url: PkgURL,
+    output_format: Annotated[str, typer.Option("--format", "-f", help="plist or json.")] = "plist",
+) -> None:
+    """Print the app manifest (items → assets, metadata) to host beside the package."""
+    if output_format not in ("plist", "json"):
+        fail(f"--format {output_format!r}: expected plist or json")
+    from bootstrapper import mdm
+
+    mdm.show_manifest(pkg, url, output_format)
+
+
+@mdm_app.command("command")
+def mdm_command(
+    pkg: PkgArg,
+    url: PkgURL,
+    manifest_url: Annotated[
+        str | None,
+        typer.Option("--manifest-url", help="Point at a hosted manifest instead of embedding it."),
+    ] = None,
+    pin_cert: Annotated[
+        list[Path] | None,
+        typer.Option("--pin-cert", help="Pin the --manifest-url connection to this certificate (PEM/DER)."),
+    ] = None,
+    require_revocation_check: Annotated[
+        bool, typer.Option("--require-revocation-check", help="Pinned certificates must pass revocation.")
+    ] = False,
+    command_uuid: Annotated[
+        str | None, typer.Option("--uuid", help="The CommandUUID (default: random).")
+    ] = None,
+) -> None:
+    """Print the InstallEnterpriseApplication command plist for NanoMDM-style servers."""
+    from bootstrapper import mdm
+
+    mdm.show_command(pkg, url, manifest_url, pin_cert or [], require_revocation_check, command_uuid)
+
+
+@deploy_app.command("profile")
+def deploy_profile(
+    assignments: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="key=value (headers.NAME=value for headers); repeat for more."),
+    ] = None,
+    identifier: Annotated[
+        str, typer.Option(help="The profile's PayloadIdentifier.")
+    ] = "org.bootstrapper.profile",
+    organization: Annotated[str, typer.Option(help="PayloadOrganization shown to users.")] = "",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of printing.")
+    ] = None,
+) -> None:
+    """Print a .mobileconfig that sets bootstrapper's managed preferences (type-checked)."""
+    from bootstrapper.deploy.profile import show_profile
+
+    show_profile(assignments or [], identifier, organization, output)
+
+
+@deploy_app.command("jamf-schema")
+def deploy_jamf_schema() -> None:
+    """Print the JSON schema for Jamf Pro's Application & Custom Settings."""
+    from bootstrapper.deploy.profile import jamf_schema_text
+
+    typer.echo(jamf_schema_text(), nl=False)
+
+
 def fail(message: str, code: ExitCode = ExitCode.USAGE) -> NoReturn:
     """Print one error line and exit: for bad input detected in the CLI layer itself."""
     typer.echo(f"error: {message}", err=True)
