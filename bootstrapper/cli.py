@@ -58,13 +58,29 @@ def validate(
         typer.Option("--format", "-f", help="text, json, or github (annotations for GitHub Actions)."),
     ] = "text",
     allow_http: AllowHttp = False,
+    deep: Annotated[
+        bool,
+        typer.Option(
+            "--deep",
+            help="Also download every item; check size, sha256, package id, version. Exit 2 on a mismatch.",
+        ),
+    ] = False,
 ) -> None:
     """Check manifests and report every problem with its line:column. Exit 0 valid, 2 invalid."""
     if output_format not in ("text", "json", "github"):
         fail(f"--format {output_format!r}: expected text, json or github")
+    if deep and output_format != "text":
+        fail("--deep prints a table: use it with --format text")
     from bootstrapper import validate as v
 
-    raise typer.Exit(v.validate(manifests, output_format, allow_http))
+    code = v.validate(manifests, output_format, allow_http)
+    if deep and code == 0:
+        from bootstrapper.fetch import FetchOptions
+        from bootstrapper.validate_deep import deep_validate
+
+        loaded = [v.read_manifest(ref, allow_http=allow_http).manifest for ref in manifests]
+        code = deep_validate(loaded, FetchOptions(allow_http=allow_http))
+    raise typer.Exit(code)
 
 
 @app.command()

@@ -107,3 +107,17 @@ userland:
     code, out = run(manifest(tmp_path, body))
     assert code == 2
     assert "404" in out
+
+
+def test_validate_deep_command_exits_2_on_a_mismatch(
+    served: dict[str, tuple[str, bytes]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bootstrapper.cli import main
+
+    manifest(tmp_path, good(served))
+    path = str(tmp_path / "bootstrap.yaml")
+    assert main(["validate", "--deep", "--allow-http", path]) == 0
+    manifest(tmp_path, good(served, script_hash="cd" * 32))
+    assert main(["validate", "--deep", "--allow-http", path]) == 2
+    assert sha(SCRIPT) in capsys.readouterr().out
+    assert main(["validate", "--deep", "--format", "json", path]) == 2
