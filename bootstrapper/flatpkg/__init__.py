@@ -1,1 +1,13 @@
-"""Read and write macOS flat packages (xar): facts, payloads, safe extraction."""
+"""Read and write macOS flat packages (xar): facts, payload streams, safe extraction.
+
+`read_package(path)` opens, checks and summarizes a `.pkg`; `FlatPackage` gives the streams;
+`writer` builds real component packages and product archives for the demo and the tests.
+"""
+
+from __future__ import annotations
+
+from bootstrapper.flatpkg.package import Component, FlatPackage, PackageFacts, read_facts
+
+read_package = read_facts
+
+__all__ = ["Component", "FlatPackage", "PackageFacts", "read_package"]

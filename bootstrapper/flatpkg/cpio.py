@@ -67,7 +67,8 @@ class CpioReader:
 
     def __init__(self, stream: Readable, problem: Problem) -> None:
         self._s = stream
-        self._problem = problem
+        #: Makes the one error for this archive (it names the package and the member).
+        self.problem = problem
         self._left = 0
         self._pad = 0
         self.format = ""
@@ -83,20 +84,20 @@ class CpioReader:
     def _exact(self, n: int, what: str) -> bytes:
         data = _read_exact(self._s, n)
         if len(data) != n:
-            raise self._problem(f"truncated cpio archive: {what} ends early")
+            raise self.problem(f"truncated cpio archive: {what} ends early")
         return data
 
     def _header(self) -> CpioEntry | None:
         magic = _read_exact(self._s, 6)
         if not magic:
-            raise self._problem("truncated cpio archive: no TRAILER!!! entry")
+            raise self.problem("truncated cpio archive: no TRAILER!!! entry")
         if magic == ODC:
             self.format = self.format or "odc"
             raw = self._exact(_ODC_LEN - 6, "a header")
             try:
                 f = [int(raw[i : i + n], 8) for i, n in _ODC_FIELDS]
             except ValueError:
-                raise self._problem("corrupt cpio archive: a header field is not octal") from None
+                raise self.problem("corrupt cpio archive: a header field is not octal") from None
             dev, ino, mode, uid, gid, nlink, rdev, mtime, namesize, size = f
             name_pad = 0
             self._pad_unit = 0
@@ -106,22 +107,22 @@ class CpioReader:
             try:
                 f = [int(raw[i * 8 : i * 8 + 8], 16) for i in range(13)]
             except ValueError:
-                raise self._problem("corrupt cpio archive: a header field is not hex") from None
+                raise self.problem("corrupt cpio archive: a header field is not hex") from None
             ino, mode, uid, gid, nlink, mtime, size, dmaj, dmin, rmaj, rmin, namesize, _check = f
             dev, rdev = (dmaj << 8) | dmin, (rmaj << 8) | rmin
             name_pad = (-(_NEWC_LEN + namesize)) % 4
             self._pad_unit = 4
         else:
-            raise self._problem(f"corrupt cpio archive: bad entry magic {magic!r}")
+            raise self.problem(f"corrupt cpio archive: bad entry magic {magic!r}")
         if namesize < 1 or namesize > MAX_NAME:
-            raise self._problem(f"corrupt cpio archive: entry name of {namesize} bytes")
+            raise self.problem(f"corrupt cpio archive: entry name of {namesize} bytes")
         raw_name = self._exact(namesize + name_pad, "an entry name")[:namesize]
         if raw_name[-1:] != b"\0":
-            raise self._problem("corrupt cpio archive: an entry name is not NUL-terminated")
+            raise self.problem("corrupt cpio archive: an entry name is not NUL-terminated")
         try:
             name = raw_name[:-1].decode("utf-8")
         except UnicodeDecodeError:
-            raise self._problem(f"cpio entry name {raw_name[:-1]!r} is not UTF-8") from None
+            raise self.problem(f"cpio entry name {raw_name[:-1]!r} is not UTF-8") from None
         if name == TRAILER:
             return None
         self._left = size
@@ -133,13 +134,13 @@ class CpioReader:
         while self._left:
             chunk = self._s.read(min(CHUNK, self._left))
             if not chunk:
-                raise self._problem("truncated cpio archive: file data ends early")
+                raise self.problem("truncated cpio archive: file data ends early")
             self._left -= len(chunk)
             yield chunk
 
     def read_data(self, limit: int) -> bytes:
         if self._left > limit:
-            raise self._problem(f"cpio entry data of {self._left} bytes is over the {limit}-byte limit")
+            raise self.problem(f"cpio entry data of {self._left} bytes is over the {limit}-byte limit")
         return b"".join(self.chunks())
 
     def _skip_rest(self) -> None:
@@ -198,7 +199,7 @@ class PbzxReader(io.RawIOBase):
     def __init__(self, stream: Readable, problem: Problem) -> None:
         super().__init__()
         self._s = stream
-        self._problem = problem
+        self.problem = problem
         head = _read_exact(stream, 12)
         if len(head) < 12 or head[:4] != PBZX:
             raise problem("corrupt pbzx payload: bad header")
@@ -209,6 +210,7 @@ class PbzxReader(io.RawIOBase):
         self._stored = False
         self._dec: lzma.LZMADecompressor | None = None
         self._buf = b""
+        self._off = 0
 
     def readable(self) -> bool:
         return True
@@ -220,9 +222,11 @@ class PbzxReader(io.RawIOBase):
                     return 0
                 continue
             self._buf = self._step()
-        n = min(len(b), len(self._buf))
-        b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
+        n = min(len(b), len(self._buf) - self._off)
+        b[:n] = self._buf[self._off : self._off + n]
+        self._off += n
+        if self._off == len(self._buf):
+            self._buf, self._off = b"", 0
         return n
 
     def _next_chunk(self) -> bool:
@@ -230,10 +234,10 @@ class PbzxReader(io.RawIOBase):
         if not head:
             return False
         if len(head) != 16:
-            raise self._problem("truncated pbzx payload: a chunk header ends early")
+            raise self.problem("truncated pbzx payload: a chunk header ends early")
         size, csize = struct.unpack(">QQ", head)
         if size > MAX_PBZX_CHUNK or csize > MAX_PBZX_CHUNK:
-            raise self._problem(f"corrupt pbzx payload: a chunk claims {max(size, csize)} bytes")
+            raise self.problem(f"corrupt pbzx payload: a chunk claims {max(size, csize)} bytes")
         self.chunks += 1
         self._in_left, self._out_left = csize, size
         self._stored = size == csize
@@ -244,7 +248,7 @@ class PbzxReader(io.RawIOBase):
         if self._stored:
             data = self._s.read(min(CHUNK, self._in_left))
             if not data:
-                raise self._problem("truncated pbzx payload: stored chunk ends early")
+                raise self.problem("truncated pbzx payload: stored chunk ends early")
             self._in_left -= len(data)
             self._out_left -= len(data)
             return data
@@ -253,20 +257,20 @@ class PbzxReader(io.RawIOBase):
         data = b""
         if dec.needs_input:
             if not self._in_left:
-                raise self._problem("corrupt pbzx payload: an xz chunk ends before its stream does")
+                raise self.problem("corrupt pbzx payload: an xz chunk ends before its stream does")
             data = self._s.read(min(CHUNK, self._in_left))
             if not data:
-                raise self._problem("truncated pbzx payload: xz chunk ends early")
+                raise self.problem("truncated pbzx payload: xz chunk ends early")
             self._in_left -= len(data)
         try:
             out = dec.decompress(data, CHUNK)
         except lzma.LZMAError as exc:
-            raise self._problem(f"corrupt pbzx payload: {exc}") from None
+            raise self.problem(f"corrupt pbzx payload: {exc}") from None
         if len(out) > self._out_left:
-            raise self._problem("corrupt pbzx payload: a chunk decodes to more than it claims")
+            raise self.problem("corrupt pbzx payload: a chunk decodes to more than it claims")
         self._out_left -= len(out)
         if dec.eof and (self._in_left or self._out_left):
-            raise self._problem("corrupt pbzx payload: a chunk's sizes do not match its data")
+            raise self.problem("corrupt pbzx payload: a chunk's sizes do not match its data")
         return out
 
 
@@ -312,7 +316,7 @@ class _Guarded(io.RawIOBase):
     def __init__(self, inner: Readable, problem: Problem, what: str) -> None:
         super().__init__()
         self._inner = inner
-        self._problem = problem
+        self.problem = problem
         self._what = what
 
     def readable(self) -> bool:
@@ -322,6 +326,6 @@ class _Guarded(io.RawIOBase):
         try:
             data = self._inner.read(len(b))
         except (OSError, EOFError, zlib.error, ValueError) as exc:
-            raise self._problem(f"corrupt {self._what} payload: {exc or type(exc).__name__}") from None
+            raise self.problem(f"corrupt {self._what} payload: {exc or type(exc).__name__}") from None
         b[: len(data)] = data
         return len(data)

@@ -86,8 +86,9 @@ def check_link(parts: tuple[str, ...], target: str, base: tuple[str, ...], probl
             depth.append(comp)
 
 
-def scan(reader: CpioReader, problem: Problem, base: tuple[str, ...] = ()) -> tuple[int, int]:
+def scan(reader: CpioReader, base: tuple[str, ...] = ()) -> tuple[int, int]:
     """Check every entry without writing; returns (entries, data bytes)."""
+    problem = reader.problem
     links: set[tuple[str, ...]] = set()
     count = size = 0
     for entry in reader:
@@ -267,12 +268,12 @@ class _Extractor:
 def extract(
     reader: CpioReader,
     root: Path,
-    problem: Problem,
     *,
     location: str = "/",
     on_bytes: Callable[[int], None] | None = None,
 ) -> ExtractResult:
     """Extract every entry under `root`/`location`; symlink checks treat `root` as the volume."""
+    problem = reader.problem
     base = location_parts(location, problem)
     root.mkdir(parents=True, exist_ok=True)
     ex = _Extractor(root, base, problem)

@@ -80,6 +80,21 @@ class PackageFacts:
     members: tuple[str, ...]
 
     @property
+    def component_ids(self) -> tuple[str, ...]:
+        return tuple(c.info.identifier for c in self.components)
+
+    @property
+    def has_payload(self) -> bool:
+        """Does any component install files? An "empty payload" (only `.`) counts as none.
+
+        Decided from PackageInfo's numberOfFiles (which counts `.`), so nothing is decompressed.
+        """
+        return any(
+            c.has_payload and c.payload_format != "empty" and (c.info.number_of_files or 2) > 1
+            for c in self.components
+        )
+
+    @property
     def signer(self) -> str | None:
         for sig in self.signatures:
             if sig.certificates:

@@ -417,6 +417,7 @@ class _MemberStream(io.RawIOBase):
         self._what = what
         self._pos = 0
         self._buf = b""
+        self._off = 0
         self._out = 0
         self._done = extent is None
         self._ahash = hashlib.new(_HASHES[extent.archived.style]) if extent and extent.archived else None
@@ -429,9 +430,11 @@ class _MemberStream(io.RawIOBase):
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
         while not self._buf and not self._done:
             self._fill()
-        n = min(len(b), len(self._buf))
-        b[:n] = self._buf[:n]
-        self._buf = self._buf[n:]
+        n = min(len(b), len(self._buf) - self._off)
+        b[:n] = self._buf[self._off : self._off + n]
+        self._off += n
+        if self._off == len(self._buf):
+            self._buf, self._off = b"", 0
         return n
 
     def _fill(self) -> None:
