@@ -237,6 +237,36 @@ def deploy_jamf_schema() -> None:
     typer.echo(jamf_schema_text(), nl=False)
 
 
+# --- pkg: read flat packages (owner: flatpkg) --------------------------------------------------
+
+pkg_app = typer.Typer(help="Read macOS flat packages (.pkg): facts, signatures, payload files.")
+app.add_typer(pkg_app, name="pkg")
+
+
+@pkg_app.command("info")
+def pkg_info(
+    file: Annotated[Path, typer.Argument(help="The .pkg file (component or product archive).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the facts as JSON.")] = False,
+) -> None:
+    """Show a package's identifiers, versions, install location, scripts and signature."""
+    import json
+
+    from bootstrapper.flatpkg import read_package
+    from bootstrapper.flatpkg.report import facts_json, facts_text
+
+    facts = read_package(file)
+    typer.echo(json.dumps(facts_json(facts), indent=2) if as_json else facts_text(facts))
+
+
+@pkg_app.command("files")
+def pkg_files(file: Annotated[Path, typer.Argument(help="The .pkg file.")]) -> None:
+    """List the paths a package's payload installs (like `pkgutil --payload-files`)."""
+    from bootstrapper.flatpkg.report import payload_files
+
+    for line in payload_files(file):
+        typer.echo(line)
+
+
 def fail(message: str, code: ExitCode = ExitCode.USAGE) -> NoReturn:
     """Print one error line and exit: for bad input detected in the CLI layer itself."""
     typer.echo(f"error: {message}", err=True)
