@@ -184,3 +184,29 @@ class StateError(RunError):
 
 class NoStateError(UsageError):
     """There is no state file to report on: no run has started under this root."""
+
+
+# --- the OS seam (platform/): subclasses of PlatformError --------------------------------------
+
+
+class InstallError(PlatformError):
+    """`installer` (or the sandbox's install) failed; carries its exit code and failure reason."""
+
+    def __init__(self, message: str, returncode: int | None, reason: str = "", tail: str = "") -> None:
+        super().__init__(message)
+        self.returncode = returncode
+        self.reason = reason
+        self.tail = tail
+
+
+class LaunchdError(PlatformError):
+    """A launchctl operation failed in a way that is not "already done"; carries the exit code."""
+
+    def __init__(self, message: str, returncode: int | None, target: str = "") -> None:
+        super().__init__(message)
+        self.returncode = returncode
+        self.target = target
+
+
+class ServiceNotLoadedError(LaunchdError):
+    """kickstart or print of a service launchd does not have loaded (exit 113, or 3 on older macOS)."""
