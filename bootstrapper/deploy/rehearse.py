@@ -60,7 +60,7 @@ class Sandbox:
         for tool in TOOLS:
             wrapper = self.bin / tool
             wrapper.write_text(
-                f'#!/bin/sh\nexec {shlex.quote(python)} {shlex.quote(str(fake))} {tool} "$@"\n',
+                f'#!/bin/sh\nexec {shlex.quote(python)} -I -S {shlex.quote(str(fake))} {tool} "$@"\n',
                 encoding="utf-8",
             )
             wrapper.chmod(0o755)

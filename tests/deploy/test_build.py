@@ -1,0 +1,193 @@
+"""The parts of `make pkg` that decide things, run on Linux: Mach-O detection, the universal2 rule,
+dependency fusing, the requirements pin, relocation, signing order and every tool's argv."""
+
+from __future__ import annotations
+
+import plistlib
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from bootstrapper.deploy import build
+from bootstrapper.deploy.payload import Payload
+from bootstrapper.errors import UsageError
+from bootstrapper.paths import PACKAGE_ID
+
+REPO = Path(__file__).resolve().parents[2]
+THIN_ARM64 = b"\xcf\xfa\xed\xfe\x0c\x00\x00\x01"
+FAT_TWO = b"\xca\xfe\xba\xbe\x00\x00\x00\x02"
+JAVA_CLASS = b"\xca\xfe\xba\xbe\x00\x00\x00\x34"
+
+
+@pytest.mark.parametrize(
+    ("head", "expected"),
+    [
+        (THIN_ARM64, True),
+        (b"\xce\xfa\xed\xfe\x07\x00\x00\x00", True),  # 32-bit
+        (FAT_TWO, True),
+        (JAVA_CLASS, False),
+        (b"#!/bin/sh\n", False),
+        (b"\xca\xfe", False),
+    ],
+)
+def test_macho_detection(head: bytes, expected: bool) -> None:
+    assert build.is_macho(head) is expected
+
+
+def test_find_macho_skips_symlinks_and_text(tmp_path: Path) -> None:
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "a.so").write_bytes(FAT_TWO + b"rest")
+    (tmp_path / "lib" / "a.py").write_text("print()")
+    (tmp_path / "link.so").symlink_to(tmp_path / "lib" / "a.so")
+    assert build.find_macho(tmp_path) == [tmp_path / "lib" / "a.so"]
+
+
+def test_only_universal2_binaries_pass() -> None:
+    outputs = {
+        "Python": "x86_64 arm64\n",
+        "_ssl.so": "arm64",
+        "_yaml.so": "x86_64",
+        "odd.so": "",
+        "arm64e.so": "x86_64 arm64e",
+    }
+    assert build.not_universal(outputs) == [
+        "_ssl.so: has arm64, lacks x86_64: not universal2",
+        "_yaml.so: has x86_64, lacks arm64: not universal2",
+        "arm64e.so: has arm64e x86_64, lacks arm64: not universal2",
+        "odd.so: has nothing, lacks arm64 and x86_64: not universal2",
+    ]
+    assert build.not_universal({"Python": "x86_64 arm64"}) == []
+
+
+def test_the_other_half_of_a_thin_binary_comes_from_the_matching_wheel() -> None:
+    assert build.fuse_platform(frozenset({"arm64"})) == "macosx_11_0_x86_64"
+    assert build.fuse_platform(frozenset({"x86_64"})) == "macosx_11_0_arm64"
+    with pytest.raises(ValueError, match="cannot fuse"):
+        build.fuse_platform(frozenset({"i386"}))
+    argv = build.pip_download_argv(Path("/py"), "pydantic-core", "2.1.0", "macosx_11_0_x86_64", Path("/d"))
+    assert argv[-1] == "pydantic-core==2.1.0"
+    assert argv[argv.index("--only-binary") : argv.index("--only-binary") + 2] == ["--only-binary", ":all:"]
+    assert "--no-deps" in argv and "macosx_11_0_x86_64" in argv
+
+
+def test_binaries_are_found_through_each_distributions_record(tmp_path: Path) -> None:
+    site = tmp_path / "site-packages"
+    (site / "fast").mkdir(parents=True)
+    (site / "fast" / "_core.so").write_bytes(THIN_ARM64)
+    (site / "fast" / "__init__.py").write_text("")
+    info = site / "fast-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: Fast\nVersion: 1.0\n")
+    (info / "RECORD").write_text("fast/__init__.py,,\nfast/_core.so,sha256=x,1\n../../bin/fast,,\n")
+    pure = site / "pure-2.0.dist-info"
+    pure.mkdir()
+    (pure / "METADATA").write_text("Name: pure\nVersion: 2.0\n")
+    (pure / "RECORD").write_text("pure.py,,\n")
+    assert build.binaries_by_distribution(site) == {("fast", "1.0"): ["fast/_core.so"]}
+
+
+def test_wheel_binaries_are_read_by_content(tmp_path: Path) -> None:
+    wheel = tmp_path / "fast-1.0-cp311-cp311-macosx_11_0_x86_64.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        zf.writestr("fast/_core.so", b"\xcf\xfa\xed\xfe\x07\x00\x00\x01")
+        zf.writestr("fast/__init__.py", "")
+    assert list(build.wheel_binaries(wheel)) == ["fast/_core.so"]
+
+
+def test_runtime_requirements_pin_the_tested_versions_and_leave_out_dev_tools() -> None:
+    pins = dict(line.split("==") for line in build.runtime_requirements())
+    assert {"httpx", "typer", "rich", "pyyaml", "tenacity"} <= set(pins)
+    assert not {"pytest", "mypy", "ruff", "hypothesis"} & set(pins)
+    import httpx
+
+    assert pins["httpx"] == httpx.__version__
+
+
+def test_bundles_in_the_payload_are_made_non_relocatable() -> None:
+    analyzed = [
+        {
+            "RootRelativeBundlePath": "Library/bootstrapper/Python.framework",
+            "BundleIsRelocatable": True,
+            "ChildBundles": [{"RootRelativeBundlePath": "x/Python.app", "BundleIsRelocatable": True}],
+        }
+    ]
+    fixed = plistlib.loads(build.non_relocatable(plistlib.dumps(analyzed)))
+    assert fixed[0]["BundleIsRelocatable"] is False
+    assert fixed[0]["ChildBundles"][0]["BundleIsRelocatable"] is False
+    assert fixed[0]["BundleOverwriteAction"] == "upgrade"
+
+
+def test_signing_goes_inside_out() -> None:
+    version = Path("/r/Python.framework/Versions/3.11")
+    machos = [
+        version / "Python",
+        version / "bin" / "python3.11",
+        version / "lib" / "python3.11" / "lib-dynload" / "_ssl.so",
+        version / "Resources" / "Python.app" / "Contents" / "MacOS" / "Python",
+    ]
+    order = build.signing_order(machos, version)
+    assert order == [
+        version / "lib" / "python3.11" / "lib-dynload" / "_ssl.so",
+        version / "bin" / "python3.11",
+        version / "Resources" / "Python.app",
+        version,
+    ]
+
+
+def test_codesign_argv_for_ad_hoc_and_developer_id() -> None:
+    assert build.codesign_argv("-", Path("/x")) == ["/usr/bin/codesign", "--force", "--sign", "-", "/x"]
+    argv = build.codesign_argv("Developer ID Application: Example (TEAM)", Path("/x"))
+    assert argv[2:4] == ["--options", "runtime"] and "--timestamp" in argv
+
+
+def test_package_tool_argv(tmp_path: Path) -> None:
+    payload = Payload(tmp_path / "pkg")
+    argv = build.pkgbuild_argv(payload, tmp_path / "c.plist", "1.2.3", tmp_path / "comp.pkg")
+    assert argv[0] == "/usr/bin/pkgbuild"
+    pairs = dict(zip(argv[1:-1:2], argv[2:-1:2], strict=True))
+    assert pairs == {
+        "--root": str(payload.root),
+        "--scripts": str(payload.scripts),
+        "--component-plist": str(tmp_path / "c.plist"),
+        "--identifier": PACKAGE_ID,
+        "--version": "1.2.3",
+        "--install-location": "/",
+        "--ownership": "recommended",
+    }
+    assert build.productbuild_argv(payload, tmp_path / "o.pkg") == [
+        "/usr/bin/productbuild",
+        "--distribution",
+        str(payload.distribution),
+        "--package-path",
+        str(payload.base),
+        str(tmp_path / "o.pkg"),
+    ]
+    assert build.productsign_argv("Developer ID Installer: E (T)", Path("/u.pkg"), Path("/s.pkg"), "k") == [
+        "/usr/bin/productsign",
+        "--sign",
+        "Developer ID Installer: E (T)",
+        "--timestamp",
+        "--keychain",
+        "k",
+        "/u.pkg",
+        "/s.pkg",
+    ]
+    submit, staple = build.notarize_argvs("notary", Path("/s.pkg"))
+    assert submit[:3] == ["/usr/bin/xcrun", "notarytool", "submit"] and "--wait" in submit
+    assert staple == ["/usr/bin/xcrun", "stapler", "staple", "/s.pkg"]
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="checks the message shown off macOS")
+@pytest.mark.parametrize("command", ["pkg", "mac-smoke"])
+def test_mac_only_targets_stop_with_one_line_elsewhere(command: str) -> None:
+    with pytest.raises(UsageError, match="needs macOS"):
+        build.require_macos()
+    done = subprocess.run(
+        [sys.executable, str(REPO / "pkg" / "build.py"), command], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: make ")
+    assert "Traceback" not in done.stderr
