@@ -12,6 +12,7 @@ import hashlib
 import logging
 import os
 import random
+import ssl
 import stat
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -326,9 +327,9 @@ class _Attempt:
                 digest = await sink.finish(self.item.mode)
             finally:
                 sink.close()
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, ssl.SSLError, ConnectionError) as exc:
             raise translate(exc, self.item.url, self.redact) from exc
-        except OSError as exc:
+        except OSError as exc:  # the part file's own I/O: the network's are handled above
             self.part.discard()
             if staging.is_disk_full(exc):
                 raise DiskFullError(

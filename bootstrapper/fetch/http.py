@@ -168,7 +168,7 @@ async def send_following(
         request = client.build_request("GET", current, headers=headers)
         try:
             response = await client.send(request, stream=True)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, ssl.SSLError) as exc:
             raise translate(exc, str(current), redact) from exc
         if response.status_code not in REDIRECTS:
             return response
@@ -238,15 +238,24 @@ def backoff(
     return float(wait)
 
 
-def translate(exc: httpx.HTTPError, url: str, redact: Redactor) -> FetchError:
-    """An httpx failure as one of ours: a line that names the (redacted) URL and what to do."""
+def translate(exc: Exception, url: str, redact: Redactor) -> FetchError:
+    """A network failure as one of ours: a line that names the (redacted) URL and what to do.
+
+    Mostly httpx errors; an `ssl.SSLError` can also escape httpcore raw (a TLS 1.3 server's alert,
+    such as "certificate required", arrives on the first read).
+    """
     shown = redact_url(url)
     cause = exc.__cause__ or exc.__context__
     detail = redact(str(exc) or (str(cause) if cause is not None else "") or "no detail")
-    if isinstance(exc, httpx.ConnectError) and _certificate_failure(exc):
+    if isinstance(exc, httpx.ConnectError | ssl.SSLError) and _certificate_failure(exc):
         return CertificateError(
             f"{shown}: the server's TLS certificate is not trusted ({detail}); "
             "if it is signed by your own CA, set ca_bundle"
+        )
+    if isinstance(exc, ssl.SSLError) and "ALERT" in str(exc).upper():
+        return CertificateError(
+            f"{shown}: the server refused the TLS handshake ({detail}); "
+            "if it requires a client certificate, set client_cert and client_key"
         )
     if isinstance(exc, httpx.TimeoutException):
         return TransferError(f"{shown}: timed out ({type(exc).__name__}); check the network")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 
@@ -85,7 +86,7 @@ async def _once(client: httpx.AsyncClient, url: str, options: FetchOptions, max_
                 if len(body) > max_bytes:
                     raise too_large
                 guard.add(len(chunk))
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, ssl.SSLError, ConnectionError) as exc:
             raise translate(exc, url, redact) from exc
         finally:
             await response.aclose()
