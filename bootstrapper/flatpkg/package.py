@@ -212,7 +212,11 @@ class FlatPackage:
 
     @contextlib.contextmanager
     def open_payload(self, component: Component, which: str = "Payload") -> Iterator[cpio.CpioReader]:
-        """Stream the component's Payload (or Scripts) as cpio entries."""
+        """Stream the component's Payload (or Scripts) as cpio entries.
+
+        Checksums are checked when the member has been read to its end, which happens when the
+        `with` block ends normally: read every entry (as `scan` does) before trusting the data.
+        """
         member = self._member(component.name, which)
         where = f"{component.name}/{which}" if component.name else which
         if member is None:
@@ -227,6 +231,10 @@ class FlatPackage:
                 return
             _, reader = cpio.open_archive(fh, problem)
             yield reader
+            # Read the member to its end, so that its checksums and size are checked even though
+            # the cpio reader stopped at the trailer.
+            while fh.read(cpio.CHUNK):
+                pass
 
     def verify_member(self, component: Component, which: str) -> None:
         member = self._member(component.name, which)

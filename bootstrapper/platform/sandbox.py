@@ -1,0 +1,523 @@
+"""A simulated Mac under a root prefix: no root privileges, on Linux or macOS.
+
+What it does, and how that mirrors the real thing:
+- `install_pkg` reads the package with `flatpkg`, refuses what `installer` would refuse (wrong
+  architecture, too old an OS, a missing component), checks every payload entry before writing
+  any, runs preinstall, extracts the payload under `<root>/<install-location>`, runs postinstall
+  (with installer's four arguments), and writes a receipt plist with the fields that
+  `pkgutil --pkg-info-plist` prints. Progress phases are the English ones `installer` prints.
+- facts are this machine's unless overridden (`arch`, `os_version`, `model`) to rehearse another Mac.
+- the console user is whoever runs the sandbox, with a home under the root, after an optional
+  simulated login delay.
+- launchd operations are appended to a JSON-lines journal (`Paths.launchd_journal`); what is
+  loaded is derived from it. `start_agent` spawns the real agent, detached, as launchd would.
+- reboot and logout are recorded, never performed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import platform as host
+import plistlib
+import pwd
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from bootstrapper import process
+from bootstrapper.errors import CommandError, InstallError, LaunchdError, PackageError, PlatformError
+from bootstrapper.errors import ServiceNotLoadedError as NotLoaded
+from bootstrapper.flatpkg import Component, FlatPackage
+from bootstrapper.flatpkg.extract import extract, location_parts, scan
+from bootstrapper.manifest.facts import Facts
+from bootstrapper.paths import Paths
+from bootstrapper.platform.base import (
+    ConsoleUser,
+    InstallResult,
+    ProgressCallback,
+    Receipt,
+    ServiceInfo,
+    check_domain,
+    gui_domain,
+    service_target,
+)
+from bootstrapper.platform.macos import LAUNCHCTL_INVALID_PLIST, LAUNCHCTL_NOT_FOUND, receipt_from_plist
+
+#: installer's own words when a script fails (the real message, from the recorded transcripts).
+SCRIPT_FAILED = (
+    "The Installer encountered an error that caused the installation to fail. "
+    "Contact the software manufacturer for assistance."
+)
+_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]*$")
+_ORDER = ("none", "logout", "restart", "shutdown")
+
+
+def _host_arch() -> str:
+    return "arm64" if host.machine().lower() in ("arm64", "aarch64") else "x86_64"
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", version)[:4])
+
+
+class SandboxPlatform:
+    """`Platform` for a simulated Mac whose `/` is `paths.root`."""
+
+    def __init__(
+        self,
+        paths: Paths,
+        *,
+        arch: str | None = None,
+        os_version: str | None = None,
+        model: str | None = None,
+        serial: str | None = None,
+        login_delay: float = 0.0,
+        user: ConsoleUser | None = None,
+        agent_argv: Sequence[str] | None = None,
+        script_timeout: float = 900.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.paths = paths
+        default = Facts()
+        self._facts = Facts(
+            arch=arch or _host_arch(),
+            os_version=os_version or host.mac_ver()[0] or default.os_version,
+            model=model or default.model,
+            serial=serial if serial is not None else "SANDBOX0001",
+        )
+        if self._facts.arch not in ("arm64", "x86_64"):
+            raise ValueError(f"arch must be arm64 or x86_64, got {self._facts.arch!r}")
+        self._clock = clock
+        self._login_at = clock() + login_delay
+        self._user = user
+        self.agent_argv = list(
+            agent_argv or [sys.executable, "-m", "bootstrapper", "agent", "--sandbox", str(paths.root)]
+        )
+        self._script_timeout = script_timeout
+        self._install_lock = asyncio.Lock()
+
+    # --- facts and the console -------------------------------------------------------------------
+
+    async def facts(self) -> Facts:
+        return self._facts
+
+    async def console_user(self) -> ConsoleUser | None:
+        if self._clock() < self._login_at:
+            return None
+        if self._user is not None:
+            return self._user
+        entry = pwd.getpwuid(os.getuid())
+        home = self.paths.system(f"/Users/{entry.pw_name}")
+        home.mkdir(parents=True, exist_ok=True)
+        return ConsoleUser(entry.pw_name, entry.pw_uid, entry.pw_gid, home)
+
+    def setup_assistant_done(self) -> bool:
+        return self.paths.setup_done_marker.exists()
+
+    # --- packages --------------------------------------------------------------------------------
+
+    async def install_pkg(
+        self, package: Path, on_progress: ProgressCallback | None = None, *, timeout: float = 3600.0
+    ) -> InstallResult:
+        loop = asyncio.get_running_loop()
+
+        def progress(percent: float, phase: str) -> None:
+            if on_progress is not None:
+                loop.call_soon_threadsafe(on_progress, percent, phase)
+
+        phases: list[str] = []
+
+        def phase(percent: float, text: str) -> None:
+            if text not in phases:
+                phases.append(text)
+            progress(percent, text)
+
+        started = time.monotonic()
+        phase(0.0, "Preparing for installation")
+        async with self._install_lock:
+            try:
+                async with asyncio.timeout(timeout):
+                    return await self._install(Path(package), phase, progress, phases, started)
+            except TimeoutError:
+                raise InstallError(
+                    f"install of {Path(package).name} timed out after {timeout:g} s", None
+                ) from None
+            except PackageError as exc:
+                raise InstallError(f"installer failed on {Path(package).name}: {exc}", 1, str(exc)) from None
+
+    async def _install(
+        self,
+        package: Path,
+        phase: Callable[[float, str], None],
+        progress: Callable[[float, str], None],
+        phases: list[str],
+        started: float,
+    ) -> InstallResult:
+        with FlatPackage(package) as pkg:
+            self._check_requirements(pkg, package)
+            order = pkg.install_order()
+            phase(2.0, "Preparing the disk")
+            phase(4.0, f"Preparing {package.stem}")
+            upgrade = any(self._read_receipt(c.info.identifier) is not None for c in order)
+            phase(6.0, "Configuring the installation")
+            for comp in order:
+                await asyncio.to_thread(self._check_payload, pkg, comp)
+            share = 80.0 / max(1, len(order))
+            for n, comp in enumerate(order):
+                base = 10.0 + n * share
+                scripts = await self._unpack_scripts(pkg, comp)
+                try:
+                    if scripts is not None:
+                        phase(base, "Running package scripts")
+                        await self._script(package, comp, scripts, "preinstall")
+                    phase(base + share * 0.1, "Writing files")
+                    await asyncio.to_thread(
+                        self._write_files, pkg, comp, base + share * 0.1, share * 0.8, progress
+                    )
+                    if scripts is not None:
+                        phase(base + share * 0.9, "Running package scripts")
+                        await self._script(package, comp, scripts, "postinstall")
+                finally:
+                    if scripts is not None:
+                        await asyncio.to_thread(_remove_tree, scripts)
+                if comp.has_payload:
+                    self._write_receipt(comp)
+            phase(95.0, "Registering updated components")
+            phase(100.0, "The software was successfully installed")
+            action = max((c.info.postinstall_action for c in order), key=_severity, default="none")
+            return InstallResult(
+                package=package,
+                action="upgrade" if upgrade else "install",
+                postinstall_action=action if action in _ORDER else "none",
+                duration=time.monotonic() - started,
+                phases=tuple(phases),
+                identifiers=tuple(c.info.identifier for c in order),
+            )
+
+    def _check_requirements(self, pkg: FlatPackage, package: Path) -> None:
+        dist = pkg.distribution
+        if dist is None:
+            return
+        arch = self._facts.arch
+        if dist.host_architectures and arch not in dist.host_architectures:
+            reason = f"this package runs on {', '.join(dist.host_architectures)}, not on this {arch} Mac"
+            raise InstallError(f"installer refused {package.name}: {reason}", 1, reason)
+        if dist.minimum_os and _version_key(self._facts.os_version) < _version_key(dist.minimum_os):
+            reason = (
+                f"this package needs macOS {dist.minimum_os} or later, this Mac has {self._facts.os_version}"
+            )
+            raise InstallError(f"installer refused {package.name}: {reason}", 1, reason)
+
+    def _check_payload(self, pkg: FlatPackage, comp: Component) -> None:
+        """Every entry checked and every checksum verified before the first byte is written."""
+        location_parts(comp.info.effective_install_location, pkg.error)
+        for which, present in (("Payload", comp.has_payload), ("Scripts", comp.has_scripts)):
+            if present:
+                with pkg.open_payload(comp, which) as reader:
+                    scan(reader)
+
+    def _write_files(
+        self,
+        pkg: FlatPackage,
+        comp: Component,
+        start: float,
+        span: float,
+        progress: Callable[[float, str], None],
+    ) -> None:
+        if not comp.has_payload:
+            return
+        total = max(1, (comp.info.install_kbytes or 0) * 1024)
+        last = [0.0]
+
+        def on_bytes(done: int) -> None:
+            pct = start + span * min(1.0, done / total)
+            if pct - last[0] >= 1.0:
+                last[0] = pct
+                progress(pct, "Writing files")
+
+        with pkg.open_payload(comp) as reader:
+            extract(reader, self.paths.root, location=comp.info.effective_install_location, on_bytes=on_bytes)
+
+    async def _unpack_scripts(self, pkg: FlatPackage, comp: Component) -> Path | None:
+        if not comp.has_scripts:
+            return None
+        tmp_root = self.paths.system("/private/tmp")
+        tmp_root.mkdir(parents=True, exist_ok=True)
+        folder = Path(tempfile.mkdtemp(prefix="PKInstallSandbox.", dir=tmp_root))
+
+        def unpack() -> None:
+            with pkg.open_payload(comp, "Scripts") as reader:
+                extract(reader, folder)
+
+        await asyncio.to_thread(unpack)
+        return folder
+
+    async def _script(self, package: Path, comp: Component, folder: Path, phase: str) -> None:
+        name = comp.info.scripts.get(phase) or (f"./{phase}" if (folder / phase).is_file() else None)
+        if name is None:
+            return
+        script = folder / name
+        if not script.is_file() or script.is_symlink():
+            raise InstallError(f"{package.name}: the {phase} script {name!r} is missing", 1, SCRIPT_FAILED)
+        dest = self.paths.system(comp.info.effective_install_location)
+        argv = [str(script), str(package), str(dest), str(self.paths.root), "/"]
+        env = {
+            "PACKAGE_PATH": str(package),
+            "DSTVOLUME": str(self.paths.root),
+            "DSTROOT": str(dest),
+            "INSTALLER_TEMP": str(folder),
+            "SCRIPT_NAME": phase,
+            "INSTALL_PKG_SESSION_ID": comp.info.identifier,
+            "BOOTSTRAPPER_ROOT": str(self.paths.root),
+            "HOME": str(self.paths.system("/var/root")),
+            "USER": "root",
+            "TMPDIR": str(folder),
+        }
+        try:
+            result = await process.run(argv, timeout=self._script_timeout, env=env, cwd=folder)
+        except CommandError as exc:
+            raise InstallError(
+                f"{package.name}: the {phase} script could not start: {exc}", 1, SCRIPT_FAILED
+            ) from None
+        if result.timed_out:
+            raise InstallError(
+                f"{package.name}: the {phase} script timed out after {self._script_timeout:g} s",
+                None,
+                SCRIPT_FAILED,
+                result.tail,
+            )
+        if result.returncode != 0:
+            last = result.tail.strip().splitlines()[-1] if result.tail.strip() else "no output"
+            raise InstallError(
+                f"installer failed on {package.name} (exit 1): {phase} of {comp.info.identifier} "
+                f"exited with {result.returncode}: {last}",
+                1,
+                SCRIPT_FAILED,
+                result.tail,
+            )
+
+    # --- receipts --------------------------------------------------------------------------------
+
+    def _receipt_file(self, pkgid: str) -> Path:
+        if not _ID.match(pkgid) or ".." in pkgid:
+            raise PlatformError(f"invalid package id {pkgid!r}")
+        return self.paths.receipts_dir / f"{pkgid}.plist"
+
+    def _write_receipt(self, comp: Component) -> None:
+        info = comp.info
+        data: dict[str, Any] = {
+            "pkgid": info.identifier,
+            "pkg-version": info.version,
+            "install-location": info.effective_install_location.lstrip("/"),
+            "install-time": int(time.time()),
+            "volume": "/",
+            "receipt-plist-version": 1.0,
+        }
+        file = self._receipt_file(info.identifier)
+        file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = file.with_name(f".{file.name}.tmp-{os.getpid()}")
+        tmp.write_bytes(plistlib.dumps(data))
+        os.replace(tmp, file)
+
+    def _read_receipt(self, pkgid: str) -> Receipt | None:
+        file = self._receipt_file(pkgid)
+        try:
+            data = plistlib.loads(file.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, plistlib.InvalidFileException, ValueError) as exc:
+            raise PlatformError(f"{file}: unreadable receipt ({exc})") from None
+        return receipt_from_plist(data, pkgid)
+
+    async def receipt(self, pkgid: str) -> Receipt | None:
+        return self._read_receipt(pkgid)
+
+    async def forget_receipt(self, pkgid: str) -> bool:
+        try:
+            self._receipt_file(pkgid).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    # --- launchd ---------------------------------------------------------------------------------
+
+    def journal(self) -> list[dict[str, Any]]:
+        """Every launchd operation recorded so far (a torn last line is skipped)."""
+        try:
+            text = self.paths.launchd_journal.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        entries = []
+        for line in text.splitlines():
+            with contextlib.suppress(ValueError):
+                entries.append(json.loads(line))
+        return entries
+
+    def _record(self, op: str, **fields: object) -> None:
+        entry = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"), "op": op, **fields}
+        file = self.paths.launchd_journal
+        file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8"))
+        finally:
+            os.close(fd)
+
+    def loaded(self) -> dict[str, dict[str, Any]]:
+        """target → the bootstrap entry that loaded it (and the agent's pid, once spawned)."""
+        state: dict[str, dict[str, Any]] = {}
+        for e in self.journal():
+            op, target = e.get("op"), e.get("target", "")
+            if op == "bootstrap" and e.get("result") == "loaded":
+                state[target] = dict(e)
+            elif op == "bootout" and e.get("result") == "unloaded":
+                state.pop(target, None)
+            elif op == "logout":
+                prefix = f"{e.get('domain')}/"
+                state = {t: v for t, v in state.items() if not t.startswith(prefix)}
+            elif op == "spawn" and target in state:
+                state[target]["pid"] = e.get("pid")
+        return state
+
+    async def bootstrap(self, domain: str, plist: Path) -> bool:
+        check_domain(domain)
+        try:
+            data = plistlib.loads(await asyncio.to_thread(Path(plist).read_bytes))
+        except (OSError, plistlib.InvalidFileException, ValueError) as exc:
+            self._record("bootstrap", domain=domain, plist=str(plist), result="invalid plist")
+            raise LaunchdError(
+                f"{plist}: invalid property list ({exc})", LAUNCHCTL_INVALID_PLIST, domain
+            ) from None
+        label = data.get("Label") if isinstance(data, dict) else None
+        if not isinstance(label, str) or not _ID.match(label):
+            raise LaunchdError(
+                f"{plist}: invalid property list (no usable Label)", LAUNCHCTL_INVALID_PLIST, domain
+            )
+        target = service_target(domain, label)
+        already = target in self.loaded()
+        self._record(
+            "bootstrap",
+            domain=domain,
+            label=label,
+            target=target,
+            plist=str(plist),
+            result="already loaded" if already else "loaded",
+        )
+        return not already
+
+    async def bootout(self, domain: str, label: str) -> bool:
+        target = service_target(check_domain(domain), label)
+        was = target in self.loaded()
+        self._record(
+            "bootout", domain=domain, label=label, target=target, result="unloaded" if was else "not loaded"
+        )
+        return was
+
+    async def kickstart(self, domain: str, label: str, *, restart: bool = False) -> None:
+        target = service_target(check_domain(domain), label)
+        if target not in self.loaded():
+            self._record("kickstart", target=target, restart=restart, result="not loaded")
+            raise NotLoaded(
+                f"{target} is not loaded (launchctl kickstart exit 113)", LAUNCHCTL_NOT_FOUND, target
+            )
+        self._record("kickstart", target=target, restart=restart, result="started")
+
+    async def service(self, domain: str, label: str) -> ServiceInfo | None:
+        target = service_target(check_domain(domain), label)
+        entry = self.loaded().get(target)
+        if entry is None:
+            return None
+        pid = entry.get("pid")
+        alive = isinstance(pid, int) and _alive(pid)
+        return ServiceInfo(
+            target=target,
+            state="running" if alive else "not running",
+            pid=pid if alive else None,
+            last_exit_code=None,
+            path=entry.get("plist"),
+            properties={"state": "running" if alive else "not running"},
+        )
+
+    async def is_loaded(self, domain: str, label: str) -> bool:
+        return await self.service(domain, label) is not None
+
+    async def start_agent(self, user: ConsoleUser) -> None:
+        """Load the agent in the user's GUI domain and start it, detached, as launchd would."""
+        domain = gui_domain(user.uid)
+        target = service_target(domain, self.paths.agent_label)
+        if target not in self.loaded():
+            self._record(
+                "bootstrap",
+                domain=domain,
+                label=self.paths.agent_label,
+                target=target,
+                plist=str(self.paths.launch_agent_plist),
+                result="loaded",
+            )
+        log = self.paths.log_dir / "sandbox-agent.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, "-m", "bootstrapper.platform._spawn", str(log), *self.agent_argv]
+        result = await process.run(argv, timeout=30.0)
+        pid = _num(result.tail.strip().splitlines()[-1]) if result.ok and result.tail.strip() else None
+        if pid is None:
+            raise LaunchdError(
+                f"could not start the agent: {result.tail.strip()[-200:]}", result.returncode, target
+            )
+        self._record("spawn", target=target, pid=pid, argv=self.agent_argv, user=user.name)
+
+    async def run_as_user(
+        self,
+        user: ConsoleUser,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        env: Mapping[str, str] | None = None,
+        on_line: Callable[[str], None] | None = None,
+    ) -> process.Completed:
+        """Runs as whoever runs the sandbox (that is the console user here), with the user's home."""
+        full_env = {
+            "HOME": str(user.home),
+            "USER": user.name,
+            "LOGNAME": user.name,
+            "BOOTSTRAPPER_ROOT": str(self.paths.root),
+            **(env or {}),
+        }
+        return await process.run(list(argv), timeout=timeout, env=full_env, on_line=on_line)
+
+    async def reboot(self) -> None:
+        self._record("reboot", result="recorded")
+
+    async def logout(self, user: ConsoleUser) -> None:
+        self._record("logout", domain=gui_domain(user.uid), user=user.name, result="recorded")
+
+
+def _severity(action: str) -> int:
+    return _ORDER.index(action) if action in _ORDER else 0
+
+
+def _num(text: str) -> int | None:
+    return int(text) if text.isdigit() else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_tree(folder: Path) -> None:
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
