@@ -156,6 +156,60 @@ def status(
     show_status(Paths(root=sandbox or Path("/")), as_json=as_json)
 
 
+# --- the run: run (foreground, sandbox or dry run), daemon (launchd) ----------------------------
+
+
+@app.command()
+def run(
+    manifest: Annotated[
+        str | None,
+        typer.Option(
+            "--manifest", "-m", help="Manifest file or https URL (default: the manifest_url setting)."
+        ),
+    ] = None,
+    sandbox: Annotated[
+        Path | None,
+        typer.Option("--sandbox", help="Run in a simulated macOS under this folder, without root."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Download nothing, change nothing: print this Mac's plan.")
+    ] = False,
+    allow_http: AllowHttp = False,
+    arch: Annotated[str | None, typer.Option(help="Sandbox only: pretend to be arm64 or x86_64.")] = None,
+    os_version: Annotated[
+        str | None, typer.Option("--os-version", help="Sandbox only: pretend macOS version.")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Sandbox only: pretend model identifier.")] = None,
+) -> None:
+    """Run the bootstrap in the foreground, with progress bars and a summary (exit 0 done, 1 failed)."""
+    import os
+
+    from bootstrapper import daemon
+
+    if sandbox is None and (arch or os_version or model):
+        fail("--arch, --os-version and --model rehearse another Mac: use them with --sandbox")
+    code = daemon.run_command(
+        manifest,
+        sandbox=sandbox,
+        dry_run=dry_run,
+        allow_http=allow_http,
+        facts={"arch": arch, "os_version": os_version, "model": model},
+        env=dict(os.environ),
+        interactive=True,
+    )
+    raise typer.Exit(code)
+
+
+@app.command(name="daemon")
+def daemon_command() -> None:
+    """What the LaunchDaemon runs: settings from the config plist and managed preferences."""
+    import os
+
+    from bootstrapper import daemon
+
+    raise typer.Exit(daemon.run_command(None, env=dict(os.environ), interactive=False))
+
+
 # --- deployment: the MDM command and its app manifest, the settings profile (docs/deployment.md) --
 
 mdm_app = typer.Typer(

@@ -7,7 +7,7 @@ import platform as _host
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -15,6 +15,9 @@ from bootstrapper.errors import ManifestError, UsageError
 from bootstrapper.manifest.facts import Facts
 from bootstrapper.manifest.load import load_bytes, load_file
 from bootstrapper.manifest.model import Loaded, Problem
+
+if TYPE_CHECKING:
+    from bootstrapper.engine.plan import Step
 
 #: How long `validate URL` keeps trying to fetch the manifest.
 FETCH_DEADLINE = 30.0
@@ -148,6 +151,13 @@ def show_plan(ref: str, facts: Facts, simulated: bool, as_json: bool, allow_http
         }
         typer.echo(json.dumps(doc, indent=2, ensure_ascii=False))
         return 0
+    note = " (stand-ins; set --arch, --os-version and --model to rehearse a given Mac)" if simulated else ""
+    render_plan(loaded, steps, facts, note)
+    return 0
+
+
+def render_plan(loaded: Loaded, steps: list[Step], facts: Facts, note: str = "") -> None:
+    """The plan as a table: for `plan` and for `run --dry-run`."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -155,7 +165,6 @@ def show_plan(ref: str, facts: Facts, simulated: bool, as_json: bool, allow_http
     console = Console(highlight=False)
     for w in loaded.warnings:
         console.print(f"[yellow]warning:[/] {escape(str(w))}", soft_wrap=True)
-    note = " (stand-ins; set --arch, --os-version and --model to rehearse a given Mac)" if simulated else ""
     console.print(
         f"Plan for arch {facts.arch}, macOS {facts.os_version}, model {escape(facts.model)}{note}",
         soft_wrap=True,
@@ -184,7 +193,6 @@ def show_plan(ref: str, facts: Facts, simulated: bool, as_json: bool, allow_http
         f"{runs} of {len(steps)} steps run; then: {loaded.manifest.final_action.value}, "
         f"on failure: {loaded.manifest.on_failure.value}"
     )
-    return 0
 
 
 def _action(skip: bool | None) -> str:

@@ -86,7 +86,7 @@ def test_placed_file_has_the_item_mode_and_folders_are_created(h: Harness, srv: 
 
 def test_staging_folder_is_private(h: Harness, srv: FaultServer) -> None:
     h.staging.mkdir(mode=0o777)
-    os.chmod(h.staging, 0o777)  # noqa: S103 -- the unsafe state under test
+    os.chmod(h.staging, 0o777)
     h.fetch(h.item(srv.add("/f", lambda ex: ex.serve(DATA))))
     assert stat.S_IMODE(h.staging.stat().st_mode) == 0o700
 

@@ -99,7 +99,7 @@ def test_payload_root_folder_round_trip(tmp_path: Path) -> None:
     (src / "Applications/Demo.app/Contents").mkdir(parents=True)
     (src / "Applications/Demo.app/Contents/Info.plist").write_text("<plist/>")
     (src / "Applications/Demo.app/Contents/run").write_text("#!/bin/sh\n")
-    os.chmod(src / "Applications/Demo.app/Contents/run", 0o750)  # noqa: S103 (a mode to carry over)
+    os.chmod(src / "Applications/Demo.app/Contents/run", 0o750)
     os.symlink("Contents/run", src / "Applications/Demo.app/run")
     path = build_component_pkg(tmp_path / "d.pkg", "com.example.demo", "2", payload_root=src)
     root = tmp_path / "root"

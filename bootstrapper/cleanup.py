@@ -1,0 +1,84 @@
+"""Self-removal: leave the Mac as if bootstrapper had never been installed, except the record of
+what it did (logs and the completion record, which inventory tools read).
+
+Idempotent and safe after a partial install: every step tolerates what is already gone, and only
+paths that `Paths` names (under our own prefixes, checked again here) are ever removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from bootstrapper.errors import PlatformError
+from bootstrapper.paths import PACKAGE_ID, Paths
+
+if TYPE_CHECKING:
+    from bootstrapper.platform.base import Platform
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CleanupReport:
+    removed: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def owned_paths(paths: Paths) -> list[Path]:
+    """Everything we installed, as paths on this machine; the only things removal may touch."""
+    return [
+        paths.launch_agent_plist,
+        paths.launch_daemon_plist,
+        paths.install_dir,
+        paths.run_dir,
+    ]
+
+
+def _remove(path: Path, paths: Paths, report: CleanupReport) -> None:
+    allowed = {os.path.normpath(p) for p in owned_paths(paths)}
+    if os.path.normpath(path) not in allowed or not paths.contains(path, paths.root):
+        report.problems.append(f"refused to remove {path}: not one of ours")
+        return
+    try:
+        if path.is_symlink() or path.is_file():
+            path.unlink()
+        elif path.is_dir():
+            shutil.rmtree(path)
+        else:
+            return
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        report.problems.append(f"could not remove {path}: {exc.strerror}")
+        return
+    report.removed.append(str(path))
+
+
+async def remove_ourselves(platform: Platform, paths: Paths, agent_uids: Iterable[int]) -> CleanupReport:
+    """Boot the agent out of each gui domain, remove our files and receipt; the daemon is last."""
+    report = CleanupReport()
+    for uid in sorted(set(agent_uids)):
+        with contextlib.suppress(PlatformError):
+            await platform.bootout(f"gui/{uid}", paths.agent_label)
+    for path in owned_paths(paths):
+        _remove(path, paths, report)
+    try:
+        await platform.forget_receipt(PACKAGE_ID)
+    except PlatformError as exc:
+        report.problems.append(f"could not forget our receipt: {exc}")
+    for problem in report.problems:
+        log.warning("cleanup: %s", problem)
+    return report
+
+
+async def boot_out_daemon(platform: Platform, paths: Paths) -> None:
+    """The very last act on a Mac: launchd stops this process here."""
+    with contextlib.suppress(PlatformError):
+        await platform.bootout("system", paths.daemon_label)

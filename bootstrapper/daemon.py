@@ -1,0 +1,349 @@
+"""The daemon's job, start to end: what `bootstrapper daemon` (launchd) and `bootstrapper run` do.
+
+Prepare our folders, take the lock, get the manifest, run the scheduler with the agent socket open,
+write the completion record, then remove ourselves — or, when the run failed and `on_failure` is
+`retry`, stay installed and exit non-zero so launchd runs us again (a bounded number of times).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from bootstrapper import __version__, process
+from bootstrapper.atomic import write_json_atomic
+from bootstrapper.cleanup import boot_out_daemon, remove_ourselves
+from bootstrapper.config import Config
+from bootstrapper.engine.agents import AgentGate
+from bootstrapper.engine.context import RunContext
+from bootstrapper.engine.events import EventBus, Message, Sink
+from bootstrapper.engine.run import RunReport, Scheduler
+from bootstrapper.engine.state import DaemonLock, StateStore
+from bootstrapper.errors import ExitCode, UsageError
+from bootstrapper.fetch import FetchOptions, fetch_manifest, redact_url
+from bootstrapper.ipc.server import AgentServer
+from bootstrapper.manifest.load import load_bytes, load_file
+from bootstrapper.manifest.model import FinalAction, Loaded, Manifest, OnFailure, Script
+from bootstrapper.paths import Paths
+
+if TYPE_CHECKING:
+    from bootstrapper.platform.base import Platform
+
+log = logging.getLogger(__name__)
+
+#: A condition script may take this long before it counts as "does not hold".
+CONDITION_TIMEOUT = 60.0
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    manifest: str
+    #: True when a person watches (the `run` command): progress bars and a summary.
+    interactive: bool = False
+    sandbox: bool = False
+    #: The agent socket only accepts connections from processes running this (macOS).
+    agent_executable: str | None = None
+
+
+def fetch_options(config: Config, manifest_url: str | None = None) -> FetchOptions:
+    """Download options from the settings; the configured headers go to the manifest's host only."""
+    from urllib.parse import urlsplit
+
+    auth: dict[str, dict[str, str]] = {}
+    if config.headers and manifest_url:
+        host = urlsplit(manifest_url).hostname
+        if host:
+            auth[host] = dict(config.headers)
+    return FetchOptions(
+        concurrency=config.concurrency,
+        max_bytes=config.max_download_bytes,
+        connect_timeout=config.connect_timeout,
+        read_timeout=config.read_timeout,
+        min_rate=config.min_rate,
+        min_rate_window=config.min_rate_window,
+        allow_http=config.allow_http,
+        ca_bundle=Path(config.ca_bundle) if config.ca_bundle else None,
+        client_cert=Path(config.client_cert) if config.client_cert else None,
+        client_key=Path(config.client_key) if config.client_key else None,
+        proxy=config.proxy,
+        auth_headers=auth,
+    )
+
+
+async def read_manifest(ref: str, config: Config) -> Loaded:
+    """A path or a URL; a URL is retried until `manifest_deadline` (networks come up late)."""
+    if "://" in ref:
+        data = await fetch_manifest(ref, fetch_options(config, ref), deadline=config.manifest_deadline)
+        return load_bytes(data, redact_url(ref), location=ref, local=False, allow_http=config.allow_http)
+    return load_file(Path(ref), allow_http=config.allow_http, display=ref)
+
+
+class LiveProbe:
+    """Answers path and script conditions on this machine; scripts are run once, up front."""
+
+    def __init__(self, paths: Paths, env: dict[str, str]) -> None:
+        self._paths = paths
+        self._env = env
+        self._scripts: dict[str, bool] = {}
+
+    async def prepare(self, manifest: Manifest) -> None:
+        for source in _condition_scripts(manifest):
+            if source not in self._scripts:
+                result = await process.run(
+                    ["/bin/sh", "-c", source], timeout=CONDITION_TIMEOUT, env=self._env
+                )
+                self._scripts[source] = result.ok
+
+    def path_exists(self, path: str) -> bool | None:
+        return self._paths.system(path).exists()
+
+    def script_succeeds(self, source: str) -> bool | None:
+        return self._scripts.get(source)
+
+
+def _condition_scripts(manifest: Manifest) -> list[str]:
+    from bootstrapper.manifest.model import AllOf, AnyOf
+
+    found: list[str] = []
+    for item in manifest.items:
+        for cond in (item.skip_if, item.only_if):
+            branches = (
+                cond.branches if isinstance(cond, AnyOf) else (cond,) if isinstance(cond, AllOf) else ()
+            )
+            for branch in branches:
+                found += [p.source for p in branch.predicates if isinstance(p, Script)]
+    return found
+
+
+def prepare_folders(paths: Paths) -> None:
+    """Our folders, with the modes the security rules need (the package's postinstall does the same)."""
+    for folder, mode in (
+        (paths.install_dir, 0o755),
+        (paths.staging_dir, 0o700),
+        (paths.log_dir, 0o755),
+        (paths.run_dir, 0o755),
+    ):
+        folder.mkdir(parents=True, exist_ok=True)
+        os.chmod(folder, mode)
+
+
+def _sinks(paths: Paths, config: Config, interactive: bool, source: str) -> list[Sink]:
+    from bootstrapper.progress.humanlog import HumanLogSink
+    from bootstrapper.progress.jsonlog import JsonLogSink
+
+    sinks: list[Sink] = [
+        JsonLogSink(paths.log_dir / "events.jsonl"),
+        HumanLogSink(paths.log_dir / "bootstrapper.log"),
+    ]
+    if interactive:
+        from bootstrapper.progress.console import ConsoleSink
+
+        sinks.insert(0, ConsoleSink())
+    if config.depnotify:
+        from bootstrapper.progress import depnotify
+
+        sinks.append(depnotify.DepNotifySink(paths.system(depnotify.DEFAULT_COMMAND_FILE)))
+    if config.swiftdialog:
+        from bootstrapper.progress import swiftdialog
+
+        sinks.append(swiftdialog.SwiftDialogSink(paths.system(swiftdialog.DEFAULT_COMMAND_FILE)))
+    if config.webhook_url:
+        from bootstrapper.progress.webhook import WebhookSink
+
+        sinks.append(
+            WebhookSink(config.webhook_url, allow_http=config.allow_http, context={"manifest": source})
+        )
+    return sinks
+
+
+async def run_daemon(request: RunRequest, config: Config, paths: Paths, platform: Platform) -> int:
+    """The whole job; returns the exit code (0 done or already set up, 1 failed)."""
+    prepare_folders(paths)
+    with DaemonLock(paths.lock_file):
+        loaded = await read_manifest(request.manifest, config)
+        manifest = loaded.manifest
+        state = StateStore.load(paths.state_file)
+        bus = EventBus(_sinks(paths, config, request.interactive, manifest.source))
+        for warning in loaded.warnings:
+            bus.emit(Message("warning", str(warning)))
+        owner = os.getuid()
+        gate = AgentGate(
+            platform,
+            None,
+            bus,
+            user_wait_timeout=config.user_wait_timeout,
+            checkin_timeout=config.agent_checkin_timeout,
+        )
+        server = AgentServer(
+            paths.socket,
+            gate.allowed_uid,
+            owner,
+            agent_executable=request.agent_executable,
+        )
+        gate.attach(server)
+        ctx = RunContext(paths, platform, config, bus, gate, owner_uid=owner)
+        probe = LiveProbe(paths, ctx.script_env())
+        started = time.time()
+        try:
+            async with server:
+                await probe.prepare(manifest)
+                report = await Scheduler(manifest, ctx, state, fetch_options(config), probe=probe).execute()
+                await gate.shutdown_all()
+        finally:
+            await bus.aclose()
+        on_failure = OnFailure(config.on_failure) if config.on_failure else manifest.on_failure
+        final = FinalAction(config.final_action) if config.final_action else manifest.final_action
+        finished = report.result != "failed"
+        give_up = not finished and (
+            on_failure is OnFailure.CLEANUP or state.attempts_exhausted(config.max_attempts)
+        )
+        _write_result(paths, manifest, report, state, started, retrying=not finished and not give_up)
+        if finished or give_up:
+            if config.cleanup:
+                await remove_ourselves(platform, paths, gate.uids_seen)
+            if finished and report.result == "success" and final is not FinalAction.NONE:
+                await _final_action(platform, final, gate)
+            if config.cleanup:
+                await boot_out_daemon(platform, paths)
+    return int(ExitCode.OK if finished else ExitCode.FAILED)
+
+
+async def _final_action(platform: Platform, action: FinalAction, gate: AgentGate) -> None:
+    if action is FinalAction.REBOOT:
+        await platform.reboot()
+    elif action is FinalAction.LOGOUT:
+        user = await platform.console_user()
+        if user is not None:
+            await platform.logout(user)
+
+
+def _write_result(
+    paths: Paths, manifest: Manifest, report: RunReport, state: StateStore, started: float, *, retrying: bool
+) -> None:
+    """The completion record: a documented JSON file that outlives our removal (for inventory tools)."""
+    steps: list[dict[str, Any]] = []
+    for item in manifest.items:
+        s = state.step(item.id)
+        steps.append(
+            {
+                "id": item.id,
+                "name": item.name,
+                "status": s.status,
+                "exit_code": s.exit_code,
+                "reason": s.reason,
+            }
+        )
+    doc = {
+        "version": 1,
+        "bootstrapper": __version__,
+        "manifest": manifest.source,
+        "result": report.result,
+        "retrying": retrying,
+        "stopped_by": report.stopped_by,
+        "failed_steps": report.failed,
+        "started": datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
+        "duration_seconds": round(report.duration, 3),
+        "steps": steps,
+    }
+    write_json_atomic(paths.result_file, doc, mode=0o644)
+
+
+def run(request: RunRequest, config: Config, paths: Paths, platform: Platform) -> int:
+    if not request.manifest:
+        raise UsageError("no manifest: pass --manifest, or set manifest_url in the settings")
+    return asyncio.run(run_daemon(request, config, paths, platform))
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s bootstrapper[%(process)d] %(levelname)s %(message)s",
+    )
+    # httpx logs every request URL at INFO, query strings (signed URLs, tokens) included.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def run_command(
+    manifest: str | None,
+    *,
+    sandbox: Path | None = None,
+    dry_run: bool = False,
+    allow_http: bool = False,
+    facts: dict[str, str | None] | None = None,
+    env: dict[str, str] | None = None,
+    interactive: bool = False,
+) -> int:
+    """Build the settings and the platform for `run` / `daemon`, then run (or print the dry-run plan)."""
+    import sys
+
+    from bootstrapper.config import load_config
+
+    paths = Paths(root=sandbox.resolve()) if sandbox is not None else Paths()
+    if sandbox is not None:
+        sandbox.mkdir(parents=True, exist_ok=True)
+    config, warnings = load_config(paths, env, {"allow_http": True if allow_http else None})
+    _logging(config.log_level if not interactive else "warning")
+    for warning in warnings:
+        log.warning("%s", warning)
+    ref = manifest or config.manifest_url
+    if not ref:
+        raise UsageError("no manifest: pass --manifest, or set manifest_url in the settings")
+    platform: Platform
+    if sandbox is not None:
+        from bootstrapper.platform.sandbox import SandboxPlatform
+
+        overrides = {k: v for k, v in (facts or {}).items() if v}
+        platform = SandboxPlatform(paths, **overrides)  # type: ignore[arg-type]
+    else:
+        if sys.platform != "darwin":
+            raise UsageError(
+                "this is not a Mac: rehearse with --sandbox DIR, or plan with `bootstrapper plan`"
+            )
+        if os.geteuid() != 0 and not dry_run:
+            raise UsageError("the bootstrap runs as root on a Mac (sudo), or without root with --sandbox DIR")
+        from bootstrapper.platform.macos import MacOSPlatform
+
+        platform = MacOSPlatform(paths)
+    if dry_run:
+        return asyncio.run(_dry_run(ref, config, paths, platform))
+    agent_exe = None if sandbox is not None else str(paths.install_dir / "bin" / "bootstrapper")
+    request = RunRequest(
+        ref, interactive=interactive, sandbox=sandbox is not None, agent_executable=agent_exe
+    )
+    return asyncio.run(_sandboxed(request, config, paths, platform))
+
+
+async def _sandboxed(request: RunRequest, config: Config, paths: Paths, platform: Platform) -> int:
+    if request.sandbox:
+        from bootstrapper.sandbox_install import provision
+
+        await provision(paths, platform)
+    return await run_daemon(request, config, paths, platform)
+
+
+async def _dry_run(ref: str, config: Config, paths: Paths, platform: Platform) -> int:
+    """The plan for this Mac with its real facts and receipts; paths are looked at, scripts not run."""
+    from bootstrapper.engine.plan import plan
+    from bootstrapper.manifest.model import Kind
+    from bootstrapper.validate import render_plan
+
+    loaded = await read_manifest(ref, config)
+    facts = await platform.facts()
+    receipts: dict[str, str] = {}
+    for item in loaded.manifest.items:
+        if item.kind is Kind.PACKAGE and item.packageid:
+            receipt = await platform.receipt(item.packageid)
+            if receipt is not None:
+                receipts[item.packageid] = receipt.version
+    probe = LiveProbe(paths, {})
+    steps = plan(loaded.manifest, facts, probe, receipts)
+    render_plan(loaded, steps, facts, note=" (this machine; dry run: nothing downloaded or changed)")
+    return 0

@@ -1,0 +1,98 @@
+"""The user side of a run: who is on the console, and that user's checked-in agent.
+
+The console user is read again for every user step, so a login that comes later, or a switch to
+another user, is followed. With nobody logged in the run waits (bounded by `user_wait_timeout`,
+0 = as long as it takes), saying so once, instead of failing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from bootstrapper.engine.events import EventBus, Message
+from bootstrapper.errors import IPCError
+from bootstrapper.ipc.server import AgentServer, Session, ensure_agent
+
+if TYPE_CHECKING:
+    from bootstrapper.platform.base import ConsoleUser, Platform
+
+#: Seconds between looks at the console while waiting for a login.
+LOGIN_POLL = 2.0
+
+
+class NoUserError(IPCError):
+    """Nobody logged in within `user_wait_timeout`."""
+
+
+class AgentGate:
+    def __init__(
+        self,
+        platform: Platform,
+        server: AgentServer | None,
+        bus: EventBus,
+        *,
+        user_wait_timeout: float = 0.0,
+        checkin_timeout: float = 120.0,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._platform = platform
+        self._server = server
+        self._bus = bus
+        self._user_wait = user_wait_timeout
+        self._checkin = checkin_timeout
+        self._sleep = sleep
+        self._uid: int | None = None
+        self._seen: set[int] = set()
+
+    def attach(self, server: AgentServer) -> None:
+        """The server is built with `allowed_uid` of this gate, so it is attached after both exist."""
+        self._server = server
+
+    def allowed_uid(self, uid: int) -> bool:
+        """The socket accepts only the user who is on the console now (the kernel says who connects)."""
+        return self._uid is not None and uid == self._uid
+
+    @property
+    def uids_seen(self) -> set[int]:
+        """Every user whose agent we may have started: cleanup boots the agent out of each gui domain."""
+        return set(self._seen)
+
+    async def console_user(self) -> ConsoleUser:
+        started = time.monotonic()
+        said = False
+        while True:
+            user = await self._platform.console_user()
+            if user is not None:
+                self._uid = user.uid
+                self._seen.add(user.uid)
+                return user
+            if not said:
+                self._bus.emit(Message("info", "waiting for a user to log in"))
+                said = True
+            if self._user_wait and time.monotonic() - started >= self._user_wait:
+                raise NoUserError(f"nobody logged in within {self._user_wait:g} s (user_wait_timeout)")
+            await self._sleep(LOGIN_POLL)
+
+    async def session(self) -> Session:
+        user = await self.console_user()
+        if self._server is None:
+            raise IPCError("user items cannot run: the daemon has no agent socket (dry run?)")
+
+        async def start() -> None:
+            self._bus.emit(Message("info", f"starting the agent for {user.name}"))
+            await self._platform.start_agent(user)
+
+        return await ensure_agent(self._server, user.uid, start, self._checkin)
+
+    async def shutdown_all(self) -> None:
+        """Ask every checked-in agent to exit (the run is over); an agent that is gone is fine."""
+        if self._server is None:
+            return
+        for session in self._server.sessions.values():
+            try:
+                await session.shutdown(deadline=5.0)
+            except IPCError:
+                continue

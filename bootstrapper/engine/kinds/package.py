@@ -1,0 +1,52 @@
+"""package: install through the platform (one installer at a time), then insist on the receipt.
+
+A package with a payload that leaves no receipt did not install, whatever `installer` said; a
+payload-free package (scripts only) may legitimately leave none.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bootstrapper.engine import events as ev
+from bootstrapper.engine.context import RunContext
+from bootstrapper.engine.kinds.base import Outcome
+from bootstrapper.errors import InstallError, PackageError, PlatformError
+from bootstrapper.manifest.model import Item, Kind
+
+DEFAULT_INSTALL_TIMEOUT = 3600.0
+
+
+class Package:
+    kind = Kind.PACKAGE
+    mode = 0o600
+
+    async def run(self, item: Item, file: Path | None, ctx: RunContext) -> Outcome:
+        assert file is not None
+        from bootstrapper.flatpkg import read_package
+
+        try:
+            info = read_package(file)
+        except PackageError as exc:
+            return Outcome.failed(f"not an installable package: {exc}")
+
+        def progress(percent: float, phase: str) -> None:
+            ctx.bus.emit(ev.InstallProgress(item.id, percent, phase))
+
+        try:
+            result = await ctx.platform.install_pkg(
+                file, progress, timeout=item.timeout or DEFAULT_INSTALL_TIMEOUT
+            )
+        except InstallError as exc:
+            return Outcome.failed(str(exc), exc.returncode)
+        except PlatformError as exc:
+            return Outcome.failed(str(exc))
+        ids = [item.packageid] if item.packageid else list(info.component_ids)
+        if info.has_payload:
+            for pkgid in ids:
+                if await ctx.platform.receipt(pkgid) is None:
+                    return Outcome.failed(f"installer reported success but left no receipt for {pkgid}")
+        note = f"{result.action} took {result.duration:.1f} s"
+        if result.restart_required:
+            note += f"; the package asks for a {result.postinstall_action}"
+        return Outcome.done(note, 0)

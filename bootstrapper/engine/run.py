@@ -1,0 +1,263 @@
+"""The scheduler: steps strictly in manifest order, one at a time, while later downloads run ahead.
+
+Phases: preflight (a root script exiting 0 means "already set up": stop and clean up), then
+setupassistant, then userland (user steps wait for a console user and that user's agent). Failure
+policies decide whether a failed step stops the run; the state file records each step as it ends,
+so a daemon killed at any point resumes without repeating finished work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from bootstrapper.engine import events as ev
+from bootstrapper.engine.context import RunContext
+from bootstrapper.engine.kinds import KINDS
+from bootstrapper.engine.kinds.base import Outcome
+from bootstrapper.engine.plan import Step, plan
+from bootstrapper.engine.prefetch import Prefetcher
+from bootstrapper.engine.state import RunResult, StateStore, StepKey
+from bootstrapper.errors import FetchError
+from bootstrapper.fetch import Download, Downloader, FetchEvent, FetchOptions
+from bootstrapper.fetch import events as fe
+from bootstrapper.manifest.conditions import Probe
+from bootstrapper.manifest.model import FailPolicy, Item, Kind, Manifest, Stage
+
+log = logging.getLogger(__name__)
+
+#: How long background (`donotwait`) scripts may still run once the last step is done.
+BACKGROUND_GRACE = 300.0
+
+
+@dataclass
+class RunReport:
+    result: RunResult
+    failed: list[str] = field(default_factory=list)
+    #: The step (and why) that stopped the run, when one did.
+    stopped_by: str | None = None
+    duration: float = 0.0
+
+
+def fingerprint(item: Item) -> str:
+    """What identifies an item across manifest edits: a changed hash or version makes it a new step."""
+    text = "\0".join([item.kind.value, item.hash or "", item.version or "", item.url or "", item.path or ""])
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def stops_run(item: Item, outcome: Outcome) -> bool:
+    """The fail_policy table: which failures end the run."""
+    if outcome.ok:
+        return False
+    if item.fail_policy is FailPolicy.FAILURE_IS_NOT_AN_OPTION:
+        return True
+    if item.fail_policy is FailPolicy.FAILABLE:
+        return False
+    return outcome.failure == "download"
+
+
+class Scheduler:
+    def __init__(
+        self,
+        manifest: Manifest,
+        ctx: RunContext,
+        state: StateStore,
+        fetch_options: FetchOptions,
+        *,
+        probe: Probe,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.manifest = manifest
+        self.ctx = ctx
+        self.state = state
+        self.options = fetch_options
+        self.probe = probe
+        self.transport = transport
+        self.clock = clock
+
+    async def execute(self) -> RunReport:
+        ctx, state = self.ctx, self.state
+        started = self.clock()
+        facts = await ctx.platform.facts()
+        state.reconcile(StepKey(i.id, i.name, fingerprint(i)) for i in self.manifest.items)
+        done = frozenset(i.id for i in self.manifest.items if state.step(i.id).status in ("done", "skipped"))
+        receipts = await self._receipts()
+        steps = plan(self.manifest, facts, self.probe, receipts, done)
+        run_id = uuid.uuid4().hex[:12]
+        attempt = state.begin_attempt(run_id, self.manifest.source)
+        ctx.bus.emit(
+            ev.RunStarted(
+                run_id=run_id,
+                source=self.manifest.source,
+                item_count=len(steps),
+                attempt=attempt,
+                steps=tuple(
+                    ev.PlannedStep(
+                        s.id,
+                        s.item.name,
+                        s.item.kind.value,
+                        s.item.stage.value,
+                        "done" if s.id in done else ("skipped" if s.skip else "pending"),
+                        s.reason,
+                    )
+                    for s in steps
+                ),
+            )
+        )
+        report = RunReport("success")
+        async with Downloader(
+            self.options, ctx.paths.staging_dir, self._on_fetch, transport=self.transport
+        ) as dl:
+            prefetch = Prefetcher(dl, self.options.concurrency, ctx.config.lookahead_bytes)
+            try:
+                report = await self._phases(steps, prefetch)
+            finally:
+                await prefetch.aclose()
+        await self._reap_background(report)
+        report.duration = self.clock() - started
+        state.set_result(report.result)
+        ctx.bus.emit(ev.RunFinished(report.result, tuple(report.failed), report.duration))
+        return report
+
+    async def _receipts(self) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for item in self.manifest.items:
+            if item.kind is Kind.PACKAGE and item.packageid and item.packageid not in found:
+                receipt = await self.ctx.platform.receipt(item.packageid)
+                if receipt is not None:
+                    found[item.packageid] = receipt.version
+        return found
+
+    async def _phases(self, steps: list[Step], prefetch: Prefetcher) -> RunReport:
+        report = RunReport("success")
+        by_stage = {stage: [s for s in steps if s.item.stage is stage] for stage in Stage}
+        # Preflight first, alone: a Mac that is already set up must not download everything else.
+        prefetch.add(self._downloads(by_stage[Stage.PREFLIGHT]))
+        for stage in Stage:
+            if stage is Stage.SETUPASSISTANT:
+                prefetch.add(self._downloads(by_stage[Stage.SETUPASSISTANT] + by_stage[Stage.USERLAND]))
+            if not by_stage[stage]:
+                continue
+            self.state.set_phase(stage.value)
+            self.ctx.bus.emit(ev.PhaseStarted(stage.value))
+            for step in by_stage[stage]:
+                outcome = await self._step(step, prefetch)
+                if outcome is None:
+                    continue
+                if stage is Stage.PREFLIGHT and outcome.ok and outcome.exit_code == 0:
+                    report.result = "already-set-up"
+                    for rest in steps[steps.index(step) + 1 :]:
+                        self.ctx.bus.emit(
+                            ev.StepFinished(rest.id, "skipped", "not needed: the Mac is already set up")
+                        )
+                    return report
+                if not outcome.ok and not (stage is Stage.PREFLIGHT and outcome.failure == "execution"):
+                    report.failed.append(step.id)
+                    if stops_run(step.item, outcome):
+                        report.result = "failed"
+                        report.stopped_by = f"{step.item.label}: {outcome.reason}"
+                        return report
+        return report
+
+    def _downloads(self, steps: list[Step]) -> list[Download]:
+        out: list[Download] = []
+        for s in steps:
+            item = s.item
+            if s.skip is not False or not item.kind.downloads or item.hash is None or item.url is None:
+                continue
+            assert item.file is not None
+            out.append(
+                Download(
+                    key=item.id,
+                    url=item.url,
+                    dest=self.ctx.host_path(item.file),
+                    sha256=item.hash,
+                    size=item.size,
+                    mode=KINDS[item.kind].mode,
+                    retries=item.retries,
+                    retrywait=item.retrywait,
+                )
+            )
+        return out
+
+    async def _step(self, step: Step, prefetch: Prefetcher) -> Outcome | None:
+        """Run one step; None when it was skipped."""
+        item, bus, state = step.item, self.ctx.bus, self.state
+        if step.skip is not False:
+            if state.step(step.id).status not in ("done", "skipped"):
+                state.mark_skipped(step.id, step.reason)
+            bus.emit(ev.StepFinished(step.id, "skipped", step.reason))
+            return None
+        state.mark_running(step.id)
+        bus.emit(ev.StepStarted(step.id, item.name, item.kind.value, item.stage.value))
+        began = self.clock()
+        outcome = await self._carry_out(item, prefetch)
+        took = self.clock() - began
+        if outcome.ok:
+            state.mark_done(step.id, outcome.exit_code)
+            bus.emit(ev.StepFinished(step.id, "done", outcome.reason, outcome.exit_code, took))
+        elif item.stage is Stage.PREFLIGHT and outcome.failure == "execution":
+            # A preflight script saying "not set up yet" is the normal case, not a failure.
+            state.mark_done(step.id, outcome.exit_code)
+            bus.emit(ev.StepFinished(step.id, "done", "not set up yet: continuing", outcome.exit_code, took))
+        else:
+            state.mark_failed(step.id, outcome.reason, outcome.exit_code)
+            bus.emit(ev.StepFinished(step.id, "failed", outcome.reason, outcome.exit_code, took))
+        return outcome
+
+    async def _carry_out(self, item: Item, prefetch: Prefetcher) -> Outcome:
+        runner = KINDS[item.kind]
+        file: Path | None = None
+        if item.kind.downloads:
+            if item.hash is None:
+                return Outcome.failed(
+                    "no sha256 hash in the manifest: bootstrapper never runs an unverified download",
+                    failure="download",
+                )
+            try:
+                file = await prefetch.get(item.id)
+            except FetchError as exc:
+                return Outcome.failed(str(exc), failure="download")
+        try:
+            return await runner.run(item, file, self.ctx)
+        finally:
+            await prefetch.release(item.id)
+
+    def _on_fetch(self, event: FetchEvent) -> None:
+        bus = self.ctx.bus
+        if isinstance(event, fe.Progress):
+            bus.emit(ev.DownloadProgress(event.key, event.done, event.total))
+        elif isinstance(event, fe.Started):
+            bus.emit(ev.DownloadProgress(event.key, 0, event.total))
+        elif isinstance(event, fe.Retrying):
+            bus.emit(ev.StepRetrying(event.key, event.attempt, event.reason))
+
+    async def _reap_background(self, report: RunReport) -> None:
+        tasks = list(self.ctx.background)
+        if not tasks:
+            return
+        done, pending = await asyncio.wait(tasks, timeout=BACKGROUND_GRACE)
+        for task in pending:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if pending:
+            self.ctx.bus.emit(
+                ev.Message(
+                    "warning",
+                    f"{len(pending)} background script(s) still ran after {BACKGROUND_GRACE:g} s: stopped",
+                )
+            )
+        for task in done:
+            if task.exception() is not None:
+                self.ctx.bus.emit(ev.Message("warning", f"a background script failed: {task.exception()}"))

@@ -1,0 +1,186 @@
+"""The command line: exit codes, one-line errors, no tracebacks for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bootstrapper import __version__, cli
+from tests.manifest.test_installapplications import MANIFESTS
+
+ROOT = Path(__file__).resolve().parents[1]
+HASH = "c" * 64
+BROKEN = f"""\
+format: 1
+userland:
+- name: Dock setup
+  type: rootscript
+  url: https://e.com/dock.sh
+  hash: {HASH[:63]}
+- name: Other
+  type: userscrpt
+"""
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = cli.main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["--version"], capsys) == (0, f"bootstrapper {__version__}\n", "")
+
+
+def test_valid_manifest_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["validate", str(ROOT / "manifests" / "demo.yaml")], capsys)
+    assert code == 0
+    assert out.splitlines()[-1].endswith("valid (9 items, 1 warning)")
+
+
+def test_broken_manifest_exits_2_with_every_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_text(BROKEN)
+    code, out, _ = run(["validate", str(path)], capsys)
+    assert code == 2
+    assert out.splitlines() == [
+        f'error: {path}:6:9: userland[0] "Dock setup" → hash: expected 64 hex digits, got 63',
+        f"error: {path}:8:9: userland[1] \"Other\" → type: 'userscrpt' is not an item type; expected one of "
+        "package, rootscript, userscript, rootfile, userfile, wait (did you mean 'userscript'?)",
+        f"{path}: invalid (2 errors, 0 warnings)",
+    ]
+
+
+def test_github_format_prints_annotations(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "x.yaml"
+    path.write_text(BROKEN)
+    code, out, _ = run(["validate", "--format", "github", str(path)], capsys)
+    assert code == 2
+    first = out.splitlines()[0]
+    assert first.startswith(f"::error file={path},line=6,col=9::userland[0]")
+
+
+def test_json_format_is_machine_readable(capsys: pytest.CaptureFixture[str]) -> None:
+    files = [
+        str(MANIFESTS / "bonniernews-bootstrap.json"),
+        str(MANIFESTS / "invalid" / "windowsadmins-installapplications-example.json"),
+    ]
+    code, out, _ = run(["validate", "--format", "json", *files], capsys)
+    assert code == 2
+    doc = json.loads(out)
+    assert [m["valid"] for m in doc["manifests"]] == [True, False]
+    assert doc["manifests"][1]["errors"][0] == {
+        "source": files[1],
+        "line": 3,
+        "col": 5,
+        "message": "setupassistant[0] → name: missing; every item needs a name",
+    }
+
+
+def test_missing_file_is_one_line_and_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(["plan", "/nonexistent/m.yaml"], capsys)
+    assert (code, out) == (2, "")
+    assert err == "error: /nonexistent/m.yaml: no such file; check the manifest path\n"
+
+
+def test_bad_option_value_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["plan", str(ROOT / "manifests" / "demo.yaml"), "--arch", "ppc"], capsys)
+    assert code == 2
+    assert err == "error: --arch 'ppc': expected arm64 or x86_64\n"
+
+
+def test_unknown_option_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["validate", "--bogus", "x"], capsys)
+    assert code == 2
+    assert "No such option: --bogus" in err
+
+
+def test_plan_json_rehearses_another_mac(capsys: pytest.CaptureFixture[str]) -> None:
+    path = MANIFESTS / "macadmins-installapplications-README-example.json"
+    code, out, _ = run(
+        ["plan", str(path), "--json", "--arch", "x86_64", "--os-version", "13.6", "--model", "iMac20,1"],
+        capsys,
+    )
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["facts"]["arch"] == "x86_64"
+    assert [(s["id"], s["action"]) for s in doc["steps"]] == [
+        ("preflight[0]", "run"),
+        ("setupassistant[0]", "run"),
+        ("userland[0]", "skip"),
+        ("userland[1]", "run"),
+        ("userland[2]", "run"),
+    ]
+    assert doc["steps"][2]["reason"] == "skip_if: arch is x86_64"
+
+
+def test_convert_writes_a_valid_native_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out_file = tmp_path / "m.yaml"
+    code, _, err = run(
+        ["convert", str(MANIFESTS / "erikng-installapplicationsdemo-demo.json"), "-o", str(out_file)], capsys
+    )
+    assert code == 0
+    assert f"wrote {out_file}" in err
+    assert run(["validate", str(out_file)], capsys)[0] == 0
+    assert (
+        run(
+            ["convert", str(MANIFESTS / "erikng-installapplicationsdemo-demo.json"), "-o", str(out_file)],
+            capsys,
+        )[0]
+        == 2
+    )
+
+
+def test_unexpected_error_exits_3_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bootstrapper import validate
+
+    def boom(*args: object) -> int:
+        raise RuntimeError("kaboom")
+
+    monkeypatch.setattr(validate, "validate", boom)
+    code, _, err = run(["validate", "x.yaml"], capsys)
+    assert code == 3
+    lines = err.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("unexpected error: RuntimeError: kaboom; details in ")
+    crash_log = Path(lines[0].rsplit(" ", 1)[1])
+    assert "Traceback" in crash_log.read_text()
+    crash_log.unlink()
+
+
+def test_keyboard_interrupt_exits_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bootstrapper import validate
+
+    def interrupted(*args: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(validate, "validate", interrupted)
+    assert run(["validate", "x.yaml"], capsys)[0] == 130
+
+
+def test_the_installed_command_prints_no_traceback_for_bad_input(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("format: 1\nuserland: [\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "bootstrapper", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stdout + proc.stderr
+    assert "invalid YAML" in proc.stdout
+
+
+def test_schema_command_prints_the_committed_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["schema"], capsys)
+    assert code == 0
+    assert out == (ROOT / "manifests" / "schema.json").read_text()
