@@ -70,7 +70,7 @@ class Commands:
     sh: str = "/bin/sh"
 
     @classmethod
-    def under(cls, folder: Path, keep: Sequence[str] = ("sh",)) -> Commands:
+    def under(cls, folder: Path, keep: Sequence[str] = ("sh", "env")) -> Commands:
         """Every command from one folder (the tests' fakes), except those named in `keep`."""
         fields = {
             f: str(folder / Path(getattr(cls(), f)).name) for f in cls.__dataclass_fields__ if f not in keep
