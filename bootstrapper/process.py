@@ -98,6 +98,7 @@ async def run(
     except BaseException:
         await asyncio.shield(_kill_group(proc, protocol))
         reader.cancel()
+        transport.close()
         raise
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(asyncio.shield(reader), DRAIN_GRACE)
@@ -105,6 +106,7 @@ async def run(
     with contextlib.suppress(asyncio.CancelledError):
         await reader
     _signal_group(proc.pid, signal.SIGKILL)  # children that outlived the command and hold the pipe
+    transport.close()  # now, not in __del__ after the event loop has gone
     text = b"".join(tail).decode("utf-8", "replace")
     rc = proc.returncode if proc.returncode is not None else -9
     return Completed(args, rc, text, time.monotonic() - started, timed_out)
