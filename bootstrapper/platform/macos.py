@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from xml.parsers.expat import ExpatError
 
 from bootstrapper import process
 from bootstrapper.errors import (
@@ -154,7 +155,7 @@ def parse_pkg_info_plist(text: str, pkgid: str) -> Receipt | None:
         raise PlatformError(f"pkgutil printed no receipt plist for {pkgid}: {text.strip()[-200:]!r}")
     try:
         data = plistlib.loads(text[min(starts) : end + len("</plist>")].encode("utf-8"))
-    except (plistlib.InvalidFileException, ValueError) as exc:
+    except (plistlib.InvalidFileException, ExpatError, ValueError) as exc:
         raise PlatformError(f"pkgutil printed an unreadable receipt plist for {pkgid}: {exc}") from None
     if not isinstance(data, dict):
         raise PlatformError(f"pkgutil's receipt plist for {pkgid} is not a dictionary")
@@ -353,7 +354,7 @@ class MacOSPlatform:
             return ""
         try:
             data = plistlib.loads(result.tail.encode("utf-8"))
-        except (plistlib.InvalidFileException, ValueError):
+        except (plistlib.InvalidFileException, ExpatError, ValueError):
             return ""
         return _find_key(data, "IOPlatformSerialNumber")
 
@@ -546,7 +547,7 @@ class MacOSPlatform:
 def _plist_label(plist: Path) -> str:
     try:
         data = plistlib.loads(plist.read_bytes())
-    except (OSError, plistlib.InvalidFileException, ValueError) as exc:
+    except (OSError, plistlib.InvalidFileException, ExpatError, ValueError) as exc:
         raise LaunchdError(f"{plist}: invalid property list ({exc})", LAUNCHCTL_INVALID_PLIST) from None
     label = data.get("Label") if isinstance(data, dict) else None
     if not isinstance(label, str) or not label:

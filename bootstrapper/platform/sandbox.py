@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from xml.parsers.expat import ExpatError
 
 from bootstrapper import process
 from bootstrapper.errors import CommandError, InstallError, LaunchdError, PackageError, PlatformError
@@ -333,7 +334,7 @@ class SandboxPlatform:
             data = plistlib.loads(file.read_bytes())
         except FileNotFoundError:
             return None
-        except (OSError, plistlib.InvalidFileException, ValueError) as exc:
+        except (OSError, plistlib.InvalidFileException, ExpatError, ValueError) as exc:
             raise PlatformError(f"{file}: unreadable receipt ({exc})") from None
         return receipt_from_plist(data, pkgid)
 
@@ -391,7 +392,7 @@ class SandboxPlatform:
         check_domain(domain)
         try:
             data = plistlib.loads(await asyncio.to_thread(Path(plist).read_bytes))
-        except (OSError, plistlib.InvalidFileException, ValueError) as exc:
+        except (OSError, plistlib.InvalidFileException, ExpatError, ValueError) as exc:
             self._record("bootstrap", domain=domain, plist=str(plist), result="invalid plist")
             raise LaunchdError(
                 f"{plist}: invalid property list ({exc})", LAUNCHCTL_INVALID_PLIST, domain

@@ -24,3 +24,8 @@ def mac(fake: FakeMac, tmp_path: Path) -> MacOSPlatform:
     root = tmp_path / "mac"
     root.mkdir()
     return MacOSPlatform(Paths(root=root), commands=Commands.under(fake.bin), user_lookup=lookup)
+
+
+@pytest.fixture(scope="session")
+def pkgs(testdata: Path) -> Path:
+    return testdata / "pkgs"
