@@ -52,12 +52,15 @@ TRIM = (
     f"lib/python{PYTHON_VERSION}/site-packages/pip",
     f"lib/python{PYTHON_VERSION}/site-packages/setuptools",
     f"lib/python{PYTHON_VERSION}/site-packages/_distutils_hack",
+    f"lib/python{PYTHON_VERSION}/site-packages/wheel",
     "share",
 )
 TRIM_GLOBS = (
     f"lib/python{PYTHON_VERSION}/lib-dynload/_tkinter*",
     f"lib/python{PYTHON_VERSION}/site-packages/pip-*.dist-info",
     f"lib/python{PYTHON_VERSION}/site-packages/setuptools-*.dist-info",
+    f"lib/python{PYTHON_VERSION}/site-packages/wheel-*.dist-info",
+    "bin/wheel*",
     "lib/libtcl*",
     "lib/libtk*",
     "lib/tcl*",
@@ -310,7 +313,7 @@ def build_package(
         ]
     )  # fmt: skip
     _fuse(python, version_dir / "lib" / f"python{PYTHON_VERSION}" / "site-packages", build / "fuse", log)
-    _trim(version_dir)
+    trim(version_dir)
     _run([str(python), "-I", "-m", "compileall", "-q", "-j0", "--invalidation-mode", "unchecked-hash",
           str(version_dir / "lib")])  # fmt: skip
     machos = find_macho(framework)
@@ -374,7 +377,8 @@ def _fetch_relocatable_python(build: Path) -> Path:
     return dest
 
 
-def _trim(version_dir: Path) -> None:
+def trim(version_dir: Path) -> None:
+    """Remove what the daemon never needs (TRIM, TRIM_GLOBS) from a framework version folder."""
     doomed = [version_dir / rel for rel in TRIM]
     doomed += [p for pattern in TRIM_GLOBS for p in version_dir.glob(pattern)]
     for path in doomed:

@@ -191,3 +191,28 @@ def test_mac_only_targets_stop_with_one_line_elsewhere(command: str) -> None:
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: make ")
     assert "Traceback" not in done.stderr
+
+
+def test_trimming_removes_build_tools_and_keeps_the_runtime(tmp_path: Path) -> None:
+    version = tmp_path / "Versions" / "3.11"
+    site = version / "lib" / "python3.11" / "site-packages"
+    keep = [
+        site / "httpx" / "__init__.py",
+        version / "bin" / "python3.11",
+        version / "lib" / "libssl.3.dylib",
+    ]
+    drop = [
+        site / "pip" / "__init__.py",
+        site / "pip-24.0.dist-info" / "RECORD",
+        site / "wheel" / "__init__.py",
+        version / "lib" / "python3.11" / "test" / "test_os.py",
+        version / "lib" / "python3.11" / "lib-dynload" / "_tkinter.cpython-311-darwin.so",
+        version / "lib" / "libtcl8.6.dylib",
+        version / "bin" / "idle3.11",
+    ]
+    for file in keep + drop:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text("x")
+    build.trim(version)
+    assert all(f.exists() for f in keep)
+    assert not any(f.exists() for f in drop)
