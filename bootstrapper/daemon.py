@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from bootstrapper import __version__, process
@@ -133,6 +133,13 @@ def prepare_folders(paths: Paths) -> None:
         os.chmod(folder, mode)
 
 
+def _command_file(paths: Paths, mac_path: PurePosixPath) -> Path:
+    """/var/tmp exists on every Mac; a fresh sandbox needs it made."""
+    path = paths.system(mac_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def _sinks(paths: Paths, config: Config, interactive: bool, source: str) -> list[Sink]:
     from bootstrapper.progress.humanlog import HumanLogSink
     from bootstrapper.progress.jsonlog import JsonLogSink
@@ -148,11 +155,11 @@ def _sinks(paths: Paths, config: Config, interactive: bool, source: str) -> list
     if config.depnotify:
         from bootstrapper.progress import depnotify
 
-        sinks.append(depnotify.DepNotifySink(paths.system(depnotify.DEFAULT_COMMAND_FILE)))
+        sinks.append(depnotify.DepNotifySink(_command_file(paths, depnotify.DEFAULT_COMMAND_FILE)))
     if config.swiftdialog:
         from bootstrapper.progress import swiftdialog
 
-        sinks.append(swiftdialog.SwiftDialogSink(paths.system(swiftdialog.DEFAULT_COMMAND_FILE)))
+        sinks.append(swiftdialog.SwiftDialogSink(_command_file(paths, swiftdialog.DEFAULT_COMMAND_FILE)))
     if config.webhook_url:
         from bootstrapper.progress.webhook import WebhookSink
 
@@ -318,10 +325,10 @@ def run_command(
     request = RunRequest(
         ref, interactive=interactive, sandbox=sandbox is not None, agent_executable=agent_exe
     )
-    return asyncio.run(_sandboxed(request, config, paths, platform))
+    return asyncio.run(run_with_provision(request, config, paths, platform))
 
 
-async def _sandboxed(request: RunRequest, config: Config, paths: Paths, platform: Platform) -> int:
+async def run_with_provision(request: RunRequest, config: Config, paths: Paths, platform: Platform) -> int:
     if request.sandbox:
         from bootstrapper.sandbox_install import provision
 

@@ -3,7 +3,7 @@
 Runtime bundle: python.org's universal2 Python.framework made relocatable by relocatable-python (the
 tool Munki and AutoPkg build their embedded Python with), trimmed, with bootstrapper and its pinned
 dependencies installed into it as wheels only. A dependency that ships separate arm64 and x86_64
-wheels instead of universal2 ones (pydantic-core, which typer needs, does) is fused: the other
+wheels instead of universal2 ones is fused (a guard: today's runtime dependencies are pure Python): the other
 architecture's wheel is downloaded and each binary merged with `lipo -create`. Every Mach-O is then
 signed, and the build is refused when any Mach-O file still lacks arm64 or x86_64. See
 docs/deployment.md for why this and not PyInstaller.

@@ -1,0 +1,141 @@
+"""The real `bootstrapper run` process, killed and restarted: what launchd does after a crash."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from bootstrapper.paths import Paths
+from tests.support.site import Site
+
+pytestmark = pytest.mark.slow
+
+
+def _daemon(url: str, root: Path) -> subprocess.Popen[bytes]:
+    argv = [
+        sys.executable,
+        "-m",
+        "bootstrapper",
+        "run",
+        "--manifest",
+        url,
+        "--sandbox",
+        str(root),
+        "--allow-http",
+    ]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _finished(paths: Paths) -> int:
+    log = paths.log_dir / "events.jsonl"
+    if not log.exists():
+        return 0
+    count = 0
+    for line in log.read_text().splitlines():
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # the line being written when we looked
+        count += event.get("event") == "step_finished" and event.get("status") == "done"
+    return count
+
+
+def test_sigkill_at_every_step_boundary_then_restart_repeats_nothing(site: Site, tmp_path: Path) -> None:
+    names = ["one", "two", "three", "four"]
+    url = site.manifest(
+        {
+            "setupassistant": [
+                {
+                    "name": n,
+                    "type": "rootscript",
+                    **site.script(f"{n}.sh", f"echo {n} >> $BOOTSTRAPPER_ROOT/ran; sleep 0.3"),
+                }
+                for n in names
+            ]
+        }
+    )
+    paths = Paths(root=tmp_path / "mac")
+    for boundary in range(1, len(names)):
+        daemon = _daemon(url, paths.root)
+        deadline = time.monotonic() + 30
+        while _finished(paths) < boundary:
+            assert daemon.poll() is None, daemon.stderr.read() if daemon.stderr else ""
+            assert time.monotonic() < deadline, "the daemon made no progress"
+            time.sleep(0.02)
+        os.kill(daemon.pid, signal.SIGKILL)
+        daemon.wait()
+    final = _daemon(url, paths.root)
+    assert final.wait(timeout=60) == 0
+    ran = (paths.root / "ran").read_text().split()
+    # Each kill lands just after a step finished, usually while the next one has begun: that
+    # interrupted step runs again after the restart; a finished step never does.
+    kills = len(names) - 1
+    assert [n for i, n in enumerate(ran) if i == 0 or ran[i - 1] != n] == names
+    assert len(ran) <= len(names) + kills
+    log = (paths.log_dir / "bootstrapper.log").read_text()
+    assert log.count("done in an earlier run") == sum(range(1, len(names)))
+    record = json.loads(paths.result_file.read_text())
+    assert record["result"] == "success"
+    assert not paths.install_dir.exists()
+
+
+def test_a_second_daemon_is_stopped_by_the_lock(site: Site, tmp_path: Path) -> None:
+    url = site.manifest(
+        {"setupassistant": [{"name": "slow", "type": "rootscript", **site.script("slow.sh", "sleep 3")}]}
+    )
+    paths = Paths(root=tmp_path / "mac")
+    first = _daemon(url, paths.root)
+    try:
+        deadline = time.monotonic() + 20
+        while not (paths.log_dir / "events.jsonl").exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        second = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bootstrapper",
+                "run",
+                "--manifest",
+                url,
+                "--sandbox",
+                str(paths.root),
+                "--allow-http",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert second.returncode == 1
+        assert "another bootstrapper daemon (pid" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        assert first.wait(timeout=30) == 0
+
+
+def test_ctrl_c_exits_130_and_leaves_consistent_state(site: Site, tmp_path: Path) -> None:
+    script = site.script("slow.sh", "touch $BOOTSTRAPPER_ROOT/started; sleep 30")
+    url = site.manifest({"setupassistant": [{"name": "slow", "type": "rootscript", **script}]})
+    paths = Paths(root=tmp_path / "mac")
+    daemon = _daemon(url, paths.root)
+    deadline = time.monotonic() + 20
+    while not (paths.root / "started").exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    daemon.send_signal(signal.SIGINT)
+    assert daemon.wait(timeout=20) == 130
+    stderr = daemon.stderr.read().decode() if daemon.stderr else ""
+    assert "Traceback" not in stderr
+    state = json.loads(paths.state_file.read_text())
+    assert state["version"] == 1
+    assert [s["status"] for s in state["steps"]] == ["running"]
+    assert list(paths.staging_dir.iterdir()) == []
+    assert not list(paths.install_dir.glob(".*.tmp"))

@@ -1,0 +1,325 @@
+"""The orchestrator in one process against the sandbox: phases, policies, state, self-removal.
+
+Real parts throughout: a loopback web server, real scripts and packages, the sandbox platform, the
+real agent process for user items.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from bootstrapper.engine.events import from_json
+from bootstrapper.flatpkg.writer import build_component_pkg
+from bootstrapper.paths import PACKAGE_ID, Paths
+from bootstrapper.platform.sandbox import SandboxPlatform
+from tests.engine.conftest import result, run_sandbox, statuses
+from tests.support.site import Site
+
+
+def _tree(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+def test_every_kind_runs_in_order_and_bootstrapper_removes_itself(
+    site: Site, sandbox: Paths, tmp_path: Path
+) -> None:
+    pkg = build_component_pkg(
+        tmp_path / "a.pkg", "com.example.a", "2.0", {"Applications/A.app/Contents/x": b"x"}
+    )
+    pkg_url, pkg_hash = site.add("a.pkg", pkg.read_bytes())
+    log = "$BOOTSTRAPPER_ROOT/order.log"
+    url = site.manifest(
+        {
+            "preflight": [
+                {"name": "pre", "type": "rootscript", **site.script("pre.sh", f"echo pre >> {log}; exit 1")}
+            ],
+            "setupassistant": [
+                {
+                    "name": "pkg",
+                    "type": "package",
+                    "url": pkg_url,
+                    "hash": pkg_hash,
+                    "packageid": "com.example.a",
+                    "version": "2.0",
+                },
+                {"name": "root", "type": "rootscript", **site.script("root.sh", f"echo root >> {log}")},
+                {
+                    "name": "file",
+                    "type": "rootfile",
+                    "file": "/Library/Example/f.txt",
+                    **_file(site, "f.txt", b"hello"),
+                },
+            ],
+            "userland": [
+                {"name": "wait", "type": "wait", "path": "/Applications/A.app", "timeout": 5},
+                {
+                    "name": "user",
+                    "type": "userscript",
+                    **site.script("user.sh", f'echo "user $HOME" >> {log}'),
+                },
+                {
+                    "name": "ufile",
+                    "type": "userfile",
+                    "file": "/Users/Shared/u.txt",
+                    **_file(site, "u.txt", b"mine"),
+                },
+                {
+                    "name": "skipped",
+                    "type": "rootscript",
+                    "only_if": {"arch": "x86_64"},
+                    **site.script("no.sh", f"echo no >> {log}"),
+                },
+            ],
+        }
+    )
+    before = _tree(sandbox.root)
+    assert run_sandbox(sandbox, url) == 0
+    root = sandbox.root
+    lines = (root / "order.log").read_text().splitlines()
+    assert lines == ["pre", "root", f"user {root}/Users/{_me()}"]
+    assert (root / "Applications/A.app/Contents/x").read_bytes() == b"x"
+    assert (root / "Library/Example/f.txt").read_bytes() == b"hello"
+    assert (root / "Users/Shared/u.txt").stat().st_uid == os.getuid()
+    doc = result(sandbox)
+    assert doc["result"] == "success"
+    assert statuses(sandbox) == {
+        "preflight[0]": "done",
+        "setupassistant[0]": "done",
+        "setupassistant[1]": "done",
+        "setupassistant[2]": "done",
+        "userland[0]": "done",
+        "userland[1]": "done",
+        "userland[2]": "done",
+        "userland[3]": "skipped",
+    }
+    # Self-removal: exactly our files are gone; what the items installed and the logs stay.
+    after = _tree(root)
+    for ours in (
+        sandbox.install_dir,
+        sandbox.launch_daemon_plist,
+        sandbox.launch_agent_plist,
+        sandbox.run_dir,
+    ):
+        assert not ours.exists()
+    assert not (sandbox.receipts_dir / f"{PACKAGE_ID}.plist").exists()
+    assert (sandbox.receipts_dir / "com.example.a.plist").exists()
+    assert sandbox.result_file.exists()
+    assert before <= after | before
+    journal = [json.loads(line) for line in sandbox.launchd_journal.read_text().splitlines()]
+    ops = [(e["op"], e.get("target")) for e in journal]
+    assert ops[-1] == ("bootout", "system/org.bootstrapper.daemon")
+    assert ("bootout", f"gui/{os.getuid()}/org.bootstrapper.agent") in ops
+
+
+def _file(site: Site, name: str, data: bytes) -> dict[str, str]:
+    url, digest = site.add(name, data)
+    return {"url": url, "hash": digest}
+
+
+def _me() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.getuid()).pw_name
+
+
+def test_preflight_exit_0_means_already_set_up(site: Site, sandbox: Paths) -> None:
+    url = site.manifest(
+        {
+            "preflight": [{"name": "pre", "type": "rootscript", **site.script("pre.sh", "exit 0")}],
+            "setupassistant": [
+                {"name": "big", "type": "rootscript", **site.script("big.sh", "touch $BOOTSTRAPPER_ROOT/ran")}
+            ],
+        }
+    )
+    assert run_sandbox(sandbox, url) == 0
+    assert result(sandbox)["result"] == "already-set-up"
+    assert not (sandbox.root / "ran").exists()
+    assert not sandbox.install_dir.exists()
+    # The rest was never even downloaded.
+    assert not (sandbox.root / "Library/bootstrapper/setupassistant/big.sh").exists()
+
+
+@pytest.mark.parametrize("stage", ["setupassistant", "userland"])
+@pytest.mark.parametrize(
+    ("policy", "failure", "stops"),
+    [
+        ("failable", "download", False),
+        ("failable", "execution", False),
+        ("failable_execution", "download", True),
+        ("failable_execution", "execution", False),
+        ("failure_is_not_an_option", "download", True),
+        ("failure_is_not_an_option", "execution", True),
+    ],
+)
+def test_fail_policy_matrix(
+    site: Site, sandbox: Paths, stage: str, policy: str, failure: str, stops: bool
+) -> None:
+    bad = site.script("bad.sh", "echo broken >&2; exit 3")
+    if failure == "download":
+        bad["hash"] = "0" * 64
+    after = site.script("after.sh", "touch $BOOTSTRAPPER_ROOT/after")
+    url = site.manifest(
+        {
+            stage: [
+                {"name": "bad", "type": "rootscript", "fail_policy": policy, **bad},
+                {"name": "after", "type": "rootscript", **after},
+            ],
+            "on_failure": "retry",
+        }
+    )
+    code = run_sandbox(sandbox, url)
+    doc = result(sandbox)
+    assert statuses(sandbox)[f"{stage}[0]"] == "failed"
+    assert (sandbox.root / "after").exists() is not stops
+    assert doc["result"] == ("failed" if stops else "success")
+    assert code == (1 if stops else 0)
+    reason = next(s["reason"] for s in doc["steps"] if s["id"] == f"{stage}[0]")
+    if failure == "download":
+        assert "sha256" in reason
+    else:
+        assert reason == "exited with 3: broken"
+    # on_failure: retry keeps the daemon installed for launchd to run again; success removes it.
+    assert sandbox.launch_daemon_plist.exists() is stops
+
+
+def test_on_failure_cleanup_removes_bootstrapper_after_a_stopping_failure(site: Site, sandbox: Paths) -> None:
+    bad = site.script("bad.sh", "exit 1")
+    url = site.manifest(
+        {
+            "setupassistant": [
+                {"name": "bad", "type": "rootscript", "fail_policy": "failure_is_not_an_option", **bad}
+            ],
+            "on_failure": "cleanup",
+        }
+    )
+    assert run_sandbox(sandbox, url) == 1
+    assert result(sandbox)["result"] == "failed"
+    assert not sandbox.launch_daemon_plist.exists()
+
+
+def test_retry_is_bounded_by_max_attempts(site: Site, sandbox: Paths) -> None:
+    bad = site.script("bad.sh", "exit 1")
+    url = site.manifest(
+        {
+            "setupassistant": [
+                {"name": "bad", "type": "rootscript", "fail_policy": "failure_is_not_an_option", **bad}
+            ]
+        }
+    )
+    assert run_sandbox(sandbox, url, max_attempts=2) == 1
+    assert sandbox.launch_daemon_plist.exists()
+    assert result(sandbox)["retrying"] is True
+    assert run_sandbox(sandbox, url, max_attempts=2) == 1
+    assert result(sandbox)["retrying"] is False
+    assert not sandbox.launch_daemon_plist.exists()
+
+
+def test_a_finished_step_is_not_repeated_after_a_failed_attempt(site: Site, sandbox: Paths) -> None:
+    once = site.script("once.sh", "echo x >> $BOOTSTRAPPER_ROOT/count")
+    flaky = site.script("flaky.sh", "[ -f $BOOTSTRAPPER_ROOT/fixed ]")
+    url = site.manifest(
+        {
+            "setupassistant": [
+                {"name": "once", "type": "rootscript", **once},
+                {"name": "flaky", "type": "rootscript", "fail_policy": "failure_is_not_an_option", **flaky},
+            ]
+        }
+    )
+    assert run_sandbox(sandbox, url) == 1
+    (sandbox.root / "fixed").touch()
+    assert run_sandbox(sandbox, url) == 0
+    assert (sandbox.root / "count").read_text() == "x\n"
+
+
+def test_a_corrupt_state_file_is_set_aside_and_the_run_starts_over(site: Site, sandbox: Paths) -> None:
+    url = site.manifest(
+        {"setupassistant": [{"name": "s", "type": "rootscript", **site.script("s.sh", "true")}]}
+    )
+    sandbox.install_dir.mkdir(parents=True)
+    sandbox.state_file.write_text('{"version": 1, "steps": [trunc')
+    assert run_sandbox(sandbox, url, cleanup=False) == 0
+    assert list(sandbox.install_dir.glob("state.json.corrupt-*"))
+    assert result(sandbox)["result"] == "success"
+
+
+def test_an_agent_that_never_checks_in_hits_the_deadline(site: Site, sandbox: Paths) -> None:
+    user = site.script("u.sh", "true")
+    after = site.script("after.sh", "touch $BOOTSTRAPPER_ROOT/after")
+    url = site.manifest(
+        {
+            "userland": [
+                {"name": "u", "type": "userscript", **user},
+                {"name": "after", "type": "rootscript", **after},
+            ]
+        }
+    )
+    mute = SandboxPlatform(sandbox, os_version="14.6", agent_argv=["sleep", "30"])
+    assert run_sandbox(sandbox, url, platform=mute, agent_checkin_timeout=1.0) == 0
+    reason = next(s["reason"] for s in result(sandbox)["steps"] if s["id"] == "userland[0]")
+    assert "did not check in within 1 s" in reason
+    # failable_execution: the run went on.
+    assert (sandbox.root / "after").exists()
+    spawned = [
+        json.loads(line) for line in sandbox.launchd_journal.read_text().splitlines() if '"spawn"' in line
+    ]
+    assert spawned
+
+
+def test_a_manifest_item_without_hash_is_refused_at_run_time(site: Site, sandbox: Paths) -> None:
+    path, _ = site.add("ia.sh", b"#!/bin/sh\ntouch $BOOTSTRAPPER_ROOT/ran\n")
+    doc = {
+        "setupassistant": [
+            {
+                "name": "ia",
+                "type": "rootscript",
+                "url": path,
+                "file": "/Library/installapplications/ia.sh",
+                "hash": "sha256 hash",
+            }
+        ]
+    }
+    site.add("bootstrap.json", json.dumps(doc).encode())
+    assert run_sandbox(sandbox, f"{site.base}/bootstrap.json") == 1
+    reason = result(sandbox)["steps"][0]["reason"]
+    assert reason == "no sha256 hash in the manifest: bootstrapper never runs an unverified download"
+    assert not (sandbox.root / "ran").exists()
+
+
+def test_progress_files_and_event_log_hold_the_run(site: Site, sandbox: Paths) -> None:
+    url = site.manifest(
+        {"setupassistant": [{"name": "Step One", "type": "rootscript", **site.script("a.sh", "true")}]}
+    )
+    assert run_sandbox(sandbox, url, depnotify=True, swiftdialog=True) == 0
+    depnotify = sandbox.system("/var/tmp/depnotify.log").read_text().splitlines()
+    assert "Command: DeterminateManual: 1" in depnotify
+    assert depnotify[-1] == "Command: Quit"
+    dialog = sandbox.system("/var/tmp/dialog.log").read_text()
+    assert "listitem: title: Step One, status: success" in dialog
+    events = [
+        from_json(json.loads(line)) for line in (sandbox.log_dir / "events.jsonl").read_text().splitlines()
+    ]
+    names = [e.event for e in events]
+    assert names.index("run_started") < names.index("step_started") < names.index("step_finished")
+    assert names[-1] == "run_finished"
+    assert any(e.event == "message" and "not protected by TLS" in e.to_json()["text"] for e in events)
+
+
+def test_self_removal_is_idempotent(sandbox: Paths) -> None:
+    import asyncio
+
+    from bootstrapper.cleanup import remove_ourselves
+    from bootstrapper.sandbox_install import provision
+
+    platform = SandboxPlatform(sandbox)
+    asyncio.run(provision(sandbox, platform))
+    assert sandbox.launch_daemon_plist.exists()
+    first = asyncio.run(remove_ourselves(platform, sandbox, [os.getuid()]))
+    second = asyncio.run(remove_ourselves(platform, sandbox, [os.getuid()]))
+    assert str(sandbox.launch_daemon_plist) in first.removed
+    assert first.problems == []
+    assert second.removed == []
+    assert second.problems == []
