@@ -134,7 +134,7 @@ def prepare_folders(paths: Paths) -> None:
 
 
 def _command_file(paths: Paths, mac_path: PurePosixPath) -> Path:
-    """/var/tmp exists on every Mac; a fresh sandbox needs it made."""
+    """The command files live in a folder every Mac has; a fresh sandbox needs it made."""
     path = paths.system(mac_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
