@@ -84,6 +84,7 @@ class Scheduler:
         self.probe = probe
         self.transport = transport
         self.clock = clock
+        self._prefetch: Prefetcher | None = None
 
     async def execute(self) -> RunReport:
         ctx, state = self.ctx, self.state
@@ -115,10 +116,9 @@ class Scheduler:
             )
         )
         report = RunReport("success")
-        async with Downloader(
-            self.options, ctx.paths.staging_dir, self._on_fetch, transport=self.transport
-        ) as dl:
-            prefetch = Prefetcher(dl, self.options.concurrency, ctx.config.lookahead_bytes)
+        downloader = Downloader(self.options, ctx.paths.staging_dir, self._on_fetch, transport=self.transport)
+        async with downloader as dl:
+            prefetch = self._prefetch = Prefetcher(dl, self.options.concurrency, ctx.config.lookahead_bytes)
             try:
                 report = await self._phases(steps, prefetch)
             finally:
@@ -236,6 +236,8 @@ class Scheduler:
     def _on_fetch(self, event: FetchEvent) -> None:
         bus = self.ctx.bus
         if isinstance(event, fe.Progress):
+            if self._prefetch is not None:
+                self._prefetch.progress(event.key, event.done)
             bus.emit(ev.DownloadProgress(event.key, event.done, event.total))
         elif isinstance(event, fe.Started):
             bus.emit(ev.DownloadProgress(event.key, 0, event.total))

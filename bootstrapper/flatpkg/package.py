@@ -261,14 +261,14 @@ class FlatPackage:
             matches = der.rsa_pkcs1_verify(parsed[0], sig, digest)
         return Signature(block.element, block.style, block.offset, block.size, tuple(certs), matches)
 
-    def facts(self) -> PackageFacts:
+    def facts(self, *, digest: bool = True) -> PackageFacts:
         x = self.xar
         h = x.header
         sigs = self.signatures()
         return PackageFacts(
             path=str(self.path),
             size=x.file_size,
-            sha256=_sha256(self.path),
+            sha256=_sha256(self.path) if digest else "",
             kind=self.kind,
             components=self.components,
             distribution=self.distribution,
@@ -288,10 +288,11 @@ class FlatPackage:
         )
 
 
-def read_facts(path: Path) -> PackageFacts:
-    """Open, check and summarize one package."""
+def read_facts(path: Path, *, digest: bool = True) -> PackageFacts:
+    """Open, check and summarize one package; `digest=False` skips hashing the whole file (callers
+    that verified it already, such as the engine right before an install, leave `sha256` empty)."""
     with FlatPackage(path) as pkg:
-        return pkg.facts()
+        return pkg.facts(digest=digest)
 
 
 def _sha256(path: Path) -> str:
