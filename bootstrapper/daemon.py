@@ -25,7 +25,7 @@ from bootstrapper.engine.context import RunContext
 from bootstrapper.engine.events import EventBus, Message, Sink
 from bootstrapper.engine.run import RunReport, Scheduler
 from bootstrapper.engine.state import DaemonLock, StateStore
-from bootstrapper.errors import ExitCode, UsageError
+from bootstrapper.errors import BootstrapperError, ExitCode, UsageError
 from bootstrapper.fetch import FetchOptions, fetch_manifest, redact_url
 from bootstrapper.ipc.server import AgentServer
 from bootstrapper.manifest.load import load_bytes, load_file
@@ -197,6 +197,7 @@ async def run_daemon(request: RunRequest, config: Config, paths: Paths, platform
         ctx = RunContext(paths, platform, config, bus, gate, owner_uid=owner)
         probe = LiveProbe(paths, ctx.script_env())
         started = time.time()
+        dialog = _dialog_window(platform, paths, config, bus)
         try:
             async with server:
                 await probe.prepare(manifest)
@@ -204,6 +205,8 @@ async def run_daemon(request: RunRequest, config: Config, paths: Paths, platform
                 await gate.shutdown_all()
         finally:
             await bus.aclose()
+            if dialog is not None:
+                dialog.cancel()
         on_failure = OnFailure(config.on_failure) if config.on_failure else manifest.on_failure
         final = FinalAction(config.final_action) if config.final_action else manifest.final_action
         finished = report.result != "failed"
@@ -219,6 +222,34 @@ async def run_daemon(request: RunRequest, config: Config, paths: Paths, platform
             if config.cleanup:
                 await boot_out_daemon(platform, paths)
     return int(ExitCode.OK if finished else ExitCode.FAILED)
+
+
+def _dialog_window(
+    platform: Platform, paths: Paths, config: Config, bus: EventBus
+) -> asyncio.Task[None] | None:
+    """Open swiftDialog for the console user once there is one (when it is enabled and installed)."""
+    from bootstrapper.progress.swiftdialog import SwiftDialogSink
+
+    sink = next((s for s in bus.sinks if isinstance(s, SwiftDialogSink)), None)
+    binary = paths.system(config.swiftdialog_path)
+    if sink is None or not binary.is_file():
+        return None
+
+    async def show() -> None:
+        # Polled: neither a login nor the run's first event comes with a notification to await.
+        while (user := await platform.console_user()) is None:  # noqa: ASYNC110
+            await asyncio.sleep(2.0)
+        while "--listitem" not in (argv := sink.launch_argv(binary=binary)):  # noqa: ASYNC110
+            await asyncio.sleep(0.2)
+        window = asyncio.create_task(platform.run_as_user(user, argv, timeout=86400))
+        await asyncio.sleep(1.0)
+        sink.resync()  # the window may have opened after items changed
+        try:
+            await window
+        except BootstrapperError as exc:
+            log.warning("swiftDialog could not be shown: %s", exc)
+
+    return asyncio.create_task(show())
 
 
 async def _final_action(platform: Platform, action: FinalAction, gate: AgentGate) -> None:

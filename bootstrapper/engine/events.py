@@ -174,6 +174,10 @@ class EventBus:
         self._sinks: list[Sink] = list(sinks)
         self._failures: dict[int, int] = {}
 
+    @property
+    def sinks(self) -> tuple[Sink, ...]:
+        return tuple(self._sinks)
+
     def subscribe(self, sink: Sink) -> None:
         self._sinks.append(sink)
 

@@ -323,3 +323,18 @@ def test_self_removal_is_idempotent(sandbox: Paths) -> None:
     assert first.problems == []
     assert second.removed == []
     assert second.problems == []
+
+
+def test_swiftdialog_opens_for_the_console_user_when_installed(site: Site, sandbox: Paths) -> None:
+    record = sandbox.root / "dialog-argv"
+    dialog = sandbox.system("/usr/local/bin/dialog")
+    dialog.parent.mkdir(parents=True)
+    dialog.write_text(f'#!/bin/sh\necho "$@" > {record}\n')
+    dialog.chmod(0o755)
+    url = site.manifest(
+        {"setupassistant": [{"name": "Step One", "type": "rootscript", **site.script("a.sh", "sleep 1.5")}]}
+    )
+    assert run_sandbox(sandbox, url, swiftdialog=True, swiftdialog_path="/usr/local/bin/dialog") == 0
+    argv = record.read_text().split()
+    assert argv[:2] == ["--commandfile", str(sandbox.system("/var/tmp/dialog.log"))]
+    assert "Step One" in record.read_text()
