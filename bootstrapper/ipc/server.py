@@ -401,13 +401,13 @@ class AgentServer:
         who = f"uid {cred.uid} (pid {cred.pid})"
         if not self._allowed_uid(cred.uid):
             log.warning("refused a connection from %s: not an allowed user", who)
-            await self._refuse(writer, f"uid {cred.uid} may not check in")
+            await self._refuse(reader, writer, f"uid {cred.uid} may not check in")
             return None
         if self._executable is not None:
             exe = _executable(cred.pid)
             if exe != self._executable:
                 log.warning("refused a connection from %s: it runs %s, not the agent", who, exe)
-                await self._refuse(writer, "this program is not the bootstrapper agent")
+                await self._refuse(reader, writer, "this program is not the bootstrapper agent")
                 return None
         try:
             async with asyncio.timeout(self.limits.hello_timeout):
@@ -420,7 +420,7 @@ class AgentServer:
             return None
         except ProtocolError as exc:
             log.warning("refused a connection from %s: %s", who, exc)
-            await self._refuse(writer, str(exc))
+            await self._refuse(reader, writer, str(exc))
             return None
         except OSError:
             writer.transport.abort()
@@ -429,12 +429,15 @@ class AgentServer:
             writer.transport.abort()
             return None
         if not isinstance(hello, protocol.Hello):
-            await self._refuse(writer, f"expected a hello, got a {type(hello).__name__.lower()} message")
+            await self._refuse(
+                reader, writer, f"expected a hello, got a {type(hello).__name__.lower()} message"
+            )
             return None
         version = protocol.negotiate(hello.versions)
         if version is None:
             offered = ", ".join(map(str, hello.versions))
             await self._refuse(
+                reader,
                 writer,
                 f"no common protocol version: agent speaks {offered}, daemon {protocol.SUPPORTED_VERSIONS}",
             )
@@ -446,10 +449,20 @@ class AgentServer:
             return None
         return Session(self, cred, hello, version, reader, writer)
 
-    async def _refuse(self, writer: asyncio.StreamWriter, reason: str) -> None:
-        """Tell the peer why, then close; a peer that does not read cannot hold us up."""
+    async def _refuse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, reason: str) -> None:
+        """Tell the peer why, then close; a peer that does not read cannot hold us up.
+
+        What the peer sent and we did not read is drained first (briefly): closing a socket with
+        unread input resets the connection, and the peer would lose the reason before reading it.
+        """
         try:
             await write_frame(writer, protocol.Refuse(reason), timeout=1.0)
+            if writer.can_write_eof():
+                writer.write_eof()
+            with contextlib.suppress(TimeoutError, OSError):
+                async with asyncio.timeout(0.2):
+                    while await reader.read(65536):
+                        pass
             writer.close()
         except (OSError, TimeoutError):
             writer.transport.abort()
