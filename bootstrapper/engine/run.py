@@ -241,6 +241,8 @@ class Scheduler:
             bus.emit(ev.DownloadProgress(event.key, event.done, event.total))
         elif isinstance(event, fe.Started):
             bus.emit(ev.DownloadProgress(event.key, 0, event.total))
+        elif isinstance(event, fe.Finished):
+            bus.emit(ev.DownloadProgress(event.key, event.bytes, event.bytes))
         elif isinstance(event, fe.Retrying):
             bus.emit(ev.StepRetrying(event.key, event.attempt, event.reason))
 

@@ -141,7 +141,8 @@ class ConsoleSink:
 
     def _download(self, event: DownloadProgress) -> None:
         row = self._row(event.step_id)
-        row.detail = "downloading"
+        finished = event.total_bytes is not None and event.done_bytes >= event.total_bytes
+        row.detail = "downloaded" if finished else "downloading"
         if self._live:
             task = self._tasks.get(event.step_id)
             if task is None:

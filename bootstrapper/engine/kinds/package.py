@@ -6,6 +6,7 @@ payload-free package (scripts only) may legitimately leave none.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from bootstrapper.engine import events as ev
@@ -41,6 +42,7 @@ class Package:
             return Outcome.failed(str(exc), exc.returncode)
         except PlatformError as exc:
             return Outcome.failed(str(exc))
+        await asyncio.sleep(0)  # let progress reports queued by the installer's thread arrive first
         ids = [item.packageid] if item.packageid else list(info.component_ids)
         if info.has_payload:
             for pkgid in ids:
