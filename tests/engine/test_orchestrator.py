@@ -338,3 +338,29 @@ def test_swiftdialog_opens_for_the_console_user_when_installed(site: Site, sandb
     argv = record.read_text().split()
     assert argv[:2] == ["--commandfile", str(sandbox.system("/var/tmp/dialog.log"))]
     assert "Step One" in record.read_text()
+
+
+def test_dry_run_prints_this_macs_plan_and_changes_nothing(
+    site: Site, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bootstrapper import cli
+
+    monkeypatch.setenv("COLUMNS", "200")
+    script = site.script("a.sh", "touch $BOOTSTRAPPER_ROOT/ran")
+    url = site.manifest(
+        {
+            "setupassistant": [
+                {"name": "Configure", "type": "rootscript", **script},
+                {"name": "Intel only", "type": "rootscript", "only_if": {"arch": "x86_64"}, **script},
+            ]
+        }
+    )
+    root = tmp_path / "dry"
+    code = cli.main(
+        ["run", "--manifest", url, "--sandbox", str(root), "--dry-run", "--allow-http", "--arch", "arm64"]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "dry run: nothing downloaded or changed" in out
+    assert "only_if: arch is arm64, not x86_64" in out
+    assert [p.name for p in root.iterdir()] == []

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from bootstrapper.engine.kinds.base import ItemKind
-from bootstrapper.engine.kinds.files import RootFile, UserFile
 from bootstrapper.engine.kinds.package import Package
-from bootstrapper.engine.kinds.scripts import RootScript, UserScript
+from bootstrapper.engine.kinds.rootfile import RootFile
+from bootstrapper.engine.kinds.rootscript import RootScript
+from bootstrapper.engine.kinds.userfile import UserFile
+from bootstrapper.engine.kinds.userscript import UserScript
 from bootstrapper.engine.kinds.wait import Wait
 from bootstrapper.manifest.model import Kind
 

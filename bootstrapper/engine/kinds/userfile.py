@@ -1,4 +1,4 @@
-"""rootfile and userfile: the verified download is the item; it is already in place when we run."""
+"""userfile: placed like a root file, then handed to the console user."""
 
 from __future__ import annotations
 
@@ -8,15 +8,6 @@ from pathlib import Path
 from bootstrapper.engine.context import RunContext
 from bootstrapper.engine.kinds.base import Outcome
 from bootstrapper.manifest.model import Item, Kind
-
-
-class RootFile:
-    kind = Kind.ROOTFILE
-    mode = 0o644
-
-    async def run(self, item: Item, file: Path | None, ctx: RunContext) -> Outcome:
-        assert file is not None
-        return Outcome.done(f"placed at {item.file}")
 
 
 class UserFile:

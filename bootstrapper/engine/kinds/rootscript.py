@@ -1,0 +1,43 @@
+"""rootscript: run by the daemon, as root, only if nobody else could have changed it."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from bootstrapper import process
+from bootstrapper.engine.context import RunContext
+from bootstrapper.engine.kinds._script import DEFAULT_SCRIPT_TIMEOUT, tail_line
+from bootstrapper.engine.kinds.base import Outcome
+from bootstrapper.engine.trust import untrusted_reason
+from bootstrapper.errors import CommandError
+from bootstrapper.manifest.model import Item, Kind
+
+
+class RootScript:
+    kind = Kind.ROOTSCRIPT
+    mode = 0o700
+
+    async def run(self, item: Item, file: Path | None, ctx: RunContext) -> Outcome:
+        assert file is not None
+        problem = untrusted_reason(file, ctx.owner_uid, item.hash)
+        if problem is not None:
+            return Outcome.failed(f"refused: {problem}")
+        timeout = item.timeout or DEFAULT_SCRIPT_TIMEOUT
+        call = process.run([file, *item.arguments], timeout=timeout, env=ctx.script_env())
+        if item.donotwait:
+            ctx.background.append(asyncio.create_task(call))
+            return Outcome.done("started in the background")
+        try:
+            result = await call
+        except CommandError as exc:
+            return Outcome.failed(str(exc))
+        if result.timed_out:
+            return Outcome.failed(
+                f"timed out after {timeout:g} s: {tail_line(result.tail)}", result.returncode
+            )
+        if result.returncode != 0:
+            return Outcome.failed(
+                f"exited with {result.returncode}: {tail_line(result.tail)}".rstrip(": "), result.returncode
+            )
+        return Outcome.done(tail_line(result.tail), 0)
