@@ -20,6 +20,7 @@ from bootstrapper import __version__, process
 from bootstrapper.atomic import write_json_atomic
 from bootstrapper.cleanup import boot_out_daemon, remove_ourselves
 from bootstrapper.config import Config
+from bootstrapper.deploy.layout import FRAMEWORK
 from bootstrapper.engine.agents import AgentGate
 from bootstrapper.engine.context import RunContext
 from bootstrapper.engine.events import EventBus, Message, Sink
@@ -218,7 +219,7 @@ async def run_daemon(request: RunRequest, config: Config, paths: Paths, platform
             if config.cleanup:
                 await remove_ourselves(platform, paths, gate.uids_seen)
             if finished and report.result == "success" and final is not FinalAction.NONE:
-                await _final_action(platform, final, gate)
+                await _final_action(platform, final)
             if config.cleanup:
                 await boot_out_daemon(platform, paths)
     return int(ExitCode.OK if finished else ExitCode.FAILED)
@@ -252,7 +253,7 @@ def _dialog_window(
     return asyncio.create_task(show())
 
 
-async def _final_action(platform: Platform, action: FinalAction, gate: AgentGate) -> None:
+async def _final_action(platform: Platform, action: FinalAction) -> None:
     if action is FinalAction.REBOOT:
         await platform.reboot()
     elif action is FinalAction.LOGOUT:
@@ -352,7 +353,8 @@ def run_command(
         platform = MacOSPlatform(paths)
     if dry_run:
         return asyncio.run(_dry_run(ref, config, paths, platform))
-    agent_exe = None if sandbox is not None else str(paths.install_dir / "bin" / "bootstrapper")
+    # The agent is the bundled Python running `-m bootstrapper agent`: its binary lives in our framework.
+    agent_exe = None if sandbox is not None else str(paths.system(FRAMEWORK))
     request = RunRequest(
         ref, interactive=interactive, sandbox=sandbox is not None, agent_executable=agent_exe
     )

@@ -250,8 +250,9 @@ class AgentServer:
 
     `allowed_uid(uid)` says whether a peer (as the kernel reports it) may check in: the console user
     on a Mac, the tests' own uid in the sandbox. `daemon_uid_owner` is the uid that must own the
-    socket's directory: 0 on a Mac, the daemon's own uid in the sandbox. When `agent_executable` is
-    set, a peer must also be running that executable.
+    socket's directory: 0 on a Mac, the daemon's own uid in the sandbox. `agent_executable` may name a
+    folder (the bundled Python framework, whose launcher re-executes a binary inside it). When it is
+    set, a peer must also be running that executable, or one inside that folder.
     """
 
     def __init__(
@@ -405,7 +406,7 @@ class AgentServer:
             return None
         if self._executable is not None:
             exe = _executable(cred.pid)
-            if exe != self._executable:
+            if exe is None or not (exe == self._executable or exe.startswith(self._executable + os.sep)):
                 log.warning("refused a connection from %s: it runs %s, not the agent", who, exe)
                 await self._refuse(reader, writer, "this program is not the bootstrapper agent")
                 return None

@@ -321,6 +321,14 @@ def test_peer_running_another_executable_is_refused(sandbox: Paths) -> None:
         async with _server(sandbox, agent_executable=sys.executable) as server:
             channel, _ = await _fake_agent(server)
             await channel.close()
+        # A folder: the bundled Python framework, whose launcher re-executes a binary inside it.
+        folder = os.path.dirname(os.path.realpath(sys.executable))
+        async with _server(sandbox, agent_executable=folder) as server:
+            channel, _ = await _fake_agent(server)
+            await channel.close()
+        async with _server(sandbox, agent_executable=folder + "-other"):
+            with pytest.raises(IPCError, match="this program is not the bootstrapper agent"):
+                await check_in(sandbox.socket, me())
 
     run(body())
 
