@@ -47,6 +47,13 @@ def _finished(paths: Paths) -> int:
     return count
 
 
+def _largest_part(paths: Paths) -> int:
+    """Bytes in the biggest `.part` file of the staging folder (0 before any)."""
+    if not paths.staging_dir.exists():
+        return 0
+    return max((p.stat().st_size for p in paths.staging_dir.glob("*.part")), default=0)
+
+
 def test_sigkill_at_every_step_boundary_then_restart_repeats_nothing(site: Site, tmp_path: Path) -> None:
     names = ["one", "two", "three", "four"]
     url = site.manifest(
@@ -139,3 +146,54 @@ def test_ctrl_c_exits_130_and_leaves_consistent_state(site: Site, tmp_path: Path
     assert [s["status"] for s in state["steps"]] == ["running"]
     assert list(paths.staging_dir.iterdir()) == []
     assert not list(paths.install_dir.glob(".*.tmp"))
+
+
+def test_sigkill_mid_download_then_restart_resumes_the_part_file(tmp_path: Path) -> None:
+    import hashlib
+
+    import yaml
+
+    from tests.support.httpfault import FaultServer
+
+    blob = os.urandom(3 * 1024 * 1024)
+    paths = Paths(root=tmp_path / "mac")
+    with FaultServer() as srv:
+        first_attempt = {"done": False}
+
+        def big(ex: object) -> None:
+            # Slow the first attempt so it can be killed mid-body; the resumed one runs at full speed.
+            rate = None if first_attempt["done"] else 512 * 1024
+            ex.serve(blob, rate=rate)  # type: ignore[attr-defined]
+
+        url = srv.add("/big.bin", big)
+        doc = {
+            "format": 1,
+            "settings": {"allow_http": True},
+            "setupassistant": [
+                {
+                    "name": "big",
+                    "type": "rootfile",
+                    "url": url,
+                    "hash": hashlib.sha256(blob).hexdigest(),
+                    "size": len(blob),
+                    "file": "/Library/Big/big.bin",
+                },
+            ],
+        }
+        manifest = yaml.safe_dump(doc).encode()
+        murl = srv.add("/m.yaml", lambda ex: ex.serve(manifest, etag=None))  # type: ignore[attr-defined]
+        daemon = _daemon(murl, paths.root)
+        deadline = time.monotonic() + 30
+        while _largest_part(paths) <= 256 * 1024:
+            assert daemon.poll() is None
+            assert time.monotonic() < deadline, "the download never started"
+            time.sleep(0.02)
+        os.kill(daemon.pid, signal.SIGKILL)
+        daemon.wait()
+        first_attempt["done"] = True
+        assert _daemon(murl, paths.root).wait(timeout=60) == 0
+        ranges = [s.headers.get("range") for s in srv.requests("/big.bin")]
+    assert (paths.root / "Library/Big/big.bin").read_bytes() == blob
+    assert ranges[0] is None
+    assert ranges[-1] is not None
+    assert int(ranges[-1].removeprefix("bytes=").rstrip("-")) > 256 * 1024

@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
+from pytest_httpserver import HTTPServer
 
 from bootstrapper.engine.events import from_json
 from bootstrapper.flatpkg.writer import build_component_pkg
@@ -364,3 +365,23 @@ def test_dry_run_prints_this_macs_plan_and_changes_nothing(
     assert "dry run: nothing downloaded or changed" in out
     assert "only_if: arch is arm64, not x86_64" in out
     assert [p.name for p in root.iterdir()] == []
+
+
+def test_the_webhook_hears_start_failure_and_end_from_a_real_run(
+    site: Site, sandbox: Paths, httpserver: HTTPServer
+) -> None:
+    httpserver.expect_request("/hook", method="POST").respond_with_data("", status=204)
+    bad = site.script("bad.sh", "echo nope >&2; exit 2")
+    url = site.manifest(
+        {"setupassistant": [{"name": "bad", "type": "rootscript", "fail_policy": "failable", **bad}]}
+    )
+    hook = httpserver.url_for("/hook") + "?token=s3cret"
+    assert run_sandbox(sandbox, url, webhook_url=hook) == 0
+    posted = [json.loads(request.get_data()) for request, _ in httpserver.log]
+    assert [p["event"] for p in posted] == ["run_started", "step_failed", "run_finished"]
+    assert (posted[1]["name"], posted[1]["reason"], posted[1]["exit_code"]) == (
+        "bad",
+        "exited with 2: nope",
+        2,
+    )
+    assert "s3cret" not in json.dumps(posted)
