@@ -8,6 +8,7 @@ write the completion record, then remove ourselves — or, when the run failed a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -207,7 +208,9 @@ async def run_daemon(request: RunRequest, config: Config, paths: Paths, platform
         finally:
             await bus.aclose()
             if dialog is not None:
-                dialog.cancel()
+                dialog.cancel()  # the sink already told the window to quit; stop waiting for it
+                with contextlib.suppress(asyncio.CancelledError):
+                    await dialog
         on_failure = OnFailure(config.on_failure) if config.on_failure else manifest.on_failure
         final = FinalAction(config.final_action) if config.final_action else manifest.final_action
         finished = report.result != "failed"
