@@ -28,11 +28,12 @@ from bootstrapper.engine.events import EventBus, Message, Sink
 from bootstrapper.engine.run import RunReport, Scheduler
 from bootstrapper.engine.state import DaemonLock, StateStore
 from bootstrapper.errors import BootstrapperError, ExitCode, UsageError
-from bootstrapper.fetch import FetchOptions, fetch_manifest, redact_url
+from bootstrapper.fetch import FetchOptions
 from bootstrapper.ipc.server import AgentServer
-from bootstrapper.manifest.load import load_bytes, load_file
-from bootstrapper.manifest.model import FinalAction, Loaded, Manifest, OnFailure, Script
+from bootstrapper.manifest.conditions import condition_scripts
+from bootstrapper.manifest.model import FinalAction, Loaded, Manifest, OnFailure
 from bootstrapper.paths import Paths
+from bootstrapper.validate import load_manifest
 
 if TYPE_CHECKING:
     from bootstrapper.platform.base import Platform
@@ -79,11 +80,8 @@ def fetch_options(config: Config, manifest_url: str | None = None) -> FetchOptio
 
 
 async def read_manifest(ref: str, config: Config) -> Loaded:
-    """A path or a URL; a URL is retried until `manifest_deadline` (networks come up late)."""
-    if "://" in ref:
-        data = await fetch_manifest(ref, fetch_options(config, ref), deadline=config.manifest_deadline)
-        return load_bytes(data, redact_url(ref), location=ref, local=False, allow_http=config.allow_http)
-    return load_file(Path(ref), allow_http=config.allow_http, display=ref)
+    """The manifest, with the daemon's settings: retried until `manifest_deadline` (networks come up late)."""
+    return await load_manifest(ref, fetch_options(config, ref), config.manifest_deadline)
 
 
 class LiveProbe:
@@ -95,7 +93,7 @@ class LiveProbe:
         self._scripts: dict[str, bool] = {}
 
     async def prepare(self, manifest: Manifest) -> None:
-        for source in _condition_scripts(manifest):
+        for source in condition_scripts(manifest):
             if source not in self._scripts:
                 result = await process.run(
                     ["/bin/sh", "-c", source], timeout=CONDITION_TIMEOUT, env=self._env
@@ -107,20 +105,6 @@ class LiveProbe:
 
     def script_succeeds(self, source: str) -> bool | None:
         return self._scripts.get(source)
-
-
-def _condition_scripts(manifest: Manifest) -> list[str]:
-    from bootstrapper.manifest.model import AllOf, AnyOf
-
-    found: list[str] = []
-    for item in manifest.items:
-        for cond in (item.skip_if, item.only_if):
-            branches = (
-                cond.branches if isinstance(cond, AnyOf) else (cond,) if isinstance(cond, AllOf) else ()
-            )
-            for branch in branches:
-                found += [p.source for p in branch.predicates if isinstance(p, Script)]
-    return found
 
 
 def prepare_folders(paths: Paths) -> None:
@@ -342,8 +326,10 @@ def run_command(
     if sandbox is not None:
         from bootstrapper.platform.sandbox import SandboxPlatform
 
-        overrides = {k: v for k, v in (facts or {}).items() if v}
-        platform = SandboxPlatform(paths, **overrides)  # type: ignore[arg-type]
+        wanted = facts or {}
+        platform = SandboxPlatform(
+            paths, arch=wanted.get("arch"), os_version=wanted.get("os_version"), model=wanted.get("model")
+        )
     else:
         if sys.platform != "darwin":
             raise UsageError(

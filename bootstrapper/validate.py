@@ -18,23 +18,35 @@ from bootstrapper.manifest.model import Loaded, Problem
 
 if TYPE_CHECKING:
     from bootstrapper.engine.plan import Step
+    from bootstrapper.fetch import FetchOptions
 
 #: How long `validate URL` keeps trying to fetch the manifest.
 FETCH_DEADLINE = 30.0
 
 
+async def load_manifest(ref: str, options: FetchOptions, deadline: float) -> Loaded:
+    """A manifest from a path or a URL (relative item URLs resolve against it); a URL is retried
+    until `deadline` seconds from now. The one reader behind `validate`, `plan`, `run` and the daemon.
+    """
+    if "://" not in ref:
+        return load_file(Path(ref), allow_http=options.allow_http, display=ref)
+    if ref.startswith("http://") and not options.allow_http:
+        raise UsageError(f"{ref}: http:// is refused; use https://, or pass --allow-http for a lab")
+    from bootstrapper.fetch import fetch_manifest, redact_url
+
+    data = await fetch_manifest(ref, options, deadline=deadline)
+    return load_bytes(data, redact_url(ref), location=ref, local=False, allow_http=options.allow_http)
+
+
 def read_manifest(ref: str, *, allow_http: bool = False) -> Loaded:
-    """Load a manifest from a path or an https URL (relative item URLs resolve against it)."""
-    if ref.startswith(("https://", "http://")):
-        if ref.startswith("http://") and not allow_http:
-            raise UsageError(f"{ref}: http:// is refused; use https://, or pass --allow-http for a lab")
-        import asyncio
+    """`load_manifest` for the one-shot commands (httpx is imported only for a URL)."""
+    if "://" not in ref:
+        return load_file(Path(ref), allow_http=allow_http, display=ref)
+    import asyncio
 
-        from bootstrapper.fetch import FetchOptions, fetch_manifest
+    from bootstrapper.fetch import FetchOptions
 
-        data = asyncio.run(fetch_manifest(ref, FetchOptions(allow_http=allow_http), deadline=FETCH_DEADLINE))
-        return load_bytes(data, ref, location=ref, local=False, allow_http=allow_http)
-    return load_file(Path(ref), allow_http=allow_http, display=ref)
+    return asyncio.run(load_manifest(ref, FetchOptions(allow_http=allow_http), FETCH_DEADLINE))
 
 
 # --- validate ----------------------------------------------------------------------------------

@@ -10,9 +10,11 @@ from bootstrapper.manifest import version as versions
 from bootstrapper.manifest.facts import Facts
 from bootstrapper.manifest.model import (
     AllOf,
+    AnyOf,
     Arch,
     Condition,
     Item,
+    Manifest,
     Model,
     OSVersion,
     PathExists,
@@ -108,6 +110,21 @@ def _predicate(pred: Predicate, facts: Facts, probe: Probe) -> Decision:
     if ok is None:
         return Decision(None, "the condition script runs on the Mac")
     return Decision(ok, f"the condition script {'succeeded' if ok else 'failed'}")
+
+
+def condition_scripts(manifest: Manifest) -> list[str]:
+    """Every inline condition script, in manifest order: the daemon runs them once, up front."""
+    found: list[str] = []
+    for item in manifest.items:
+        for condition in (item.skip_if, item.only_if):
+            branches: tuple[AllOf, ...] = ()
+            if isinstance(condition, AnyOf):
+                branches = condition.branches
+            elif isinstance(condition, AllOf):
+                branches = (condition,)
+            for branch in branches:
+                found += [p.source for p in branch.predicates if isinstance(p, Script)]
+    return found
 
 
 def decide(item: Item, facts: Facts, probe: Probe) -> ItemDecision:

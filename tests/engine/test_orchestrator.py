@@ -385,3 +385,40 @@ def test_the_webhook_hears_start_failure_and_end_from_a_real_run(
         2,
     )
     assert "s3cret" not in json.dumps(posted)
+
+
+def test_condition_scripts_and_paths_are_decided_on_the_machine(site: Site, sandbox: Paths) -> None:
+    (sandbox.root / "Applications").mkdir()
+    (sandbox.root / "Applications/Have.app").mkdir()
+    marker = "touch $BOOTSTRAPPER_ROOT/ran-{}"
+    url = site.manifest(
+        {
+            "setupassistant": [
+                {
+                    "name": "script holds",
+                    "type": "rootscript",
+                    "only_if": {"script": "exit 0"},
+                    **site.script("a.sh", marker.format("a")),
+                },
+                {
+                    "name": "script fails",
+                    "type": "rootscript",
+                    "only_if": {"script": "exit 1"},
+                    **site.script("b.sh", marker.format("b")),
+                },
+                {
+                    "name": "app present",
+                    "type": "rootscript",
+                    "skip_if": {"path_exists": "/Applications/Have.app"},
+                    **site.script("c.sh", marker.format("c")),
+                },
+            ]
+        }
+    )
+    assert run_sandbox(sandbox, url) == 0
+    assert sorted(p.name for p in sandbox.root.glob("ran-*")) == ["ran-a"]
+    assert statuses(sandbox) == {
+        "setupassistant[0]": "done",
+        "setupassistant[1]": "skipped",
+        "setupassistant[2]": "skipped",
+    }
