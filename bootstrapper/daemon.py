@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from bootstrapper import __version__, process
 from bootstrapper.atomic import write_json_atomic
-from bootstrapper.cleanup import boot_out_daemon, remove_ourselves
 from bootstrapper.config import Config
 from bootstrapper.deploy.layout import FRAMEWORK
 from bootstrapper.engine.agents import AgentGate
+from bootstrapper.engine.cleanup import boot_out_daemon, remove_ourselves
 from bootstrapper.engine.context import RunContext
 from bootstrapper.engine.events import EventBus, Message, Sink
 from bootstrapper.engine.run import RunReport, Scheduler
+from bootstrapper.engine.source import load_manifest
 from bootstrapper.engine.state import DaemonLock, StateStore
 from bootstrapper.errors import BootstrapperError, ExitCode, UsageError
 from bootstrapper.fetch import FetchOptions
@@ -33,9 +34,10 @@ from bootstrapper.ipc.server import AgentServer
 from bootstrapper.manifest.conditions import condition_scripts
 from bootstrapper.manifest.model import FinalAction, Loaded, Manifest, OnFailure
 from bootstrapper.paths import Paths
-from bootstrapper.validate import load_manifest
 
 if TYPE_CHECKING:
+    from bootstrapper.engine.plan import Step
+    from bootstrapper.manifest.facts import Facts
     from bootstrapper.platform.base import Platform
 
 log = logging.getLogger(__name__)
@@ -281,12 +283,6 @@ def _write_result(
     write_json_atomic(paths.result_file, doc, mode=0o644)
 
 
-def run(request: RunRequest, config: Config, paths: Paths, platform: Platform) -> int:
-    if not request.manifest:
-        raise UsageError("no manifest: pass --manifest, or set manifest_url in the settings")
-    return asyncio.run(run_daemon(request, config, paths, platform))
-
-
 def _logging(level: str) -> None:
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
@@ -297,7 +293,18 @@ def _logging(level: str) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def run_command(
+@dataclass(frozen=True)
+class Setup:
+    """Everything a run needs, built once from the command line and the settings."""
+
+    manifest: str
+    config: Config
+    paths: Paths
+    platform: Platform
+    sandbox: bool
+
+
+def setup(
     manifest: str | None,
     *,
     sandbox: Path | None = None,
@@ -306,8 +313,8 @@ def run_command(
     facts: dict[str, str | None] | None = None,
     env: dict[str, str] | None = None,
     interactive: bool = False,
-) -> int:
-    """Build the settings and the platform for `run` / `daemon`, then run (or print the dry-run plan)."""
+) -> Setup:
+    """The settings and the platform for `run` / `daemon`; bad input raises `UsageError`."""
     import sys
 
     from bootstrapper.config import load_config
@@ -340,14 +347,17 @@ def run_command(
         from bootstrapper.platform.macos import MacOSPlatform
 
         platform = MacOSPlatform(paths)
-    if dry_run:
-        return asyncio.run(_dry_run(ref, config, paths, platform))
+    return Setup(ref, config, paths, platform, sandbox is not None)
+
+
+def start(run: Setup, *, interactive: bool) -> int:
+    """Run the bootstrap described by `run`; the exit code of the whole job."""
     # The agent is the bundled Python running `-m bootstrapper agent`: its binary lives in our framework.
-    agent_exe = None if sandbox is not None else str(paths.system(FRAMEWORK))
+    agent_exe = None if run.sandbox else str(run.paths.system(FRAMEWORK))
     request = RunRequest(
-        ref, interactive=interactive, sandbox=sandbox is not None, agent_executable=agent_exe
+        run.manifest, interactive=interactive, sandbox=run.sandbox, agent_executable=agent_exe
     )
-    return asyncio.run(run_with_provision(request, config, paths, platform))
+    return asyncio.run(run_with_provision(request, run.config, run.paths, run.platform))
 
 
 async def run_with_provision(request: RunRequest, config: Config, paths: Paths, platform: Platform) -> int:
@@ -358,21 +368,18 @@ async def run_with_provision(request: RunRequest, config: Config, paths: Paths, 
     return await run_daemon(request, config, paths, platform)
 
 
-async def _dry_run(ref: str, config: Config, paths: Paths, platform: Platform) -> int:
+async def dry_run_plan(run: Setup) -> tuple[Loaded, list[Step], Facts]:
     """The plan for this Mac with its real facts and receipts; paths are looked at, scripts not run."""
     from bootstrapper.engine.plan import plan
     from bootstrapper.manifest.model import Kind
-    from bootstrapper.validate import render_plan
 
-    loaded = await read_manifest(ref, config)
-    facts = await platform.facts()
+    loaded = await read_manifest(run.manifest, run.config)
+    facts = await run.platform.facts()
     receipts: dict[str, str] = {}
     for item in loaded.manifest.items:
         if item.kind is Kind.PACKAGE and item.packageid:
-            receipt = await platform.receipt(item.packageid)
+            receipt = await run.platform.receipt(item.packageid)
             if receipt is not None:
                 receipts[item.packageid] = receipt.version
-    probe = LiveProbe(paths, {})
-    steps = plan(loaded.manifest, facts, probe, receipts)
-    render_plan(loaded, steps, facts, note=" (this machine; dry run: nothing downloaded or changed)")
-    return 0
+    probe = LiveProbe(run.paths, {})
+    return loaded, plan(loaded.manifest, facts, probe, receipts), facts

@@ -22,8 +22,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
-import typer
-
 from bootstrapper.errors import PackageError, UsageError
 
 CHUNK_SIZE = 10 * 1024 * 1024
@@ -192,48 +190,6 @@ def build_manifest(pkg: Path, url: str) -> tuple[dict[str, Any], list[str]]:
     with pkg.open("rb") as fh:
         hashes = chunk_hashes(fh, pkg.stat().st_size)
     return app_manifest(product, url, hashes), warnings
-
-
-# --- the commands (cli.py calls these) ---------------------------------------------------------
-
-
-def show_manifest(pkg: Path, url: str, fmt: str) -> None:
-    manifest, warnings = build_manifest(pkg, url)
-    _warn(warnings)
-    typer.echo(render(manifest, fmt), nl=False)
-
-
-def show_command(
-    pkg: Path,
-    url: str,
-    manifest_url: str | None,
-    pin_certs: Sequence[Path],
-    revocation_check: bool,
-    command_uuid: str | None,
-) -> None:
-    if pin_certs and manifest_url is None:
-        raise UsageError("--pin-cert needs --manifest-url: macOS ignores pinning for an inline Manifest")
-    if revocation_check and not pin_certs:
-        raise UsageError("--require-revocation-check needs at least one --pin-cert")
-    manifest, warnings = build_manifest(pkg, url)
-    _warn(warnings)
-    if manifest_url is not None:
-        check_https(manifest_url, "--manifest-url")
-        certs = [read_certificate(p) for p in pin_certs]
-        doc = install_command(
-            manifest_url=manifest_url,
-            pinning_certs=certs,
-            revocation_check=revocation_check,
-            command_uuid=command_uuid,
-        )
-    else:
-        doc = install_command(manifest=manifest, command_uuid=command_uuid)
-    typer.echo(render(doc, "plist"), nl=False)
-
-
-def _warn(warnings: list[str]) -> None:
-    for warning in warnings:
-        typer.echo(f"warning: {warning}", err=True)
 
 
 def _json_bytes(value: object) -> str:

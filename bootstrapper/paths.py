@@ -97,10 +97,6 @@ class Paths:
         return self.system("/var/db/receipts")
 
     @property
-    def setup_done_marker(self) -> Path:
-        return self.system("/var/db/.AppleSetupDone")
-
-    @property
     def launchd_journal(self) -> Path:
         """Sandbox only: the launchd operations the simulated macOS recorded."""
         return self.system("/var/db/bootstrapper-sandbox/launchd.jsonl")

@@ -22,8 +22,8 @@ def _no_real_system_state(monkeypatch: pytest.MonkeyPatch) -> None:
     (CI runs as root, where it would succeed): the state file, the lock, our folders and self-removal
     refuse the real root during tests.
     """
-    from bootstrapper import cleanup, daemon
-    from bootstrapper.engine import state
+    from bootstrapper import daemon
+    from bootstrapper.engine import cleanup, state
     from bootstrapper.paths import INSTALL_DIR
 
     real = Path(str(INSTALL_DIR))

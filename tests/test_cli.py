@@ -138,12 +138,12 @@ def test_convert_writes_a_valid_native_manifest(tmp_path: Path, capsys: pytest.C
 def test_unexpected_error_exits_3_with_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from bootstrapper import validate
+    from bootstrapper.commands import validate
 
     def boom(*args: object) -> int:
         raise RuntimeError("kaboom")
 
-    monkeypatch.setattr(validate, "validate", boom)
+    monkeypatch.setattr(validate, "check", boom)
     code, _, err = run(["validate", "x.yaml"], capsys)
     assert code == 3
     lines = err.splitlines()
@@ -157,12 +157,12 @@ def test_unexpected_error_exits_3_with_one_line(
 def test_keyboard_interrupt_exits_130(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from bootstrapper import validate
+    from bootstrapper.commands import validate
 
     def interrupted(*args: object) -> int:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(validate, "validate", interrupted)
+    monkeypatch.setattr(validate, "check", interrupted)
     assert run(["validate", "x.yaml"], capsys)[0] == 130
 
 

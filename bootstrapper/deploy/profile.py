@@ -14,12 +14,8 @@ import json
 import plistlib
 import uuid
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
-import typer
-
-from bootstrapper.atomic import write_atomic
 from bootstrapper.config import base_type, coerce, definitions, types
 from bootstrapper.errors import UsageError
 from bootstrapper.paths import PREFS_DOMAIN, Paths
@@ -192,13 +188,3 @@ def _plist_value(value: Any) -> str:
     if isinstance(value, dict):
         return "{}" if not value else json.dumps(value)
     return str(value)
-
-
-def show_profile(assignments: Sequence[str], identifier: str, organization: str, output: Path | None) -> None:
-    """`bootstrapper deploy profile`: a profile with the admin's values, printed or written atomically."""
-    data = mobileconfig(parse_assignments(assignments), identifier=identifier, organization=organization)
-    if output is None:
-        typer.echo(data.decode("utf-8"), nl=False)
-        return
-    write_atomic(output, data, 0o644)
-    typer.echo(f"wrote {output}", err=True)

@@ -125,10 +125,6 @@ class Platform(Protocol):
         """The user on the console now, or None (login window, Setup Assistant, nobody)."""
         ...
 
-    def setup_assistant_done(self) -> bool:
-        """Has Setup Assistant finished (`/var/db/.AppleSetupDone` exists)?"""
-        ...
-
     async def install_pkg(
         self, package: Path, on_progress: ProgressCallback | None = None, *, timeout: float = 3600.0
     ) -> InstallResult:

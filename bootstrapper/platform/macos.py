@@ -377,9 +377,6 @@ class MacOSPlatform:
         home = found[2] if found else Path("/Users") / answer.name
         return ConsoleUser(answer.name, uid, gid, home)
 
-    def setup_assistant_done(self) -> bool:
-        return self.paths.setup_done_marker.exists()
-
     # --- packages --------------------------------------------------------------------------------
 
     async def install_pkg(

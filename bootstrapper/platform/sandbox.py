@@ -120,9 +120,6 @@ class SandboxPlatform:
         home.mkdir(parents=True, exist_ok=True)
         return ConsoleUser(entry.pw_name, entry.pw_uid, entry.pw_gid, home)
 
-    def setup_assistant_done(self) -> bool:
-        return self.paths.setup_done_marker.exists()
-
     # --- packages --------------------------------------------------------------------------------
 
     async def install_pkg(

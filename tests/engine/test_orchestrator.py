@@ -312,7 +312,7 @@ def test_progress_files_and_event_log_hold_the_run(site: Site, sandbox: Paths) -
 def test_self_removal_is_idempotent(sandbox: Paths) -> None:
     import asyncio
 
-    from bootstrapper.cleanup import remove_ourselves
+    from bootstrapper.engine.cleanup import remove_ourselves
     from bootstrapper.sandbox_install import provision
 
     platform = SandboxPlatform(sandbox)

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from bootstrapper.commands.validate import deep_validate
+from bootstrapper.engine.deep import check_items
 from bootstrapper.fetch import FetchOptions
 from bootstrapper.flatpkg.writer import build_component_pkg
 from bootstrapper.manifest.load import load_file
 from bootstrapper.manifest.model import Manifest
-from bootstrapper.validate_deep import check_items, deep_validate
 from tests.fetch.conftest import sha
 from tests.support.httpfault import FaultServer
 

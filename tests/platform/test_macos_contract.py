@@ -79,13 +79,6 @@ def test_system_accounts_on_the_console_mean_nobody(mac: MacOSPlatform, fake: Fa
     assert run(mac.console_user()) is None
 
 
-def test_setup_assistant_marker(mac: MacOSPlatform) -> None:
-    assert not mac.setup_assistant_done()
-    mac.paths.setup_done_marker.parent.mkdir(parents=True)
-    mac.paths.setup_done_marker.touch()
-    assert mac.setup_assistant_done()
-
-
 def test_install_reports_progress_and_the_restart_the_package_asks_for(
     mac: MacOSPlatform, fake: FakeMac, tmp_path: Path
 ) -> None:

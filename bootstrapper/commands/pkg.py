@@ -1,4 +1,4 @@
-"""What `bootstrapper pkg info` and `pkg files` print: package facts as text or JSON, payload paths.
+"""`bootstrapper pkg info` and `pkg files`: package facts as text or JSON, payload paths.
 
 Every string comes from an untrusted file, so control characters are escaped before they reach
 a terminal (a name with an ANSI escape must not repaint the screen).
@@ -10,9 +10,16 @@ import dataclasses
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from bootstrapper.flatpkg.package import FlatPackage, PackageFacts
+import typer
+
+from bootstrapper.commands._options import AsJson
+
+if TYPE_CHECKING:
+    from bootstrapper.flatpkg.package import PackageFacts
+
+app = typer.Typer(help="Read macOS flat packages (.pkg): facts, signatures, payload files.")
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -76,6 +83,8 @@ def facts_text(facts: PackageFacts) -> str:
 
 def payload_files(path: Path) -> Iterator[str]:
     """Every payload path, like `pkgutil --payload-files`; several components are told apart."""
+    from bootstrapper.flatpkg.package import FlatPackage
+
     with FlatPackage(path) as pkg:
         several = len(pkg.components) > 1
         for comp in pkg.components:
@@ -86,3 +95,24 @@ def payload_files(path: Path) -> Iterator[str]:
             with pkg.open_payload(comp) as reader:
                 for entry in reader:
                     yield safe(entry.name)
+
+
+@app.command("info")
+def info(
+    file: Annotated[Path, typer.Argument(help="The .pkg file (component or product archive).")],
+    as_json: AsJson = False,
+) -> None:
+    """Show a package's identifiers, versions, install location, scripts and signature."""
+    import json
+
+    from bootstrapper.flatpkg import read_package
+
+    facts = read_package(file)
+    typer.echo(json.dumps(facts_json(facts), indent=2) if as_json else facts_text(facts))
+
+
+@app.command("files")
+def files(file: Annotated[Path, typer.Argument(help="The .pkg file.")]) -> None:
+    """List the paths a package's payload installs (like `pkgutil --payload-files`)."""
+    for line in payload_files(file):
+        typer.echo(line)

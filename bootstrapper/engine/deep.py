@@ -1,4 +1,4 @@
-"""`validate --deep`: download every item of a manifest and check it is what the manifest says.
+"""Deep checks: download every item of a manifest and check it is what the manifest says.
 
 Catches what a syntax check cannot: a hash copied from the wrong build, a size that drifted, a
 package whose identifier or version differs from the manifest's `packageid`/`version`. Files go to
@@ -10,16 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
-
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
-from rich.table import Table
 
 from bootstrapper.errors import (
     ClientStatusError,
@@ -30,7 +24,6 @@ from bootstrapper.errors import (
     UnsafeURLError,
 )
 from bootstrapper.fetch import Download, Downloader, FetchEvent, FetchOptions
-from bootstrapper.fetch import events as fe
 from bootstrapper.manifest.model import Item, Kind, Manifest
 
 #: Attempts per item when validating: enough to ride out a glitch, not to hide a flaky server.
@@ -149,69 +142,3 @@ def _check_package(check: ItemCheck, path: Path) -> None:
             actual = next(iter(versions.values()))
         if actual is not None and actual != item.version:
             check.mismatches.append(f"version is {actual!r}, the manifest says {item.version!r}")
-
-
-# --- the command -------------------------------------------------------------------------------
-
-
-def deep_validate(
-    manifests: Sequence[Manifest], options: FetchOptions, console: Console | None = None
-) -> int:
-    """Check every item of every manifest; a table each. Exit 0 all good, 2 any mismatch, 1 network."""
-    out = console or Console()
-    worst = 0
-    for manifest in manifests:
-        with tempfile.TemporaryDirectory(prefix="bootstrapper-deep-") as tmp:
-            checks = asyncio.run(_with_bars(manifest, options, Path(tmp), out))
-        out.print(_table(manifest, checks))
-        for check in checks:
-            for note in check.notes:
-                out.print(f"note: {escape(check.item.label)}: {escape(note)}")
-            if check.sha256 and check.sha256 != check.item.hash:
-                out.print(f"{escape(check.item.label)}: paste this hash: [bold]{check.sha256}[/bold]")
-        if any(c.mismatches for c in checks):
-            worst = 2
-        elif any(c.errors for c in checks):
-            worst = max(worst, 1)
-    return worst
-
-
-async def _with_bars(
-    manifest: Manifest, options: FetchOptions, workdir: Path, out: Console
-) -> list[ItemCheck]:
-    labels = {i.id: i.label for i in manifest.items}
-    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
-    with Progress(*columns, console=out, transient=True) as bars:
-        tasks: dict[str, TaskID] = {}
-
-        def on_event(event: FetchEvent) -> None:
-            if isinstance(event, fe.Started):
-                tasks[event.key] = bars.add_task(escape(labels.get(event.key, event.key)), total=event.total)
-            elif isinstance(event, fe.Progress) and event.key in tasks:
-                bars.update(tasks[event.key], completed=event.done, total=event.total)
-            elif isinstance(event, fe.Finished | fe.Failed) and event.key in tasks:
-                bars.remove_task(tasks.pop(event.key))
-
-        return await check_items(manifest, options, workdir, on_event)
-
-
-def _table(manifest: Manifest, checks: list[ItemCheck]) -> Table:
-    table = Table(title=escape(manifest.source), title_justify="left")
-    for column in ("item", "kind", "size", "sha256", "result"):
-        table.add_column(column, overflow="fold")
-    for c in checks:
-        if c.ok:
-            result = "[green]ok[/green]" + "".join(f"\n{escape(n)}" for n in c.notes)
-        else:
-            color = "red" if c.mismatches else "yellow"
-            result = "\n".join(f"[{color}]{escape(m)}[/{color}]" for m in (*c.mismatches, *c.errors))
-        table.add_row(
-            escape(c.item.label),
-            c.item.kind.value,
-            "" if c.size is None else str(c.size),
-            (c.sha256 or "")[:12],
-            result,
-        )
-    if not checks:
-        table.add_row("(no items to download)", "", "", "", "")
-    return table

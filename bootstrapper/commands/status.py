@@ -8,22 +8,37 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, TextIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+import typer
 
-from bootstrapper.engine.state import RunState, read_state
+from bootstrapper.commands._options import AsJson
 from bootstrapper.errors import NoStateError, StateError
 from bootstrapper.paths import Paths
-from bootstrapper.progress.text import escape_markup, one_line
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from bootstrapper.engine.state import RunState
 
 _STYLE = {"pending": "dim", "running": "cyan", "done": "green", "failed": "bold red", "skipped": "yellow"}
 
 
+def status(
+    as_json: AsJson = False,
+    sandbox: Annotated[
+        Path | None, typer.Option("--sandbox", help="Read the run of the simulated macOS under this folder.")
+    ] = None,
+) -> None:
+    """Show where the bootstrap run is, from its state file. Exit 2 when there is none."""
+    show_status(Paths(root=sandbox or Path("/")), as_json=as_json)
+
+
 def show_status(paths: Paths, *, as_json: bool = False, out: TextIO | None = None) -> None:
     """Print the run's state as a table, or as JSON with `as_json` (the state document plus counts)."""
+    from bootstrapper.engine.state import read_state
+
     path = paths.state_file
     try:
         state = read_state(path)
@@ -40,6 +55,8 @@ def show_status(paths: Paths, *, as_json: bool = False, out: TextIO | None = Non
     if as_json:
         stream.write(json.dumps(status_document(state), indent=2, ensure_ascii=False) + "\n")
     else:
+        from rich.console import Console
+
         render(state, Console(file=stream, highlight=False))
 
 
@@ -51,6 +68,11 @@ def status_document(state: RunState) -> dict[str, Any]:
 
 
 def render(state: RunState, console: Console) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    from bootstrapper.progress.text import escape_markup, one_line
+
     result = state.result or ("in progress" if state.run_attempt else "not started")
     console.print(
         f"[bold]run[/] {escape_markup(state.run_id or '-')}  [bold]attempt[/] {state.run_attempt}  "

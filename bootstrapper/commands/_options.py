@@ -1,0 +1,24 @@
+"""Options that several commands share, declared once so their help reads the same everywhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+AllowHttp = Annotated[
+    bool, typer.Option("--allow-http", help="Allow http:// URLs (labs and tests); prints a warning.")
+]
+
+Sandbox = Annotated[
+    Path | None,
+    typer.Option("--sandbox", help="Use the simulated macOS under this folder, without root."),
+]
+
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def count(n: int, word: str) -> str:
+    """`1 item`, `2 items`: counts in messages read as English."""
+    return f"{n} {word}" + ("" if n == 1 else "s")

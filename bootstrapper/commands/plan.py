@@ -1,0 +1,124 @@
+"""`bootstrapper plan`: the steps a Mac would run, in order, and what would be skipped and why."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from bootstrapper.commands._options import AllowHttp
+from bootstrapper.errors import UsageError
+
+if TYPE_CHECKING:
+    from bootstrapper.engine.plan import Step
+    from bootstrapper.manifest.facts import Facts
+    from bootstrapper.manifest.model import Loaded
+
+
+def plan(
+    manifest: Annotated[str, typer.Argument(help="A manifest file or https URL.", show_default=False)],
+    arch: Annotated[
+        str | None, typer.Option(help="Rehearse a Mac of this architecture: arm64 or x86_64.")
+    ] = None,
+    os_version: Annotated[
+        str | None, typer.Option("--os-version", help="Rehearse this macOS version.")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="Rehearse this model identifier, e.g. Mac15,3.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+    allow_http: AllowHttp = False,
+) -> None:
+    """Show the steps a Mac would run, in order, and what would be skipped and why."""
+    if arch is not None and arch not in ("arm64", "x86_64"):
+        raise UsageError(f"--arch {arch!r}: expected arm64 or x86_64")
+    from dataclasses import asdict
+
+    from bootstrapper.engine.plan import plan as make_plan
+    from bootstrapper.engine.source import read_manifest
+
+    facts, simulated = host_facts(arch, os_version, model)
+    loaded = read_manifest(manifest, allow_http=allow_http)
+    steps = make_plan(loaded.manifest, facts)
+    if as_json:
+        doc = {
+            "manifest": manifest,
+            "facts": asdict(facts),
+            "steps": [
+                {
+                    "id": s.id,
+                    "name": s.item.name,
+                    "type": s.item.kind.value,
+                    "action": _action(s.skip),
+                    "reason": s.reason,
+                }
+                for s in steps
+            ],
+            "final_action": loaded.manifest.final_action.value,
+        }
+        typer.echo(json.dumps(doc, indent=2, ensure_ascii=False))
+        return
+    note = " (stand-ins; set --arch, --os-version and --model to rehearse a given Mac)" if simulated else ""
+    render_plan(loaded, steps, facts, note)
+
+
+def host_facts(arch: str | None, os_version: str | None, model: str | None) -> tuple[Facts, bool]:
+    """Facts for a plan made on the admin's machine; True when any of them is a stand-in."""
+    import platform as host
+
+    from bootstrapper.manifest.facts import Facts
+
+    machine = host.machine().lower()
+    here_arch = {"aarch64": "arm64", "arm64": "arm64", "x86_64": "x86_64", "amd64": "x86_64"}.get(
+        machine, machine
+    )
+    mac_version = host.mac_ver()[0]
+    facts = Facts(
+        arch=arch or here_arch,
+        os_version=os_version or mac_version or "15.0",
+        model=model or "Mac",
+    )
+    simulated = not (arch and os_version and model) and not mac_version
+    return facts, simulated
+
+
+def render_plan(loaded: Loaded, steps: list[Step], facts: Facts, note: str = "") -> None:
+    """The plan as a table: for `plan` and for `run --dry-run`."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    for w in loaded.warnings:
+        console.print(f"[yellow]warning:[/] {escape(str(w))}", soft_wrap=True)
+    console.print(
+        f"Plan for arch {facts.arch}, macOS {facts.os_version}, model {escape(facts.model)}{note}",
+        soft_wrap=True,
+    )
+    table = Table(show_lines=False)
+    table.add_column("#", justify="right")
+    table.add_column("step", no_wrap=True)
+    table.add_column("name")
+    table.add_column("type", no_wrap=True)
+    table.add_column("action", no_wrap=True)
+    table.add_column("why")
+    styles = {"run": "green", "skip": "dim", "decided on the Mac": "yellow"}
+    for n, s in enumerate(steps, 1):
+        action = _action(s.skip)
+        table.add_row(
+            str(n),
+            s.id,
+            escape(s.item.name),
+            s.item.kind.value + (" (background)" if s.item.donotwait else ""),
+            f"[{styles[action]}]{action}[/]",
+            escape(s.reason),
+        )
+    console.print(table)
+    runs = sum(1 for s in steps if s.skip is False)
+    console.print(
+        f"{runs} of {len(steps)} steps run; then: {loaded.manifest.final_action.value}, "
+        f"on failure: {loaded.manifest.on_failure.value}"
+    )
+
+
+def _action(skip: bool | None) -> str:
+    return "decided on the Mac" if skip is None else ("skip" if skip else "run")

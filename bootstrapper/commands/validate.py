@@ -1,0 +1,202 @@
+"""`bootstrapper validate`: check manifests before shipping them; `--deep` downloads every item too."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from bootstrapper.commands._options import AllowHttp, count
+from bootstrapper.errors import ManifestError, UsageError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+    from bootstrapper.engine.deep import ItemCheck
+    from bootstrapper.fetch import FetchOptions
+    from bootstrapper.manifest.model import Loaded, Manifest, Problem
+
+
+def validate(
+    manifests: Annotated[list[str], typer.Argument(help="Manifest files or https URLs.", show_default=False)],
+    output_format: Annotated[
+        str,
+        typer.Option("--format", "-f", help="text, json, or github (annotations for GitHub Actions)."),
+    ] = "text",
+    allow_http: AllowHttp = False,
+    deep: Annotated[
+        bool,
+        typer.Option(
+            "--deep",
+            help="Also download every item; check size, sha256, package id, version. Exit 2 on a mismatch.",
+        ),
+    ] = False,
+) -> None:
+    """Check manifests and report every problem with its line:column. Exit 0 valid, 2 invalid."""
+    if output_format not in ("text", "json", "github"):
+        raise UsageError(f"--format {output_format!r}: expected text, json or github")
+    if deep and output_format != "text":
+        raise UsageError("--deep prints a table: use it with --format text")
+    code = check(manifests, output_format, allow_http)
+    if deep and code == 0:
+        from bootstrapper.engine.source import read_manifest
+        from bootstrapper.fetch import FetchOptions
+
+        loaded = [read_manifest(ref, allow_http=allow_http).manifest for ref in manifests]
+        code = deep_validate(loaded, FetchOptions(allow_http=allow_http))
+    raise typer.Exit(code)
+
+
+def check(refs: Sequence[str], fmt: str, allow_http: bool) -> int:
+    """Check every manifest, print every problem; 0 when all are valid, 2 otherwise."""
+    from bootstrapper.engine.source import read_manifest
+
+    results: list[dict[str, Any]] = []
+    for ref in refs:
+        try:
+            loaded = read_manifest(ref, allow_http=allow_http)
+        except ManifestError as exc:
+            results.append(_result(ref, None, exc.details, exc.warnings))
+        else:
+            results.append(_result(ref, loaded, [], list(loaded.warnings)))
+    if fmt == "json":
+        typer.echo(json.dumps({"manifests": results}, indent=2, ensure_ascii=False))
+    elif fmt == "github":
+        for r in results:
+            for level in ("error", "warning"):
+                for p in r[f"{level}s"]:
+                    typer.echo(_github(level, r["source"], p))
+    else:
+        for r in results:
+            for p in r["errors"]:
+                typer.echo(f"error: {_text(r['source'], p)}")
+            for p in r["warnings"]:
+                typer.echo(f"warning: {_text(r['source'], p)}")
+            n_err, n_warn = len(r["errors"]), len(r["warnings"])
+            if r["valid"]:
+                typer.echo(f"{r['source']}: valid ({count(r['items'], 'item')}, {count(n_warn, 'warning')})")
+            else:
+                typer.echo(f"{r['source']}: invalid ({count(n_err, 'error')}, {count(n_warn, 'warning')})")
+    return 0 if all(r["valid"] for r in results) else 2
+
+
+def _result(
+    ref: str, loaded: Loaded | None, errors: list[Problem], warnings: list[Problem]
+) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return {
+        "source": ref,
+        "valid": loaded is not None,
+        "format": loaded.manifest.format.value if loaded else None,
+        "items": len(loaded.manifest.items) if loaded else 0,
+        "errors": [asdict(p) for p in errors],
+        "warnings": [asdict(p) for p in warnings],
+    }
+
+
+def _text(source: str, p: dict[str, Any]) -> str:
+    from bootstrapper.manifest.model import Problem
+
+    return str(Problem(source, p["line"], p["col"], p["message"]))
+
+
+def _github(level: str, source: str, p: dict[str, Any]) -> str:
+    """A GitHub Actions workflow command; data and properties escaped as the runner expects."""
+
+    def data(text: str) -> str:
+        return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+    def prop(text: str) -> str:
+        return data(text).replace(":", "%3A").replace(",", "%2C")
+
+    where = f"file={prop(source)}"
+    if p["line"]:
+        where += f",line={p['line']},col={p['col']}"
+    return f"::{level} {where}::{data(p['message'])}"
+
+
+# --- --deep: a table per manifest ---------------------------------------------------------------
+
+
+def deep_validate(
+    manifests: Sequence[Manifest], options: FetchOptions, console: Console | None = None
+) -> int:
+    """Check every item of every manifest; a table each. 0 all good, 2 any mismatch, 1 network."""
+    import asyncio
+    import tempfile
+
+    from rich.console import Console
+    from rich.markup import escape
+
+    out = console or Console()
+    worst = 0
+    for manifest in manifests:
+        with tempfile.TemporaryDirectory(prefix="bootstrapper-deep-") as tmp:
+            checks = asyncio.run(_with_bars(manifest, options, Path(tmp), out))
+        out.print(_table(manifest, checks))
+        for c in checks:
+            for note in c.notes:
+                out.print(f"note: {escape(c.item.label)}: {escape(note)}")
+            if c.sha256 and c.sha256 != c.item.hash:
+                out.print(f"{escape(c.item.label)}: paste this hash: [bold]{c.sha256}[/bold]")
+        if any(c.mismatches for c in checks):
+            worst = 2
+        elif any(c.errors for c in checks):
+            worst = max(worst, 1)
+    return worst
+
+
+async def _with_bars(
+    manifest: Manifest, options: FetchOptions, workdir: Path, out: Console
+) -> list[ItemCheck]:
+    from rich.markup import escape
+    from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TransferSpeedColumn
+
+    from bootstrapper.engine.deep import check_items
+    from bootstrapper.fetch import FetchEvent
+    from bootstrapper.fetch import events as fe
+
+    labels = {i.id: i.label for i in manifest.items}
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with Progress(*columns, console=out, transient=True) as bars:
+        tasks: dict[str, TaskID] = {}
+
+        def on_event(event: FetchEvent) -> None:
+            if isinstance(event, fe.Started):
+                tasks[event.key] = bars.add_task(escape(labels.get(event.key, event.key)), total=event.total)
+            elif isinstance(event, fe.Progress) and event.key in tasks:
+                bars.update(tasks[event.key], completed=event.done, total=event.total)
+            elif isinstance(event, fe.Finished | fe.Failed) and event.key in tasks:
+                bars.remove_task(tasks.pop(event.key))
+
+        return await check_items(manifest, options, workdir, on_event)
+
+
+def _table(manifest: Manifest, checks: list[ItemCheck]) -> Table:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=escape(manifest.source), title_justify="left")
+    for column in ("item", "kind", "size", "sha256", "result"):
+        table.add_column(column, overflow="fold")
+    for c in checks:
+        if c.ok:
+            result = "[green]ok[/green]" + "".join(f"\n{escape(n)}" for n in c.notes)
+        else:
+            color = "red" if c.mismatches else "yellow"
+            result = "\n".join(f"[{color}]{escape(m)}[/{color}]" for m in (*c.mismatches, *c.errors))
+        table.add_row(
+            escape(c.item.label),
+            c.item.kind.value,
+            "" if c.size is None else str(c.size),
+            (c.sha256 or "")[:12],
+            result,
+        )
+    if not checks:
+        table.add_row("(no items to download)", "", "", "", "")
+    return table
