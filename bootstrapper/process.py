@@ -72,8 +72,8 @@ async def run(
     args = [os.fspath(a) for a in argv]
     started = time.monotonic()
     loop = asyncio.get_running_loop()
-    try:
-        transport, protocol = await loop.subprocess_exec(
+    spawn = asyncio.ensure_future(
+        loop.subprocess_exec(
             lambda: _Protocol(loop),
             *args,
             stdin=asyncio.subprocess.DEVNULL,
@@ -83,6 +83,18 @@ async def run(
             cwd=cwd,
             start_new_session=True,
         )
+    )
+    try:
+        # Shielded: the program runs as soon as it is forked, before this await returns. A cancellation
+        # here must still get hold of it to kill its group; asyncio's own clean-up would kill only the
+        # leader and then wait for every pipe to close, i.e. for whatever the program started.
+        transport, protocol = await asyncio.shield(spawn)
+    except asyncio.CancelledError:
+        with contextlib.suppress(OSError):
+            transport, protocol = await spawn
+            await _kill_group(asyncio.subprocess.Process(transport, protocol, loop), protocol)
+            transport.close()
+        raise
     except OSError as exc:
         raise CommandError(args, None, "", reason=f"could not be started: {exc.strerror or exc}") from exc
     proc = asyncio.subprocess.Process(transport, protocol, loop)

@@ -85,6 +85,39 @@ def test_cancellation_kills_the_group(tmp_path: Path) -> None:
     assert _gone(int(pidfile.read_text()))
 
 
+def test_cancellation_while_the_program_is_being_started_kills_its_group() -> None:
+    """The program runs from the fork on; a cancellation before `run` has its handle must still kill
+    the group, at once (asyncio alone would wait for the background `sleep` that holds the pipe)."""
+    marker = f"{30 + os.getpid() % 1000 / 1000:.3f}"  # a `sleep` argument no other process has
+
+    async def scenario() -> float:
+        task = asyncio.create_task(process.run(["sh", "-c", f"sleep {marker} & wait"], timeout=60))
+        await asyncio.sleep(0)  # the task forks the program, then waits for its pipes to connect
+        task.cancel()
+        started = time.monotonic()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return time.monotonic() - started
+
+    took = asyncio.run(scenario())
+    assert took < process.KILL_GRACE + 2
+    leftovers = [pid for pid in _pids_with_argv(["sleep", marker]) if not _gone(pid)]
+    assert leftovers == []
+
+
+def _pids_with_argv(argv: list[str]) -> list[int]:
+    wanted = "\0".join(argv).encode() + b"\0"
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if (proc / "cmdline").read_bytes() == wanted:
+                    found.append(int(proc.name))
+            except OSError:
+                continue
+    return found
+
+
 def _gone(pid: int) -> bool:
     """Dead or a zombie: in a container nobody may reap an orphan, but it no longer runs."""
     deadline = time.monotonic() + 2
