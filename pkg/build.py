@@ -31,16 +31,15 @@ from bootstrapper.errors import BootstrapperError, UsageError  # noqa: E402
 
 BUILD = REPO / "build"
 FAKE = REPO / "tests" / "support" / "fake_launchctl.py"
-SAMPLES = REPO.parent / "shared" / "testdata" / "macos"
+#: Recorded macOS outputs (scutil console states) the rehearsal replays.
+SAMPLES = REPO / "tests" / "data" / "macos"
 
 
 def payload(_: argparse.Namespace) -> int:
     out = assemble(BUILD / "pkg-payload")
     problems = verify(out)
     if not SAMPLES.is_dir():
-        problems.append(
-            f"{SAMPLES}: the recorded macOS outputs are missing; the repo must sit beside ../shared"
-        )
+        problems.append(f"{SAMPLES}: the recorded macOS outputs are missing; restore tests/data/ from git")
     else:
         problems += rehearse_all(out, BUILD / "pkg-rehearsal", FAKE, SAMPLES)
     for problem in problems:

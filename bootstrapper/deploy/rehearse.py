@@ -23,7 +23,7 @@ from bootstrapper.process import run_sync
 
 SCRIPT_TIMEOUT = 60.0
 TOOLS = ("launchctl", "scutil", "chown")
-#: Recorded `scutil show State:/Users/ConsoleUser` outputs in ../shared/testdata/macos/.
+#: Recorded `scutil show State:/Users/ConsoleUser` outputs in tests/data/macos/.
 AT_SETUP = "scutil-consoleuser-loginwindow-partial.txt"
 LOGGED_IN = "scutil-consoleuser-logged-in.txt"
 LOGGED_IN_UID = "501"

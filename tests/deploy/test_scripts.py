@@ -1,6 +1,6 @@
 """preinstall / postinstall, rehearsed in a sandbox root with the fake launchctl, scutil and chown.
 
-The console states are the real `scutil` recordings in ../shared/testdata/macos/; the fake launchctl
+The console states are the real `scutil` recordings in tests/data/macos/; the fake launchctl
 answers with the exit codes recorded from real Macs (113 for a service that is not loaded, 133 for a
 broken plist).
 """

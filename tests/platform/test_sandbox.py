@@ -1,6 +1,6 @@
 """The simulated Mac: real packages installed under a root prefix, scripts, receipts, launchd journal.
 
-Package scripts from ../shared are written for a real Mac and these tests may run as root: they
+Package scripts in tests/data/pkgs/ are written for a real Mac and these tests may run as root: they
 are never executed here (the kbox test swaps the runner for a recorder). Script execution is
 tested with packages our writer builds.
 """
