@@ -22,12 +22,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bootstrapper.config import read_plist  # noqa: E402
-from bootstrapper.deploy import build, committed  # noqa: E402
 from bootstrapper.deploy.layout import INTERPRETER, template_values  # noqa: E402
-from bootstrapper.deploy.payload import assemble, verify  # noqa: E402
-from bootstrapper.deploy.rehearse import rehearse_all  # noqa: E402
-from bootstrapper.deploy.templates import render  # noqa: E402
 from bootstrapper.errors import BootstrapperError, UsageError  # noqa: E402
+from pkg.tooling import build, committed  # noqa: E402
+from pkg.tooling.payload import assemble, verify  # noqa: E402
+from pkg.tooling.rehearse import rehearse_all  # noqa: E402
+from pkg.tooling.templates import render  # noqa: E402
 
 BUILD = REPO / "build"
 FAKE = REPO / "tests" / "support" / "fake_launchctl.py"
@@ -73,7 +73,8 @@ def generate(args: argparse.Namespace) -> int:
         stale = committed.stale(REPO)
         for path in stale:
             print(
-                f"error: {path.relative_to(REPO)} is out of date; run `make generate-deploy`", file=sys.stderr
+                f"error: {path.relative_to(REPO)} is out of date; run `python pkg/build.py generate`",
+                file=sys.stderr,
             )
         return 1 if stale else 0
     for path, data in committed.generated(REPO).items():

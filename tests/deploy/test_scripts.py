@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from bootstrapper.deploy.layout import folders
-from bootstrapper.deploy.payload import Payload
-from bootstrapper.deploy.rehearse import AT_SETUP, LOGGED_IN, Sandbox, rehearse_all
 from bootstrapper.paths import Paths
+from pkg.tooling.payload import Payload
+from pkg.tooling.rehearse import AT_SETUP, LOGGED_IN, Sandbox, rehearse_all
 from tests.deploy.conftest import FAKE
 from tests.support import fake_launchctl
 

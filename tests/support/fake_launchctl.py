@@ -1,6 +1,6 @@
 """Fake `launchctl`, `scutil` and `chown` for rehearsing the package scripts on any machine.
 
-Run as `python fake_launchctl.py TOOL ARGS...` (bootstrapper.deploy.rehearse writes small wrappers).
+Run as `python fake_launchctl.py TOOL ARGS...` (pkg.tooling.rehearse writes small wrappers).
 State lives in $FAKE_MACOS_DIR: `loaded.json` (the loaded service targets) and `calls.jsonl` (every
 call, with the exit code the fake answered). Exit codes and messages are the real ones recorded in
 tests/data/macos/ where a recording exists:

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bootstrapper.deploy.layout import folders, real_paths
-from bootstrapper.deploy.payload import Payload
 from bootstrapper.process import run_sync
+from pkg.tooling.payload import Payload
 
 SCRIPT_TIMEOUT = 60.0
 TOOLS = ("launchctl", "scutil", "chown")
