@@ -10,12 +10,12 @@ import pytest
 from rich.console import Console
 
 from bootstrapper.fetch import FetchOptions
-from bootstrapper.flatpkg.writer import build_component_pkg
 from bootstrapper.manifest.load import load_file
 from bootstrapper.manifest.model import Manifest
 from bootstrapper.validate_deep import check_items, deep_validate
 from tests.fetch.conftest import sha
 from tests.support.httpfault import FaultServer
+from tests.support.pkgwriter import build_component_pkg
 
 SCRIPT = b"#!/bin/sh\necho configured\n"
 OPTIONS = FetchOptions(allow_http=True, connect_timeout=5, read_timeout=5)
