@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 import time
 import tracemalloc
@@ -15,7 +16,10 @@ from pathlib import Path
 
 from bootstrapper.flatpkg import FlatPackage
 from bootstrapper.flatpkg.extract import extract, scan
-from bootstrapper.flatpkg.writer import build_component_pkg
+
+# The package writer is test tooling, not part of the runtime: it lives in tests/support/.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.support.pkgwriter import build_component_pkg
 
 MIB = 1024 * 1024
 

@@ -22,25 +22,24 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bootstrapper.config import read_plist  # noqa: E402
-from bootstrapper.deploy import build, committed  # noqa: E402
 from bootstrapper.deploy.layout import INTERPRETER, template_values  # noqa: E402
-from bootstrapper.deploy.payload import assemble, verify  # noqa: E402
-from bootstrapper.deploy.rehearse import rehearse_all  # noqa: E402
-from bootstrapper.deploy.templates import render  # noqa: E402
 from bootstrapper.errors import BootstrapperError, UsageError  # noqa: E402
+from pkg.tooling import build, committed  # noqa: E402
+from pkg.tooling.payload import assemble, verify  # noqa: E402
+from pkg.tooling.rehearse import rehearse_all  # noqa: E402
+from pkg.tooling.templates import render  # noqa: E402
 
 BUILD = REPO / "build"
 FAKE = REPO / "tests" / "support" / "fake_launchctl.py"
-SAMPLES = REPO.parent / "shared" / "testdata" / "macos"
+#: Recorded macOS outputs (scutil console states) the rehearsal replays.
+SAMPLES = REPO / "tests" / "data" / "macos"
 
 
 def payload(_: argparse.Namespace) -> int:
     out = assemble(BUILD / "pkg-payload")
     problems = verify(out)
     if not SAMPLES.is_dir():
-        problems.append(
-            f"{SAMPLES}: the recorded macOS outputs are missing; the repo must sit beside ../shared"
-        )
+        problems.append(f"{SAMPLES}: the recorded macOS outputs are missing; restore tests/data/ from git")
     else:
         problems += rehearse_all(out, BUILD / "pkg-rehearsal", FAKE, SAMPLES)
     for problem in problems:
@@ -74,7 +73,8 @@ def generate(args: argparse.Namespace) -> int:
         stale = committed.stale(REPO)
         for path in stale:
             print(
-                f"error: {path.relative_to(REPO)} is out of date; run `make generate-deploy`", file=sys.stderr
+                f"error: {path.relative_to(REPO)} is out of date; run `python pkg/build.py generate`",
+                file=sys.stderr,
             )
         return 1 if stale else 0
     for path, data in committed.generated(REPO).items():

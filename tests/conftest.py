@@ -5,14 +5,13 @@ from pathlib import Path
 
 import pytest
 
-TESTDATA = Path(__file__).resolve().parents[1].parent / "shared" / "testdata"
+#: Real-world test data kept in the repository; each folder's SOURCES.md records origin and licence.
+TESTDATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(scope="session")
 def testdata() -> Path:
-    """The shared real-world test data (real packages, manifests, macOS command outputs)."""
-    if not TESTDATA.is_dir():
-        pytest.fail(f"shared test data not found at {TESTDATA}: the repo must sit beside ../shared")
+    """The real-world test data (real packages, manifests, macOS command outputs)."""
     return TESTDATA
 
 

@@ -1,5 +1,5 @@
 """`bootstrapper mdm manifest|command`: the InstallEnterpriseApplication manifest and command,
-against MicroMDM's published chunk-hash vectors and the real packages in ../shared/testdata/pkgs/."""
+against MicroMDM's published chunk-hash vectors and the real packages in tests/data/pkgs/."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""Build-time generators for shipping bootstrapper: launchd plists, package scripts, the payload tree,
-the managed-preferences profile and the Jamf schema, and the macOS packaging steps.
+"""What the installed bootstrapper needs to know about its own deployment: the layout of the package
+on disk, the launchd plists it loads, and the managed-preferences profile `deploy profile` prints.
 
-Everything here is pure Python and runs on Linux, so `make test` checks what a Mac build would ship;
-only `build.build_package` needs macOS tools. Labels and paths all come from `bootstrapper.paths`.
+Labels and paths all come from `bootstrapper.paths`. The tooling that builds and checks the package
+is in the checkout's `pkg/tooling/` and is not shipped.
 """

@@ -1,7 +1,6 @@
-"""Read and write macOS flat packages (xar): facts, payload streams, safe extraction.
+"""Read macOS flat packages (xar): facts, payload streams, safe extraction.
 
-`read_package(path)` opens, checks and summarizes a `.pkg`; `FlatPackage` gives the streams;
-`writer` builds real component packages and product archives for the demo and the tests.
+`read_package(path)` opens, checks and summarizes a `.pkg`; `FlatPackage` gives the streams.
 """
 
 from __future__ import annotations

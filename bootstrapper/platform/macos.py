@@ -41,7 +41,7 @@ from bootstrapper.platform.base import (
     service_target,
 )
 
-#: launchctl exit codes, as recorded on real Macs (../shared/testdata/macos/SOURCES.md).
+#: launchctl exit codes, as recorded on real Macs (tests/data/macos/SOURCES.md).
 LAUNCHCTL_NOT_FOUND = 113  # "Could not find service … in domain …"
 LAUNCHCTL_NO_PROCESS = 3  # "No such process": older macOS's not-loaded
 LAUNCHCTL_IO_ERROR = 5  # "Input/output error": already loaded, or disabled, or broken

@@ -34,6 +34,7 @@ from typing import Any
 from xml.parsers.expat import ExpatError
 
 from bootstrapper import process
+from bootstrapper.atomic import write_atomic
 from bootstrapper.errors import CommandError, InstallError, LaunchdError, PackageError, PlatformError
 from bootstrapper.errors import ServiceNotLoadedError as NotLoaded
 from bootstrapper.flatpkg import Component, FlatPackage
@@ -200,6 +201,31 @@ class SandboxPlatform:
                 identifiers=tuple(c.info.identifier for c in order),
             )
 
+    async def install_files(
+        self, identifier: str, version: str, files: Mapping[str, bytes], *, location: str = "/"
+    ) -> None:
+        """Lay down `files` (paths relative to `location`) and the receipt that `install_pkg` leaves for a
+        component package of them, without building one: bootstrapper ships no package writer, yet a
+        sandbox needs our own install to be real, so that self-removal has real things to remove.
+        """
+        self._receipt_file(identifier)  # refuses a bad id before any file is written
+        base = location_parts(location, PackageError)
+        for rel in files:
+            parts = [p for p in rel.split("/") if p not in ("", ".")]
+            if rel.startswith("/") or not parts or ".." in parts:
+                raise PlatformError(f"install_files: {rel!r} must be a relative path without '..'")
+        target = self.paths.root.joinpath(*base)
+
+        def write() -> None:
+            for rel, data in sorted(files.items()):
+                dest = target / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                write_atomic(dest, data, mode=0o644)
+
+        async with self._install_lock:
+            await asyncio.to_thread(write)
+            self._store_receipt(identifier, version, location)
+
     def _check_requirements(self, pkg: FlatPackage, package: Path) -> None:
         dist = pkg.distribution
         if dist is None:
@@ -311,15 +337,18 @@ class SandboxPlatform:
 
     def _write_receipt(self, comp: Component) -> None:
         info = comp.info
+        self._store_receipt(info.identifier, info.version, info.effective_install_location)
+
+    def _store_receipt(self, pkgid: str, version: str, location: str) -> None:
         data: dict[str, Any] = {
-            "pkgid": info.identifier,
-            "pkg-version": info.version,
-            "install-location": info.effective_install_location.lstrip("/"),
+            "pkgid": pkgid,
+            "pkg-version": version,
+            "install-location": location.lstrip("/"),
             "install-time": int(time.time()),
             "volume": "/",
             "receipt-plist-version": 1.0,
         }
-        file = self._receipt_file(info.identifier)
+        file = self._receipt_file(pkgid)
         file.parent.mkdir(parents=True, exist_ok=True)
         tmp = file.with_name(f".{file.name}.tmp-{os.getpid()}")
         tmp.write_bytes(plistlib.dumps(data))

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from bootstrapper.deploy.payload import Payload, assemble
+from pkg.tooling.payload import Payload, assemble
 
 FAKE = Path(__file__).resolve().parents[1] / "support" / "fake_launchctl.py"
 

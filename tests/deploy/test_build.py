@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from bootstrapper.deploy import build
-from bootstrapper.deploy.payload import Payload
 from bootstrapper.errors import UsageError
 from bootstrapper.paths import PACKAGE_ID
+from pkg.tooling import build
+from pkg.tooling.payload import Payload
 
 REPO = Path(__file__).resolve().parents[2]
 THIN_ARM64 = b"\xcf\xfa\xed\xfe\x0c\x00\x00\x01"

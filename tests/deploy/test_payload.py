@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from bootstrapper.deploy.layout import INTERPRETER, LAUNCHER, template_values
-from bootstrapper.deploy.payload import TEMPLATES, Payload, assemble, check_script, rendered, verify
-from bootstrapper.deploy.templates import TemplateError, render
 from bootstrapper.errors import ConfigError, UsageError
 from bootstrapper.paths import Paths
+from pkg.tooling.payload import TEMPLATES, Payload, assemble, check_script, rendered, verify
+from pkg.tooling.templates import TemplateError, render
 
 PATHS = Paths()
 

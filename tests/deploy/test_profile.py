@@ -12,7 +12,6 @@ import pytest
 
 from bootstrapper import cli
 from bootstrapper.config import base_type, definitions, load_config, types
-from bootstrapper.deploy import committed
 from bootstrapper.deploy.profile import (
     example_settings,
     jamf_schema,
@@ -22,6 +21,7 @@ from bootstrapper.deploy.profile import (
 )
 from bootstrapper.errors import ConfigError, UsageError
 from bootstrapper.paths import PREFS_DOMAIN, Paths
+from pkg.tooling import committed
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "pkg" / "profile" / f"{PREFS_DOMAIN}.mobileconfig"

@@ -1,6 +1,6 @@
 """preinstall / postinstall, rehearsed in a sandbox root with the fake launchctl, scutil and chown.
 
-The console states are the real `scutil` recordings in ../shared/testdata/macos/; the fake launchctl
+The console states are the real `scutil` recordings in tests/data/macos/; the fake launchctl
 answers with the exit codes recorded from real Macs (113 for a service that is not loaded, 133 for a
 broken plist).
 """
@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from bootstrapper.deploy.layout import folders
-from bootstrapper.deploy.payload import Payload
-from bootstrapper.deploy.rehearse import AT_SETUP, LOGGED_IN, Sandbox, rehearse_all
 from bootstrapper.paths import Paths
+from pkg.tooling.payload import Payload
+from pkg.tooling.rehearse import AT_SETUP, LOGGED_IN, Sandbox, rehearse_all
 from tests.deploy.conftest import FAKE
 from tests.support import fake_launchctl
 

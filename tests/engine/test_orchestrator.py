@@ -14,10 +14,10 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from bootstrapper.engine.events import from_json
-from bootstrapper.flatpkg.writer import build_component_pkg
 from bootstrapper.paths import PACKAGE_ID, Paths
 from bootstrapper.platform.sandbox import SandboxPlatform
 from tests.engine.conftest import result, run_sandbox, statuses
+from tests.support.pkgwriter import build_component_pkg
 from tests.support.site import Site
 
 

@@ -12,11 +12,11 @@ from rich.console import Console
 from bootstrapper.commands.validate import deep_validate
 from bootstrapper.engine.deep import check_items
 from bootstrapper.fetch import FetchOptions
-from bootstrapper.flatpkg.writer import build_component_pkg
 from bootstrapper.manifest.load import load_file
 from bootstrapper.manifest.model import Manifest
 from tests.fetch.conftest import sha
 from tests.support.httpfault import FaultServer
+from tests.support.pkgwriter import build_component_pkg
 
 SCRIPT = b"#!/bin/sh\necho configured\n"
 OPTIONS = FetchOptions(allow_http=True, connect_timeout=5, read_timeout=5)

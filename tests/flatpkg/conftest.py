@@ -7,5 +7,5 @@ import pytest
 
 @pytest.fixture(scope="session")
 def pkgs(testdata: Path) -> Path:
-    """The real Apple-built packages (and one xar that is not a package) from ../shared."""
+    """The real Apple-built packages (and one xar that is not a package) in tests/data/pkgs/."""
     return testdata / "pkgs"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bootstrapper.cli import main
-from bootstrapper.flatpkg.writer import PayloadFile, build_component_pkg, build_product_archive
+from tests.support.pkgwriter import PayloadFile, build_component_pkg, build_product_archive
 
 
 def test_info_json_reproduces_the_recorded_facts(pkgs: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,8 +17,8 @@ from bootstrapper.errors import PackageError
 from bootstrapper.flatpkg import FlatPackage, read_package
 from bootstrapper.flatpkg.cpio import TRAILER, CpioReader, odc_header
 from bootstrapper.flatpkg.extract import extract, location_parts, scan
-from bootstrapper.flatpkg.writer import CpioItem, XarSource, build_component_pkg, write_cpio, write_xar
 from bootstrapper.flatpkg.xar import XarArchive
+from tests.support.pkgwriter import CpioItem, XarSource, build_component_pkg, write_cpio, write_xar
 
 INFO = b'<pkg-info identifier="com.example.evil" version="1" install-location="/"/>'
 

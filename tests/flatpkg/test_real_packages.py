@@ -1,4 +1,4 @@
-"""Every fact that ../shared/testdata/pkgs/SOURCES.md records, reproduced by our reader."""
+"""Every fact that tests/data/pkgs/SOURCES.md records, reproduced by our reader."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from bootstrapper.errors import PackageError
 from bootstrapper.flatpkg import FlatPackage, read_package
 from bootstrapper.flatpkg.cpio import CpioReader, PbzxReader
 from bootstrapper.flatpkg.extract import extract, scan
-from bootstrapper.flatpkg.writer import (
+from tests.support.pkgwriter import (
     CpioItem,
     PayloadFile,
     XarSource,

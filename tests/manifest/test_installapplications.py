@@ -12,7 +12,7 @@ from bootstrapper.manifest.load import load_bytes, load_file
 from bootstrapper.manifest.model import AllOf, Arch, FailPolicy, Format, Kind, Stage
 
 HASH = "b" * 64
-MANIFESTS = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "manifests"
+MANIFESTS = Path(__file__).resolve().parents[1] / "data" / "manifests"
 VALID = sorted(MANIFESTS.glob("*.json"))
 
 

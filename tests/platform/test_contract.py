@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from bootstrapper.errors import ServiceNotLoadedError
-from bootstrapper.flatpkg.writer import build_component_pkg
 from bootstrapper.paths import Paths
 from bootstrapper.platform.base import Platform
 from bootstrapper.platform.macos import Commands, MacOSPlatform
 from bootstrapper.platform.sandbox import SandboxPlatform
 from tests.support.fake_macos import FakeMac
+from tests.support.pkgwriter import build_component_pkg
 
 
 def run(coro):  # type: ignore[no-untyped-def]

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from bootstrapper.errors import InstallError, LaunchdError, PlatformError, ServiceNotLoadedError
-from bootstrapper.flatpkg.writer import build_component_pkg
 from bootstrapper.manifest.facts import Facts
 from bootstrapper.platform.base import ConsoleUser, Platform
 from bootstrapper.platform.macos import MacOSPlatform
 from tests.support.fake_macos import FakeMac, recording
+from tests.support.pkgwriter import build_component_pkg
 
 
 def run(coro):  # type: ignore[no-untyped-def]

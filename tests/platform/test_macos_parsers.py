@@ -1,4 +1,4 @@
-"""The macOS parsers on real recorded outputs (../shared/testdata/macos/)."""
+"""The macOS parsers on real recorded outputs (tests/data/macos/)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The simulated Mac: real packages installed under a root prefix, scripts, receipts, launchd journal.
 
-Package scripts from ../shared are written for a real Mac and these tests may run as root: they
+Package scripts in tests/data/pkgs/ are written for a real Mac and these tests may run as root: they
 are never executed here (the kbox test swaps the runner for a recorder). Script execution is
 tested with packages our writer builds.
 """
@@ -21,7 +21,10 @@ import pytest
 
 from bootstrapper import process
 from bootstrapper.errors import InstallError, LaunchdError, ServiceNotLoadedError
-from bootstrapper.flatpkg.writer import (
+from bootstrapper.paths import Paths
+from bootstrapper.platform.base import ConsoleUser, Platform
+from bootstrapper.platform.sandbox import SCRIPT_FAILED, SandboxPlatform
+from tests.support.pkgwriter import (
     CpioItem,
     XarSource,
     build_component_pkg,
@@ -29,9 +32,6 @@ from bootstrapper.flatpkg.writer import (
     write_cpio,
     write_xar,
 )
-from bootstrapper.paths import Paths
-from bootstrapper.platform.base import ConsoleUser, Platform
-from bootstrapper.platform.sandbox import SCRIPT_FAILED, SandboxPlatform
 
 
 def run(coro):  # type: ignore[no-untyped-def]

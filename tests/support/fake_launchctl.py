@@ -1,9 +1,9 @@
 """Fake `launchctl`, `scutil` and `chown` for rehearsing the package scripts on any machine.
 
-Run as `python fake_launchctl.py TOOL ARGS...` (bootstrapper.deploy.rehearse writes small wrappers).
+Run as `python fake_launchctl.py TOOL ARGS...` (pkg.tooling.rehearse writes small wrappers).
 State lives in $FAKE_MACOS_DIR: `loaded.json` (the loaded service targets) and `calls.jsonl` (every
 call, with the exit code the fake answered). Exit codes and messages are the real ones recorded in
-../shared/testdata/macos/ where a recording exists:
+tests/data/macos/ where a recording exists:
 - 113 "Could not find specified service": launchctl-print-gui-not-found-113.txt,
   launchctl-kickstart-gui-not-found-113.txt (and the 113 note in SOURCES.md);
 - 133 "<path>: Invalid property list": launchctl-bootstrap-invalid-plist-133.txt;

@@ -4,7 +4,7 @@
 launchctl, scutil, stat, sysctl, sw_vers, ioreg, shutdown, sudo). Each logs its argv (and stdin)
 to `calls.jsonl` and answers:
 - with a scripted answer, when the test set one (`answer(tool, argv, output, rc)`), usually a real
-  recording from ../shared/testdata/macos/;
+  recording from tests/data/macos/;
 - otherwise like a small stateful Mac: `installer` prints the recorded successful `-verboseR`
   transcript and registers receipts for the package's components (read with our own reader);
   `pkgutil` answers from those receipts (with junk printed before the plist, as pkgutil can);
@@ -36,7 +36,7 @@ TOOLS = (
     "shutdown",
     "sudo",
 )
-MACOS = REPO.parent / "shared" / "testdata" / "macos"
+MACOS = REPO / "tests" / "data" / "macos"
 
 
 class FakeMac:

@@ -32,10 +32,10 @@ from typing import Any
 
 from bootstrapper import __version__
 from bootstrapper.deploy.layout import COMPONENT_PKG, FRAMEWORK, INTERPRETER, PYTHON_VERSION
-from bootstrapper.deploy.payload import Payload, assemble, verify
 from bootstrapper.errors import UsageError
 from bootstrapper.paths import PACKAGE_ID
 from bootstrapper.process import run_sync
+from pkg.tooling.payload import Payload, assemble, verify
 
 REQUIRED_ARCHS = frozenset({"arm64", "x86_64"})
 #: The last 3.11 release with a python.org macOS installer (later 3.11 releases are source-only).

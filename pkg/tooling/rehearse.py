@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bootstrapper.deploy.layout import folders, real_paths
-from bootstrapper.deploy.payload import Payload
 from bootstrapper.process import run_sync
+from pkg.tooling.payload import Payload
 
 SCRIPT_TIMEOUT = 60.0
 TOOLS = ("launchctl", "scutil", "chown")
-#: Recorded `scutil show State:/Users/ConsoleUser` outputs in ../shared/testdata/macos/.
+#: Recorded `scutil show State:/Users/ConsoleUser` outputs in tests/data/macos/.
 AT_SETUP = "scutil-consoleuser-loginwindow-partial.txt"
 LOGGED_IN = "scutil-consoleuser-logged-in.txt"
 LOGGED_IN_UID = "501"

@@ -22,12 +22,12 @@ from bootstrapper.atomic import write_atomic
 from bootstrapper.config import coerce, types
 from bootstrapper.deploy import launchd
 from bootstrapper.deploy.layout import INTERPRETER, LAUNCHER, real_paths, template_values
-from bootstrapper.deploy.templates import render
 from bootstrapper.errors import UsageError
 from bootstrapper.process import run_sync
+from pkg.tooling.templates import render
 
 #: The checkout's pkg/ folder: the templates for scripts, Distribution and launcher.
-TEMPLATES = Path(__file__).resolve().parents[2] / "pkg"
+TEMPLATES = Path(__file__).resolve().parents[1]
 #: Written into every folder `assemble` creates, so that it never wipes a folder it did not make.
 MARKER = ".bootstrapper-payload"
 SCRIPTS = ("preinstall", "postinstall")
@@ -157,7 +157,7 @@ def _fresh(out: Path) -> None:
             raise UsageError(f"{out}: not empty and not a payload folder; refusing to replace it")
         shutil.rmtree(out)
     out.mkdir(parents=True, mode=0o755)
-    (out / MARKER).write_text("assembled by bootstrapper.deploy.payload\n", encoding="utf-8")
+    (out / MARKER).write_text("assembled by pkg.tooling.payload\n", encoding="utf-8")
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:

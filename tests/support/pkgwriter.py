@@ -1,7 +1,7 @@
 """Write real flat packages: component packages and product archives, in pure Python.
 
-The demo and the end-to-end tests make `.pkg` files on the fly with these, and the reader must
-read them back. The output follows what Apple's `pkgbuild`/`productbuild` write: a xar with a zlib
+The end-to-end tests and the benchmarks make `.pkg` files on the fly with these, and the reader
+must read them back. Test tooling, kept out of the runtime wheel: nothing on a Mac writes a package. The output follows what Apple's `pkgbuild`/`productbuild` write: a xar with a zlib
 TOC and a SHA-1 TOC checksum at heap offset 0, PackageInfo zlib-encoded, Payload and Scripts stored
 and themselves gzip-compressed odc cpio (or pbzx, as `pkgbuild --compression latest` makes).
 No Bom is written: the sandbox does not need one; for a package that real `installer` must accept,
