@@ -362,7 +362,7 @@ def start(run: Setup, *, interactive: bool) -> int:
 
 async def run_with_provision(request: RunRequest, config: Config, paths: Paths, platform: Platform) -> int:
     if request.sandbox:
-        from bootstrapper.sandbox_install import provision
+        from bootstrapper.engine.provision import provision
 
         await provision(paths, platform)
     return await run_daemon(request, config, paths, platform)

@@ -26,7 +26,7 @@ RUNTIME = (
     "bootstrapper/deploy/launchd.py",
     "bootstrapper/deploy/layout.py",
     "bootstrapper/deploy/profile.py",
-    "bootstrapper/sandbox_install.py",
+    "bootstrapper/engine/provision.py",
     "bootstrapper/flatpkg/package.py",
 )
 #: Imports every shipped module from the unpacked wheel alone, then names any checkout module it pulled in.

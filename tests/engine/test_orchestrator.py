@@ -313,7 +313,7 @@ def test_self_removal_is_idempotent(sandbox: Paths) -> None:
     import asyncio
 
     from bootstrapper.engine.cleanup import remove_ourselves
-    from bootstrapper.sandbox_install import provision
+    from bootstrapper.engine.provision import provision
 
     platform = SandboxPlatform(sandbox)
     asyncio.run(provision(sandbox, platform))

@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 from bootstrapper import __version__
-from bootstrapper.cleanup import remove_ourselves
 from bootstrapper.deploy.launchd import agent_plist, daemon_plist, dumps
+from bootstrapper.engine.cleanup import remove_ourselves
+from bootstrapper.engine.provision import provision
 from bootstrapper.errors import PlatformError
 from bootstrapper.paths import PACKAGE_ID, Paths
 from bootstrapper.platform.base import SYSTEM_DOMAIN
 from bootstrapper.platform.sandbox import SandboxPlatform
-from bootstrapper.sandbox_install import provision
 from tests.support.pkgwriter import build_component_pkg
 
 
