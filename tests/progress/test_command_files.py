@@ -1,11 +1,16 @@
 from __future__ import annotations
 
+import logging
 import os
+import shutil
+import stat
+import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from bootstrapper.errors import PlatformError
 from bootstrapper.progress.depnotify import DepNotifySink
 from bootstrapper.progress.swiftdialog import SwiftDialogSink, launch_argv
 from tests.progress.script import SCRIPT
@@ -121,13 +126,108 @@ def test_stale_commands_from_a_previous_attempt_are_dropped(tmp_path: Path) -> N
 
 
 @pytest.mark.parametrize("sink_class", [SwiftDialogSink, DepNotifySink])
-def test_symlink_planted_at_the_command_file_is_not_followed(
+def test_symlink_planted_at_the_command_file_is_replaced_not_followed(
     tmp_path: Path, sink_class: type[SwiftDialogSink | DepNotifySink]
 ) -> None:
     victim = tmp_path / "sudoers"
     victim.write_text("root ALL=(ALL) ALL\n")
     planted = tmp_path / "cmd.log"
     os.symlink(victim, planted)
-    with pytest.raises(PlatformError, match="command file"):
-        sink_class(planted)
+    _play(sink_class(planted))
     assert victim.read_text() == "root ALL=(ALL) ALL\n"
+    assert not planted.is_symlink()
+    assert len(planted.read_text().splitlines()) > 5
+
+
+@pytest.mark.parametrize("sink_class", [SwiftDialogSink, DepNotifySink])
+def test_unsafe_command_file_folder_turns_the_sink_off_with_one_warning(
+    tmp_path: Path, sink_class: type[SwiftDialogSink | DepNotifySink], caplog: pytest.LogCaptureFixture
+) -> None:
+    folder = tmp_path / "tmp"
+    folder.mkdir()
+    folder.chmod(0o777)  # world-writable without the sticky bit: anyone could swap the file
+    with caplog.at_level(logging.WARNING):
+        sink = sink_class(folder / "cmd.log")
+        _play(sink)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"progress window updates are off: command file {folder}: can be changed by other users "
+        "(mode 777); chmod go-w it or use another folder"
+    ]
+    assert list(folder.iterdir()) == []
+    if isinstance(sink, SwiftDialogSink):
+        assert not sink.active
+
+
+# --- a second local user (uid 501) against the command files in a sticky /var/tmp -------------
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="acting as a second user needs root")
+ATTACKER = 501
+
+
+@pytest.fixture
+def var_tmp() -> Iterator[Path]:
+    """A root-owned sticky world-writable folder, like /var/tmp, under folders uid 501 can traverse."""
+    root = Path(tempfile.mkdtemp(prefix="cmdfile-", dir="/tmp"))
+    root.chmod(0o755)
+    folder = root / "tmp"
+    folder.mkdir()
+    folder.chmod(0o1777)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(root)
+
+
+def _attacker(script: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["/bin/sh", "-c", script],
+        user=ATTACKER,
+        group=ATTACKER,
+        extra_groups=[],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+
+
+@needs_root
+@pytest.mark.parametrize("sink_class", [SwiftDialogSink, DepNotifySink])
+def test_hard_linked_command_file_to_a_root_only_file_is_not_truncated_or_chmodded(
+    var_tmp: Path, sink_class: type[SwiftDialogSink | DepNotifySink]
+) -> None:
+    victim = var_tmp.parent / "sudoers"
+    victim.write_text("root ALL=(ALL) ALL\n")
+    victim.chmod(0o440)
+    planted = var_tmp / "cmd.log"
+    # made as root: Linux's fs.protected_hardlinks would stop uid 501, macOS has no such guard
+    os.link(victim, planted)
+    _play(sink_class(planted))
+    assert victim.read_text() == "root ALL=(ALL) ALL\n"
+    info = victim.stat()
+    assert (stat.S_IMODE(info.st_mode), info.st_nlink) == (0o440, 1)
+    assert len(planted.read_text().splitlines()) > 5
+
+
+@needs_root
+@pytest.mark.parametrize("sink_class", [SwiftDialogSink, DepNotifySink])
+def test_stale_command_file_of_another_user_is_replaced_and_the_run_goes_on(
+    var_tmp: Path, sink_class: type[SwiftDialogSink | DepNotifySink], caplog: pytest.LogCaptureFixture
+) -> None:
+    planted = var_tmp / "cmd.log"
+    result = _attacker(f"printf 'Command: Quit\\nquit:\\n' > {planted}; chmod 666 {planted}")
+    assert result.returncode == 0, result.stderr
+    with caplog.at_level(logging.WARNING):
+        sink = sink_class(planted)
+        sink.handle(SCRIPT[0])
+    assert caplog.records == []
+    text = planted.read_text()
+    assert "Quit" not in text
+    assert "quit:" not in text
+    assert text
+    info = planted.lstat()
+    assert (info.st_uid, stat.S_IMODE(info.st_mode), info.st_nlink) == (0, 0o644, 1)
+    assert _attacker(f"cat {planted}").stdout == text  # the user's helper can read it
+    assert _attacker(f"echo 'quit:' >> {planted}").returncode != 0  # but nobody else can add to it
+    assert _attacker(f"rm -f {planted}").returncode != 0
+    sink.close()
