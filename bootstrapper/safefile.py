@@ -138,7 +138,7 @@ def place_file(
                 raise UnsafePathError(where, f"cannot write it ({exc.strerror}); free some space") from exc
             _same_hash(where, digest, sha256, "the bytes changed while copying")
             _finish(fd, owner, mode)
-            _rename(dfd, tmp, name, where)
+            _rename(dfd, tmp, dfd, name, where)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp, dir_fd=dfd)
@@ -162,10 +162,7 @@ def open_verified(path: os.PathLike[str] | str, sha256: str, *, owner: int | Non
     name = _leaf(where)
     dfd = open_dir(where.parent, owner=owner)
     try:
-        try:
-            fd = os.open(name, _READ_FLAGS, dir_fd=dfd)
-        except OSError as exc:
-            raise UnsafePathError(where, _open_failed(exc)) from exc
+        fd = _open_file(dfd, name, where)
     finally:
         os.close(dfd)
     try:
@@ -191,15 +188,8 @@ def stage_copy(
     where = PurePosixPath(os.fspath(path))
     name = _leaf(where)
     staging = PurePosixPath(os.fspath(staging_dir))
-    dfd = open_dir(staging)
+    dfd = _private_dir(staging)
     try:
-        info = os.fstat(dfd)
-        if info.st_uid != os.geteuid() or stat.S_IMODE(info.st_mode) & 0o077:
-            raise UnsafePathError(
-                staging,
-                f"is not a private staging folder (uid {info.st_uid}, mode {stat.S_IMODE(info.st_mode):o}); "
-                "it must be ours and 0700",
-            )
         try:
             src = os.open(where, _READ_FLAGS)
         except OSError as exc:
@@ -214,6 +204,56 @@ def stage_copy(
     finally:
         os.close(dfd)
     return Path(staging / final)
+
+
+def place_staged(
+    staged: os.PathLike[str] | str,
+    dest: os.PathLike[str] | str,
+    *,
+    owner: tuple[int, int] | None = None,
+    mode: int = 0o644,
+    sha256: str | None = None,
+    create_folders: bool = True,
+    folder_owner: tuple[int, int] | None = None,
+) -> None:
+    """Move a verified download from our private staging folder to `dest`, never through a link.
+
+    The staged file must be ours, unshared, in a 0700 folder of ours (with `sha256`, it is hashed
+    again from its descriptor); it gets `owner` and `mode` on that descriptor while only we can reach
+    it, then is renamed from folder descriptor to folder descriptor, replacing whatever was at
+    `dest`. Across file systems it is copied beside `dest` with `place_file` instead.
+    """
+    src = PurePosixPath(os.fspath(staged))
+    name = _leaf(src)
+    where = PurePosixPath(os.fspath(dest))
+    dest_name = _leaf(where)
+    sfd = _private_dir(src.parent)
+    try:
+        fd = _open_file(sfd, name, src)
+        try:
+            _check_file(fd, src, frozenset({os.geteuid()}))
+            if sha256 is not None:
+                _same_hash(src, _hash_fd(fd), sha256, "holds other bytes")
+            _finish(fd, owner, mode)
+            dfd = open_dir(
+                where.parent,
+                owner=owner[0] if owner is not None else None,
+                create=create_folders,
+                folder_owner=folder_owner,
+            )
+            try:
+                try:
+                    _rename(sfd, name, dfd, dest_name, where)
+                except _OtherFileSystemError:
+                    place_file(fd, where, owner=owner, mode=mode, sha256=sha256, create_folders=False)
+                    os.unlink(name, dir_fd=sfd)
+                _sync(dfd)
+            finally:
+                os.close(dfd)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(sfd)
 
 
 def replace_command_file(
@@ -233,7 +273,7 @@ def replace_command_file(
         fd, tmp = _new_file(dfd, name, where, append=True)
         try:
             _finish(fd, (os.geteuid() if uid is None else uid, gid), mode)
-            _rename(dfd, tmp, name, where)
+            _rename(dfd, tmp, dfd, name, where)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp, dir_fd=dfd)
@@ -389,13 +429,40 @@ def _finish(fd: int, owner: tuple[int, int] | None, mode: int) -> None:
     os.fchmod(fd, mode)
 
 
-def _rename(dfd: int, tmp: str, name: str, shown: PurePosixPath) -> None:
+class _OtherFileSystemError(Exception):
+    """A rename across file systems: the caller copies instead."""
+
+
+def _rename(src_dfd: int, src: str, dst_dfd: int, name: str, shown: PurePosixPath) -> None:
     try:
-        os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        os.rename(src, name, src_dir_fd=src_dfd, dst_dir_fd=dst_dfd)
     except IsADirectoryError:
         raise UnsafePathError(shown, "is a folder; remove it") from None
     except OSError as exc:
+        if exc.errno == errno.EXDEV:
+            raise _OtherFileSystemError from None
         raise UnsafePathError(shown, f"cannot be replaced ({exc.strerror})") from exc
+
+
+def _private_dir(path: PurePosixPath) -> int:
+    """Our staging folder: reached safely, ours, and closed to everyone else (0700)."""
+    fd = open_dir(path)
+    info = os.fstat(fd)
+    if info.st_uid != os.geteuid() or stat.S_IMODE(info.st_mode) & 0o077:
+        os.close(fd)
+        raise UnsafePathError(
+            path,
+            f"is not a private staging folder (uid {info.st_uid}, mode {stat.S_IMODE(info.st_mode):o}); "
+            "it must be ours and 0700",
+        )
+    return fd
+
+
+def _open_file(dfd: int, name: str, shown: PurePosixPath) -> int:
+    try:
+        return os.open(name, _READ_FLAGS, dir_fd=dfd)
+    except OSError as exc:
+        raise UnsafePathError(shown, _open_failed(exc)) from exc
 
 
 def _write_all(fd: int, source: bytes | int) -> str:

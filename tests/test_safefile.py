@@ -347,3 +347,45 @@ def test_bad_paths_get_one_line_errors(tmp_path: Path) -> None:
     safefile.place_file(b"x", tmp_path / "f")
     with pytest.raises(UnsafePathError, match="holds other bytes"):
         safefile.open_verified(tmp_path / "f", GOOD_SHA)
+
+
+@needs_root
+def test_staged_download_moves_to_a_planted_symlink_without_following_it(mac: Path) -> None:
+    victim = _victim(mac)
+    home = mac / "Users" / "attacker"
+    attack(f"ln -s {victim} {home}/Dock.plist")
+    staged = mac / "Library" / "bootstrapper" / "staging" / "item.part"
+    staged.write_bytes(GOOD)
+    safefile.place_staged(
+        staged, home / "Dock.plist", owner=(ATTACKER, ATTACKER), mode=0o600, sha256=GOOD_SHA
+    )
+    assert victim.read_text() == "root ALL=(ALL) ALL\n"
+    assert (victim.stat().st_uid, stat.S_IMODE(victim.stat().st_mode)) == (0, 0o440)
+    info = (home / "Dock.plist").lstat()
+    assert (stat.S_ISREG(info.st_mode), info.st_uid, stat.S_IMODE(info.st_mode)) == (True, ATTACKER, 0o600)
+    assert not staged.exists()
+
+
+def test_staged_download_is_copied_across_file_systems(tmp_path: Path) -> None:
+    if not Path("/dev/shm").is_dir() or os.stat("/dev/shm").st_dev == tmp_path.stat().st_dev:
+        pytest.skip("needs /dev/shm on another file system than the temporary folder")
+    staging = Path(tempfile.mkdtemp(dir="/dev/shm"))
+    try:
+        staged = staging / "item.part"
+        staged.write_bytes(GOOD)
+        safefile.place_staged(staged, tmp_path / "Library" / "tool", mode=0o755, sha256=GOOD_SHA)
+        assert (tmp_path / "Library" / "tool").read_bytes() == GOOD
+        assert stat.S_IMODE((tmp_path / "Library" / "tool").stat().st_mode) == 0o755
+        assert list(staging.iterdir()) == []
+    finally:
+        shutil.rmtree(staging)
+
+
+def test_staged_file_outside_a_private_folder_is_refused(tmp_path: Path) -> None:
+    open_folder = tmp_path / "open"
+    open_folder.mkdir()
+    open_folder.chmod(0o755)
+    (open_folder / "item.part").write_bytes(GOOD)
+    with pytest.raises(UnsafePathError, match="must be ours and 0700"):
+        safefile.place_staged(open_folder / "item.part", tmp_path / "dest")
+    assert not (tmp_path / "dest").exists()
