@@ -113,13 +113,16 @@ def place_file(
     sha256: str | None = None,
     create_folders: bool = True,
     folder_owner: tuple[int, int] | None = None,
+    limit: int | None = None,
 ) -> str:
     """Put `source` (bytes, or a readable descriptor copied from its start) at `dest`; its sha256.
 
     The file is written under a fresh temporary name, given `owner` (uid, gid) and `mode` on its
     descriptor, and renamed over `dest` inside the checked folder, so whatever was at `dest` (a
     planted file or symlink) is replaced without being opened. With `sha256`, bytes that hash to
-    anything else are never placed. Folders owned by `owner`'s uid are trusted on the way.
+    anything else are never placed; with `limit`, at most that many bytes are copied from a
+    descriptor (an endless source then fails the hash instead of filling the disk). Folders owned by
+    `owner`'s uid are trusted on the way.
     """
     where = PurePosixPath(os.fspath(dest))
     name = _leaf(where)
@@ -133,7 +136,7 @@ def place_file(
         fd, tmp = _new_file(dfd, name, where)
         try:
             try:
-                digest = _write_all(fd, source)
+                digest = _write_all(fd, source, limit)
             except OSError as exc:
                 raise UnsafePathError(where, f"cannot write it ({exc.strerror}); free some space") from exc
             _same_hash(where, digest, sha256, "the bytes changed while copying")
@@ -175,7 +178,12 @@ def open_verified(path: os.PathLike[str] | str, sha256: str, *, owner: int | Non
 
 
 def stage_copy(
-    path: os.PathLike[str] | str, sha256: str, staging_dir: os.PathLike[str] | str, *, mode: int = 0o600
+    path: os.PathLike[str] | str,
+    sha256: str,
+    staging_dir: os.PathLike[str] | str,
+    *,
+    mode: int = 0o600,
+    size: int | None = None,
 ) -> Path:
     """A copy of `path` in our own 0700 `staging_dir`, with exactly the bytes `sha256` names.
 
@@ -183,7 +191,8 @@ def stage_copy(
     or run: the copy is hashed from the bytes read off the source descriptor as they are written, so
     a swap before, during or after the copy never reaches the copy, which only root can change.
     The source may belong to anyone — its bytes are what is checked — but must be a regular file
-    (a FIFO or device would hang or feed us endlessly).
+    (a FIFO or device would hang or feed us endlessly); with the item's `size`, a file of another
+    size is refused before copying, and one growing during the copy is cut at one byte past it.
     """
     where = PurePosixPath(os.fspath(path))
     name = _leaf(where)
@@ -195,10 +204,10 @@ def stage_copy(
         except OSError as exc:
             raise UnsafePathError(where, _open_failed(exc)) from exc
         try:
-            if not stat.S_ISREG(os.fstat(src).st_mode):
-                raise UnsafePathError(where, "is not a regular file; remove it")
+            _check_source(src, where, size)
             final = f"{sha256.lower()[:16]}-{name}"
-            place_file(src, staging / final, mode=mode, sha256=sha256, create_folders=False)
+            limit = None if size is None else size + 1
+            place_file(src, staging / final, mode=mode, sha256=sha256, create_folders=False, limit=limit)
         finally:
             os.close(src)
     finally:
@@ -380,6 +389,14 @@ def _check_dir(fd: int, shown: PurePosixPath, owners: frozenset[int]) -> None:
 # --- files -------------------------------------------------------------------------------------
 
 
+def _check_source(fd: int, where: PurePosixPath, size: int | None) -> None:
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        raise UnsafePathError(where, "is not a regular file; remove it")
+    if size is not None and info.st_size != size:
+        raise UnsafePathError(where, f"is {info.st_size} bytes, expected {size}; it will be fetched again")
+
+
 def _check_file(fd: int, where: PurePosixPath, owners: frozenset[int]) -> None:
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
@@ -465,9 +482,9 @@ def _open_file(dfd: int, name: str, shown: PurePosixPath) -> int:
         raise UnsafePathError(shown, _open_failed(exc)) from exc
 
 
-def _write_all(fd: int, source: bytes | int) -> str:
+def _write_all(fd: int, source: bytes | int, limit: int | None = None) -> str:
     digest = hashlib.sha256()
-    for block in [source] if isinstance(source, bytes) else _blocks(source):
+    for block in [source] if isinstance(source, bytes) else _blocks(source, limit):
         digest.update(block)
         view = memoryview(block)
         while view:
@@ -476,10 +493,10 @@ def _write_all(fd: int, source: bytes | int) -> str:
     return digest.hexdigest()
 
 
-def _blocks(fd: int) -> Iterator[bytes]:
-    """The descriptor's bytes from its start (pread: its offset may be anywhere)."""
+def _blocks(fd: int, limit: int | None = None) -> Iterator[bytes]:
+    """The descriptor's bytes from its start (pread: its offset may be anywhere), up to `limit`."""
     offset = 0
-    while block := os.pread(fd, _CHUNK, offset):
+    while block := os.pread(fd, _CHUNK if limit is None else min(_CHUNK, limit - offset), offset):
         offset += len(block)
         yield block
 

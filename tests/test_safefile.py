@@ -389,3 +389,14 @@ def test_staged_file_outside_a_private_folder_is_refused(tmp_path: Path) -> None
     with pytest.raises(UnsafePathError, match="must be ours and 0700"):
         safefile.place_staged(open_folder / "item.part", tmp_path / "dest")
     assert not (tmp_path / "dest").exists()
+
+
+def test_a_source_of_the_wrong_size_is_refused_before_copying(tmp_path: Path) -> None:
+    staging = tmp_path / "staging"
+    staging.mkdir(mode=0o700)
+    (tmp_path / "big").write_bytes(GOOD * 1000)
+    with pytest.raises(UnsafePathError, match=rf"is {len(GOOD) * 1000} bytes, expected {len(GOOD)}"):
+        safefile.stage_copy(tmp_path / "big", GOOD_SHA, staging, size=len(GOOD))
+    assert list(staging.iterdir()) == []
+    (tmp_path / "ok").write_bytes(GOOD)
+    assert safefile.stage_copy(tmp_path / "ok", GOOD_SHA, staging, size=len(GOOD)).read_bytes() == GOOD
