@@ -140,7 +140,7 @@ def place_file(
             except OSError as exc:
                 raise UnsafePathError(where, f"cannot write it ({exc.strerror}); free some space") from exc
             _same_hash(where, digest, sha256, "the bytes changed while copying")
-            _finish(fd, owner, mode)
+            _finish(fd, owner, mode, where)
             _rename(dfd, tmp, dfd, name, where)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -243,7 +243,7 @@ def place_staged(
             _check_file(fd, src, frozenset({os.geteuid()}))
             if sha256 is not None:
                 _same_hash(src, _hash_fd(fd), sha256, "holds other bytes")
-            _finish(fd, owner, mode)
+            _finish(fd, owner, mode, src)
             dfd = open_dir(
                 where.parent,
                 owner=owner[0] if owner is not None else None,
@@ -255,7 +255,8 @@ def place_staged(
                     _rename(sfd, name, dfd, dest_name, where)
                 except _OtherFileSystemError:
                     place_file(fd, where, owner=owner, mode=mode, sha256=sha256, create_folders=False)
-                    os.unlink(name, dir_fd=sfd)
+                    with contextlib.suppress(OSError):  # a leftover in staging is removed with it
+                        os.unlink(name, dir_fd=sfd)
                 _sync(dfd)
             finally:
                 os.close(dfd)
@@ -281,7 +282,7 @@ def replace_command_file(
     try:
         fd, tmp = _new_file(dfd, name, where, append=True)
         try:
-            _finish(fd, (os.geteuid() if uid is None else uid, gid), mode)
+            _finish(fd, (os.geteuid() if uid is None else uid, gid), mode, where)
             _rename(dfd, tmp, dfd, name, where)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -340,7 +341,7 @@ def _open_child(
         break
     if made:
         try:
-            _finish(child, folder_owner, folder_mode)
+            _finish(child, folder_owner, folder_mode, shown)
         except BaseException:
             os.close(child)
             raise
@@ -439,11 +440,17 @@ def _new_file(dfd: int, name: str, shown: PurePosixPath, *, append: bool = False
     raise UnsafePathError(shown, "every temporary name beside it was taken; someone is racing us")
 
 
-def _finish(fd: int, owner: tuple[int, int] | None, mode: int) -> None:
+def _finish(fd: int, owner: tuple[int, int] | None, mode: int, shown: PurePosixPath) -> None:
     """Owner first: a chown clears set-id bits, so the mode is set after it."""
-    if owner is not None:
-        os.fchown(fd, owner[0], owner[1])
-    os.fchmod(fd, mode)
+    try:
+        if owner is not None:
+            os.fchown(fd, owner[0], owner[1])
+        os.fchmod(fd, mode)
+    except OSError as exc:
+        who = f"uid {owner[0]}, " if owner is not None else ""
+        raise UnsafePathError(
+            shown, f"cannot set its owner and mode ({who}mode {mode:o}): {exc.strerror}; run as root"
+        ) from exc
 
 
 class _OtherFileSystemError(Exception):

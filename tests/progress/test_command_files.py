@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from bootstrapper.paths import Paths
 from bootstrapper.progress.depnotify import DepNotifySink
 from bootstrapper.progress.swiftdialog import SwiftDialogSink, launch_argv
+from tests.engine.conftest import result, run_sandbox
 from tests.progress.script import SCRIPT
+from tests.support.site import Site, serve
 
 # What a hostile name becomes: one line, markup kept as text, commas/colons replaced by look-alikes.
 EVIL = "[bold red]Evil[/]\u201a Inc\u2236 ]0;pwned Command\u2236 RestartNow\u2236"
@@ -231,3 +234,63 @@ def test_stale_command_file_of_another_user_is_replaced_and_the_run_goes_on(
     assert _attacker(f"echo 'quit:' >> {planted}").returncode != 0  # but nobody else can add to it
     assert _attacker(f"rm -f {planted}").returncode != 0
     sink.close()
+
+
+# --- the whole daemon run: a bad command file never costs the run ------------------------------
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    yield from serve(tmp_path / "site")
+
+
+def _daemon_run(tmp_path: Path, site: Site) -> tuple[Paths, Path, int]:
+    """Run the daemon against a sandbox with both helpers on; a fake `dialog` records its argv."""
+    paths = Paths(root=tmp_path / "mac")
+    record = tmp_path / "dialog-argv"
+    dialog = paths.system("/usr/local/bin/dialog")
+    dialog.parent.mkdir(parents=True)
+    dialog.write_text(f'#!/bin/sh\necho "$@" > {record}\n')
+    dialog.chmod(0o755)
+    url = site.manifest(
+        {"setupassistant": [{"name": "Step One", "type": "rootscript", **site.script("a.sh", "sleep 1.5")}]}
+    )
+    code = run_sandbox(paths, url, depnotify=True, swiftdialog=True, swiftdialog_path="/usr/local/bin/dialog")
+    return paths, record, code
+
+
+@needs_root
+def test_stale_command_files_of_another_user_are_replaced_during_a_real_run(
+    tmp_path: Path, site: Site
+) -> None:
+    var_tmp = Paths(root=tmp_path / "mac").system("/var/tmp")
+    var_tmp.mkdir(parents=True)
+    var_tmp.chmod(0o1777)
+    for name in ("depnotify.log", "dialog.log"):
+        (var_tmp / name).write_text("Command: Quit\nquit:\n")
+        os.chown(var_tmp / name, ATTACKER, ATTACKER)
+    _, record, code = _daemon_run(tmp_path, site)
+    assert code == 0
+    for name in ("depnotify.log", "dialog.log"):
+        info = (var_tmp / name).lstat()
+        assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (0, 0o644)
+        assert "Step One" in (var_tmp / name).read_text()
+    assert (var_tmp / "depnotify.log").read_text().count("Command: Quit") == 1  # ours, at the end
+    assert record.read_text().split()[:2] == ["--commandfile", str(var_tmp / "dialog.log")]
+
+
+def test_unsafe_command_file_folder_costs_one_warning_and_no_window_in_a_real_run(
+    tmp_path: Path, site: Site, caplog: pytest.LogCaptureFixture
+) -> None:
+    var_tmp = Paths(root=tmp_path / "mac").system("/var/tmp")
+    var_tmp.mkdir(parents=True)
+    var_tmp.chmod(0o777)
+    with caplog.at_level(logging.WARNING, logger="bootstrapper.progress.commandfile"):
+        paths, record, code = _daemon_run(tmp_path, site)
+    assert code == 0
+    assert result(paths)["result"] == "success"
+    warnings = [r.getMessage() for r in caplog.records if r.name == "bootstrapper.progress.commandfile"]
+    assert len(warnings) == 2  # one per helper
+    assert all("can be changed by other users (mode 777)" in w for w in warnings)
+    assert list(var_tmp.iterdir()) == []
+    assert not record.exists()  # no window that could never be updated or closed
