@@ -92,8 +92,9 @@ def open_dir(
                 target = _trusted_link(fd, name, walked / name)
                 todo[:0] = list(target.parts[1:] if target.is_absolute() else target.parts)
                 if target.is_absolute():
+                    root = _open_root()
                     os.close(fd)
-                    fd, walked = _open_root(), PurePosixPath("/")
+                    fd, walked = root, PurePosixPath("/")
                 continue
             os.close(fd)
             fd, walked = child, walked / name

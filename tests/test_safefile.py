@@ -400,3 +400,38 @@ def test_a_source_of_the_wrong_size_is_refused_before_copying(tmp_path: Path) ->
     assert list(staging.iterdir()) == []
     (tmp_path / "ok").write_bytes(GOOD)
     assert safefile.stage_copy(tmp_path / "ok", GOOD_SHA, staging, size=len(GOOD)).read_bytes() == GOOD
+
+
+def test_absolute_trusted_symlink_restarts_the_walk_from_the_root(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "alias").symlink_to(tmp_path / "real")
+    fd = safefile.open_dir(tmp_path / "alias")
+    try:
+        assert os.fstat(fd).st_ino == (tmp_path / "real").stat().st_ino
+    finally:
+        os.close(fd)
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(UnsafePathError, match="too many symbolic links"):
+        safefile.open_dir(tmp_path / "loop")
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts descriptors through /proc")
+def test_refusals_leak_no_descriptors(tmp_path: Path) -> None:
+    (tmp_path / "open").mkdir()
+    (tmp_path / "open").chmod(0o777)
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    (tmp_path / "f").write_bytes(b"x")
+    (tmp_path / "dir").mkdir()
+    before = len(os.listdir("/proc/self/fd"))
+    for call in (
+        lambda: safefile.open_dir(tmp_path / "loop"),
+        lambda: safefile.place_file(b"x", tmp_path / "open" / "x"),
+        lambda: safefile.place_file(b"x", tmp_path / "dir"),
+        lambda: safefile.place_file(b"x", tmp_path / "g", sha256="0" * 64),
+        lambda: safefile.open_verified(tmp_path / "f", GOOD_SHA),
+        lambda: safefile.stage_copy(tmp_path / "f", GOOD_SHA, tmp_path / "open"),
+        lambda: safefile.replace_command_file(tmp_path / "open" / "cmd"),
+    ):
+        with pytest.raises(UnsafePathError):
+            call()
+    assert len(os.listdir("/proc/self/fd")) == before
