@@ -155,12 +155,11 @@ def place_file(
     return digest
 
 
-def open_verified(path: os.PathLike[str] | str, sha256: str, *, owner: int | None = None) -> int:
-    """A read-only descriptor of a file root may rely on: it is trusted, unshared and has `sha256`.
+def open_trusted(path: os.PathLike[str] | str, *, owner: int | None = None) -> int:
+    """A read-only descriptor of a file nobody else can have changed (a local manifest, a setting).
 
     The file must be a regular file with one link, owned by root, us or `owner`, writable by nobody
-    else, in folders that pass `open_dir`; the hash is computed from this descriptor, so nothing
-    swapped in by path afterwards can change what the caller reads. The caller closes it.
+    else, in folders that pass `open_dir`. Read it through this descriptor; the caller closes it.
     """
     where = PurePosixPath(os.fspath(path))
     name = _leaf(where)
@@ -171,7 +170,20 @@ def open_verified(path: os.PathLike[str] | str, sha256: str, *, owner: int | Non
         os.close(dfd)
     try:
         _check_file(fd, where, trusted_owners(owner))
-        _same_hash(where, _hash_fd(fd), sha256, "holds other bytes")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_verified(path: os.PathLike[str] | str, sha256: str, *, owner: int | None = None) -> int:
+    """`open_trusted`, and the file has `sha256`, computed from this descriptor.
+
+    Nothing swapped in by path after the check can change what the caller reads. The caller closes it.
+    """
+    fd = open_trusted(path, owner=owner)
+    try:
+        _same_hash(PurePosixPath(os.fspath(path)), _hash_fd(fd), sha256, "holds other bytes")
     except BaseException:
         os.close(fd)
         raise
@@ -396,7 +408,7 @@ def _check_source(fd: int, where: PurePosixPath, size: int | None) -> None:
     if not stat.S_ISREG(info.st_mode):
         raise UnsafePathError(where, "is not a regular file; remove it")
     if size is not None and info.st_size != size:
-        raise UnsafePathError(where, f"is {info.st_size} bytes, expected {size}; it will be fetched again")
+        raise UnsafePathError(where, f"is {info.st_size} bytes, expected {size}; not used")
 
 
 def _check_file(fd: int, where: PurePosixPath, owners: frozenset[int]) -> None:
@@ -405,7 +417,9 @@ def _check_file(fd: int, where: PurePosixPath, owners: frozenset[int]) -> None:
         raise UnsafePathError(where, "is not a regular file; remove it")
     if info.st_uid not in owners:
         raise UnsafePathError(
-            where, f"is owned by uid {info.st_uid}, who could have changed it; it will be fetched again"
+            where,
+            f"is owned by uid {info.st_uid}, who could have changed it; not trusted "
+            "(remove it or make it root's)",
         )
     if info.st_mode & _WRITABLE_BY_OTHERS:
         raise UnsafePathError(

@@ -101,7 +101,7 @@ def test_preplanted_file_with_the_right_hash_is_not_trusted(mac: Path) -> None:
     dest = mac / "Shared" / "app.pkg"
     plant(GOOD, dest)
     assert hashlib.sha256(dest.read_bytes()).hexdigest() == GOOD_SHA
-    with pytest.raises(UnsafePathError, match=r"owned by uid 501.*fetched again"):
+    with pytest.raises(UnsafePathError, match=r"owned by uid 501, who could have changed it; not trusted"):
         safefile.open_verified(dest, GOOD_SHA)
     # the download replaces it with root's own copy, which is then trusted
     safefile.place_file(GOOD, dest, mode=0o644, sha256=GOOD_SHA)
@@ -435,3 +435,20 @@ def test_refusals_leak_no_descriptors(tmp_path: Path) -> None:
         with pytest.raises(UnsafePathError):
             call()
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+@needs_root
+def test_local_manifest_the_user_can_rewrite_is_not_trusted(mac: Path) -> None:
+    manifest = mac / "Shared" / "bootstrap.yaml"
+    plant(b"format: 1\n", manifest)
+    with pytest.raises(UnsafePathError, match="owned by uid 501"):
+        safefile.open_trusted(manifest)
+    own = mac / "Library" / "bootstrap.yaml"
+    own.write_bytes(b"format: 1\n")
+    own.chmod(0o664)
+    with pytest.raises(UnsafePathError, match=r"mode 664\); chmod go-w"):
+        safefile.open_trusted(own)
+    own.chmod(0o644)
+    fd = safefile.open_trusted(own)
+    with os.fdopen(fd, "rb") as fh:
+        assert fh.read() == b"format: 1\n"
