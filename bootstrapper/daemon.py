@@ -222,7 +222,7 @@ def _dialog_window(
 
     sink = next((s for s in bus.sinks if isinstance(s, SwiftDialogSink)), None)
     binary = paths.system(config.swiftdialog_path)
-    if sink is None or not binary.is_file():
+    if sink is None or not sink.active or not binary.is_file():
         return None
 
     async def show() -> None:

@@ -1,20 +1,25 @@
 """Append-only command files read by a GUI helper (swiftDialog, DEPNotify) running as the user.
 
-Both helpers default to a file in `/var/tmp`, which every user can write to. A file planted there in
-advance (a symlink to `/etc/sudoers`, or a file owned by someone else that they keep writing commands
-into) must not be followed or trusted: the file is opened without following symlinks and refused unless
-we own it. It is emptied when opened, since both helpers replay an existing file on launch and a
-previous attempt's `quit` would close the new window at once.
+Both helpers default to a file in `/var/tmp`, where every user can create names. Whatever is found
+at the path — a previous attempt's file (both helpers replay an existing file on launch, and its
+`quit` would close the new window at once), another user's file, a symlink, or a hard link to
+`/etc/sudoers` — is never opened: a fresh file is created beside it and renamed over it
+(`safefile.replace_command_file`), owned by us and readable by the user's helper.
+
+If even that is unsafe (the folder itself is a planted symlink or writable by others), the progress
+window is not worth the run: the file is turned off with one warning and writes are dropped.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-import stat
 from pathlib import Path
 from typing import IO
 
-from bootstrapper.errors import PlatformError
+from bootstrapper.safefile import UnsafePathError, replace_command_file
+
+log = logging.getLogger(__name__)
 
 
 class CommandFile:
@@ -22,26 +27,33 @@ class CommandFile:
 
     def __init__(self, path: Path, *, mode: int = 0o644) -> None:
         self.path = path
-        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+        self._fh: IO[str] | None = None
         try:
-            fd = os.open(path, flags, mode)
-        except OSError as exc:
-            raise PlatformError(f"cannot open the command file {path}: {exc.strerror}") from None
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
-            os.close(fd)
-            raise PlatformError(f"refusing the command file {path}: not a regular file that we own")
-        os.ftruncate(fd, 0)
-        os.fchmod(fd, mode)
-        self._fh: IO[str] | None = os.fdopen(fd, "a", encoding="utf-8")
+            fd = replace_command_file(path, os.geteuid(), mode)
+        except UnsafePathError as exc:
+            log.warning("progress window updates are off: command file %s", exc)
+            return
+        self._fh = os.fdopen(fd, "a", encoding="utf-8")
+
+    @property
+    def active(self) -> bool:
+        """False once the file was refused, failed or closed: nothing written reaches a helper."""
+        return self._fh is not None
 
     def write(self, *lines: str) -> None:
         if self._fh is None:
             return
-        self._fh.write("".join(f"{line}\n" for line in lines))
-        self._fh.flush()
+        try:
+            self._fh.write("".join(f"{line}\n" for line in lines))
+            self._fh.flush()
+        except OSError as exc:
+            log.warning("progress window updates are off: cannot write %s (%s)", self.path, exc.strerror)
+            self.close()
 
     def close(self) -> None:
         if self._fh is not None:
             fh, self._fh = self._fh, None
-            fh.close()
+            try:
+                fh.close()
+            except OSError as exc:
+                log.warning("command file %s: %s", self.path, exc.strerror)

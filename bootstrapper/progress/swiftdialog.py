@@ -93,6 +93,11 @@ class SwiftDialogSink:
         self._shown: dict[tuple[str, str], int] = {}
         self._total = 0
 
+    @property
+    def active(self) -> bool:
+        """False when the command file was refused: a window opened now could never be updated or closed."""
+        return self._file.active
+
     def launch_argv(self, *, binary: PurePosixPath | Path = DIALOG_BINARY) -> list[str]:
         """`launch_argv` with the items known so far (call it after the run started)."""
         return launch_argv(self.command_file, [i.title for i in self._items.values()], binary=binary)
