@@ -109,11 +109,12 @@ def test_plan_json_rehearses_another_mac(capsys: pytest.CaptureFixture[str]) -> 
     doc = json.loads(out)
     assert doc["facts"]["arch"] == "x86_64"
     assert [(s["id"], s["action"]) for s in doc["steps"]] == [
-        ("preflight[0]", "run"),
-        ("setupassistant[0]", "run"),
+        # The README's placeholder hashes ("sha256 hash"): the run would refuse these items.
+        ("preflight[0]", "refused"),
+        ("setupassistant[0]", "refused"),
         ("userland[0]", "skip"),
-        ("userland[1]", "run"),
-        ("userland[2]", "run"),
+        ("userland[1]", "refused"),
+        ("userland[2]", "refused"),
     ]
     assert doc["steps"][2]["reason"] == "skip_if: arch is x86_64"
 

@@ -35,6 +35,7 @@ def plan(
 
     from bootstrapper.engine.plan import plan as make_plan
     from bootstrapper.engine.source import read_manifest
+    from bootstrapper.fetch.redact import redact_url
 
     facts, simulated = host_facts(arch, os_version, model)
     loaded = read_manifest(manifest, allow_http=allow_http)
@@ -48,8 +49,12 @@ def plan(
                     "id": s.id,
                     "name": s.item.name,
                     "type": s.item.kind.value,
-                    "action": _action(s.skip),
-                    "reason": s.reason,
+                    "stage": s.item.stage.value,
+                    "action": action(s),
+                    "reason": reason(s),
+                    "url": None if s.item.url is None else redact_url(s.item.url),
+                    "file": None if s.item.file is None else str(s.item.file),
+                    "hash": s.item.hash,
                 }
                 for s in steps
             ],
@@ -101,24 +106,42 @@ def render_plan(loaded: Loaded, steps: list[Step], facts: Facts, note: str = "")
     table.add_column("type", no_wrap=True)
     table.add_column("action", no_wrap=True)
     table.add_column("why")
-    styles = {"run": "green", "skip": "dim", "decided on the Mac": "yellow"}
+    styles = {"run": "green", "skip": "dim", "decided on the Mac": "yellow", "refused": "bold red"}
     for n, s in enumerate(steps, 1):
-        action = _action(s.skip)
+        what = action(s)
         table.add_row(
             str(n),
             s.id,
             escape(s.item.name),
             s.item.kind.value + (" (background)" if s.item.donotwait else ""),
-            f"[{styles[action]}]{action}[/]",
-            escape(s.reason),
+            f"[{styles[what]}]{what}[/]",
+            escape(reason(s)),
         )
     console.print(table)
-    runs = sum(1 for s in steps if s.skip is False)
+    runs = sum(1 for s in steps if action(s) == "run")
+    refused = sum(1 for s in steps if action(s) == "refused")
     console.print(
-        f"{runs} of {len(steps)} steps run; then: {loaded.manifest.final_action.value}, "
-        f"on failure: {loaded.manifest.on_failure.value}"
+        f"{runs} of {len(steps)} steps run"
+        + (f", {refused} refused" if refused else "")
+        + f"; then: {loaded.manifest.final_action.value}, on failure: {loaded.manifest.on_failure.value}"
     )
 
 
-def _action(skip: bool | None) -> str:
-    return "decided on the Mac" if skip is None else ("skip" if skip else "run")
+def action(step: Step) -> str:
+    """What the Mac would do with a step: run, skip, refused, or decided on the Mac."""
+    if step.skip is True:
+        return "skip"
+    if _refusal(step) is not None:
+        return "refused"
+    return "decided on the Mac" if step.skip is None else "run"
+
+
+def reason(step: Step) -> str:
+    return _refusal(step) or step.reason if step.skip is not True else step.reason
+
+
+def _refusal(step: Step) -> str | None:
+    """Why the run would refuse the step outright; the rule the engine applies before any download."""
+    if step.item.kind.downloads and step.item.hash is None:
+        return "no sha256 hash in the manifest (missing or a placeholder): the run refuses unverified files"
+    return None

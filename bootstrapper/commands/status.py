@@ -31,33 +31,86 @@ def status(
         Path | None, typer.Option("--sandbox", help="Read the run of the simulated macOS under this folder.")
     ] = None,
 ) -> None:
-    """Show where the bootstrap run is, from its state file. Exit 2 when there is none."""
+    """Show where the bootstrap run is, or how it ended. Exit 2 when no run has started here."""
     show_status(Paths(root=sandbox or Path("/")), as_json=as_json)
 
 
 def show_status(paths: Paths, *, as_json: bool = False, out: TextIO | None = None) -> None:
-    """Print the run's state as a table, or as JSON with `as_json` (the state document plus counts)."""
-    from bootstrapper.engine.state import read_state
+    """The run's state as a table (or JSON); after self-removal, the completion record it left."""
+    from bootstrapper.engine.state import lock_holder, read_state
 
     path = paths.state_file
+    stream = out or sys.stdout
     try:
         state = read_state(path)
     except FileNotFoundError:
-        raise NoStateError(
-            f"no state file at {path}: no run has started here "
-            f"(a finished run removes itself; its record is {paths.result_file})"
-        ) from None
+        record = _completion_record(paths)
+        if as_json:
+            stream.write(
+                json.dumps({"from": "completion record", **record}, indent=2, ensure_ascii=False) + "\n"
+            )
+        else:
+            from rich.console import Console
+
+            render_record(record, Console(file=stream, highlight=False))
+        return
     except OSError as exc:
         raise StateError(f"cannot read the state file {path}: {exc.strerror}") from None
     except StateError as exc:
         raise StateError(f"the state file {path} is unreadable: {exc}") from None
-    stream = out or sys.stdout
+    daemon = lock_holder(paths.lock_file)
     if as_json:
-        stream.write(json.dumps(status_document(state), indent=2, ensure_ascii=False) + "\n")
+        doc = {**status_document(state), "daemon_pid": daemon, "interrupted": _interrupted(state, daemon)}
+        stream.write(json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     else:
         from rich.console import Console
 
-        render(state, Console(file=stream, highlight=False))
+        render(state, Console(file=stream, highlight=False), daemon=daemon)
+
+
+def _interrupted(state: RunState, daemon: int | None) -> bool:
+    """A run that started, has no result, and whose daemon is gone: it resumes at the daemon's next start."""
+    return state.result is None and state.run_attempt > 0 and daemon is None
+
+
+def _completion_record(paths: Paths) -> dict[str, Any]:
+    try:
+        data = paths.result_file.read_bytes()
+    except FileNotFoundError:
+        raise NoStateError(
+            f"no state file at {paths.state_file} and no completion record at {paths.result_file}: "
+            "no run has started here"
+        ) from None
+    except OSError as exc:
+        raise StateError(f"cannot read the completion record {paths.result_file}: {exc.strerror}") from None
+    try:
+        record = json.loads(data)
+    except ValueError:
+        record = None
+    if not isinstance(record, dict):
+        raise StateError(
+            f"the completion record {paths.result_file} is not a JSON object; look at it by hand"
+        )
+    return record
+
+
+def render_record(record: dict[str, Any], console: Console) -> None:
+    """A finished run, from the completion record that outlives self-removal."""
+    from bootstrapper.progress.text import escape_markup
+
+    def field(key: str) -> str:
+        value = record.get(key)
+        return escape_markup("-" if value is None else str(value), 300)
+
+    failed = record.get("failed_steps") or []
+    console.print(f"[bold]finished[/] {field('result')}  [bold]at[/] {field('finished')}")
+    console.print(f"[bold]manifest[/] {field('manifest')}")
+    console.print(f"[bold]started[/] {field('started')}  [bold]took[/] {field('duration_seconds')} s")
+    if record.get("retrying"):
+        console.print("the run failed and will be tried again at the daemon's next start")
+    for name in failed if isinstance(failed, list) else []:
+        console.print(f"[bold red]failed[/] {escape_markup(str(name), 200)}")
+    console.print("(from the completion record; the run removed its state when it ended)")
 
 
 def status_document(state: RunState) -> dict[str, Any]:
@@ -67,13 +120,21 @@ def status_document(state: RunState) -> dict[str, Any]:
     return {**state.to_json(), "counts": counts}
 
 
-def render(state: RunState, console: Console) -> None:
+def render(state: RunState, console: Console, *, daemon: int | None = None) -> None:
     from rich.table import Table
     from rich.text import Text
 
     from bootstrapper.progress.text import escape_markup, one_line
 
-    result = state.result or ("in progress" if state.run_attempt else "not started")
+    result: str
+    if state.result:
+        result = state.result
+    elif not state.run_attempt:
+        result = "not started"
+    elif daemon is None:
+        result = "interrupted (the daemon is not running; the run resumes when it starts again)"
+    else:
+        result = f"in progress (daemon pid {daemon})"
     console.print(
         f"[bold]run[/] {escape_markup(state.run_id or '-')}  [bold]attempt[/] {state.run_attempt}  "
         f"[bold]phase[/] {escape_markup(state.phase or '-')}  [bold]result[/] {escape_markup(result)}"

@@ -361,6 +361,31 @@ class DaemonLock:
         self.release()
 
 
+def lock_holder(path: Path) -> int | None:
+    """The pid of the daemon that holds the lock at `path` and is alive, or None; read-only.
+
+    Only the pid written by `acquire` is read (a test-lock would make a daemon starting at that very
+    moment fail), and it counts only while that process exists.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:
+        return None
+    try:
+        pid = _read_pid(fd)
+    finally:
+        os.close(fd)
+    if pid is None:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
+
+
 def _read_pid(fd: int) -> int | None:
     try:
         text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()

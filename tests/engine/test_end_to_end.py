@@ -33,6 +33,12 @@ def _daemon(url: str, root: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
+def _status(root: Path) -> subprocess.CompletedProcess[str]:
+    argv = [sys.executable, "-m", "bootstrapper", "status", "--sandbox", str(root)]
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run(argv, check=False, capture_output=True, text=True, timeout=30, env=env)
+
+
 def _finished(paths: Paths) -> int:
     log = paths.log_dir / "events.jsonl"
     if not log.exists():
@@ -91,6 +97,8 @@ def test_sigkill_at_every_step_boundary_then_restart_repeats_nothing(site: Site,
     record = json.loads(paths.result_file.read_text())
     assert record["result"] == "success"
     assert not paths.install_dir.exists()
+    status = _status(paths.root)
+    assert status.returncode == 0 and "finished success" in status.stdout
 
 
 def test_a_second_daemon_is_stopped_by_the_lock(site: Site, tmp_path: Path) -> None:
@@ -146,6 +154,8 @@ def test_ctrl_c_exits_130_and_leaves_consistent_state(site: Site, tmp_path: Path
     assert [s["status"] for s in state["steps"]] == ["running"]
     assert list(paths.staging_dir.iterdir()) == []
     assert not list(paths.install_dir.glob(".*.tmp"))
+    status = _status(paths.root)
+    assert status.returncode == 0 and "interrupted" in status.stdout
 
 
 def test_sigkill_mid_download_then_restart_resumes_the_part_file(tmp_path: Path) -> None:

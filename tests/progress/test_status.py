@@ -57,3 +57,70 @@ def test_status_of_a_corrupt_state_file_is_reported_and_left_alone(
     assert main(["status", "--sandbox", str(tmp_path)]) == 1
     assert "is unreadable: the file is not valid JSON" in capsys.readouterr().err
     assert state_file.read_text() == '{"version": 1, "ste'
+
+
+def _record(root: Path, result: str = "partial", failed: list[str] | None = None) -> None:
+    paths = Paths(root=root)
+    paths.result_file.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "version": 1,
+        "manifest": "https://example.com/m.yaml",
+        "result": result,
+        "retrying": False,
+        "failed_steps": failed or ["Dock setup"],
+        "started": "2026-12-01T10:00:00+00:00",
+        "finished": "2026-12-01T10:05:00+00:00",
+        "duration_seconds": 300.0,
+        "steps": [],
+    }
+    paths.result_file.write_text(json.dumps(doc))
+
+
+def test_status_after_self_removal_shows_the_completion_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _record(tmp_path)
+    assert main(["status", "--sandbox", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "finished partial" in out and "Dock setup" in out and "2026-12-01T10:05:00" in out
+    assert main(["status", "--json", "--sandbox", str(tmp_path)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["from"] == "completion record" and doc["result"] == "partial"
+    assert doc["failed_steps"] == ["Dock setup"]
+
+
+def test_status_of_a_run_whose_daemon_is_gone_says_interrupted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _make_run(tmp_path)
+    assert main(["status", "--sandbox", str(tmp_path)]) == 0
+    assert "interrupted" in capsys.readouterr().out
+    assert main(["status", "--json", "--sandbox", str(tmp_path)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["interrupted"] is True and doc["daemon_pid"] is None
+
+
+def test_status_of_a_run_whose_daemon_holds_the_lock_says_in_progress(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bootstrapper.engine.state import DaemonLock
+
+    _make_run(tmp_path)
+    with DaemonLock(Paths(root=tmp_path).lock_file):
+        assert main(["status", "--sandbox", str(tmp_path)]) == 0
+        out = capsys.readouterr().out
+        assert main(["status", "--json", "--sandbox", str(tmp_path)]) == 0
+        doc = json.loads(capsys.readouterr().out)
+    assert "in progress" in out and "interrupted" not in out
+    assert doc["interrupted"] is False and isinstance(doc["daemon_pid"], int)
+
+
+def test_status_of_an_unreadable_completion_record_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    paths = Paths(root=tmp_path)
+    paths.result_file.parent.mkdir(parents=True, exist_ok=True)
+    paths.result_file.write_text("[1, 2")
+    assert main(["status", "--sandbox", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not a JSON object" in err
