@@ -37,6 +37,7 @@ from bootstrapper.fetch.http import RateGuard, backoff, check_status, make_clien
 from bootstrapper.fetch.model import Download, FetchOptions
 from bootstrapper.fetch.redact import Redactor, redact_url
 from bootstrapper.fetch.staging import Part, Sink, Writer
+from bootstrapper.hashing import feed_file, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +173,7 @@ class Downloader:
         if not stat.S_ISREG(st.st_mode) or (item.size is not None and st.st_size != item.size):
             return False
         try:
-            digest = (await asyncio.to_thread(staging.hash_file, item.dest)).hexdigest()
+            digest = await asyncio.to_thread(sha256_file, item.dest)
         except OSError:
             return False
         if digest != item.sha256:
@@ -211,7 +212,7 @@ class _Attempt:
         offset, validator = self._resumable()
         hasher = hashlib.sha256()
         if offset:
-            hasher = await asyncio.to_thread(staging.hash_file, self.part.path, hasher, offset)
+            hasher = await asyncio.to_thread(feed_file, self.part.path, hasher, offset)
         if offset and offset == self.item.size:
             return await self._verify_complete(hasher, offset)
         for _ in range(2):

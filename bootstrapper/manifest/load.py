@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from bootstrapper.errors import ManifestError, UsageError
+from bootstrapper.hashing import is_sha256
 from bootstrapper.manifest import fields as F
 from bootstrapper.manifest.model import (
     AllOf,
@@ -45,7 +46,6 @@ from bootstrapper.paths import INSTALL_DIR
 SUPPORTED_FORMAT = 1
 #: How long a `wait` item waits when it names no timeout.
 DEFAULT_WAIT_TIMEOUT = 900.0
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 _OS_VERSION = re.compile(r"\s*(>=|<=|==|!=|>|<)\s*(\d+(?:\.\d+)*)\s*")
 _MAX_NAME_BYTES = 255
 _MAX_PATH_BYTES = 1024
@@ -478,7 +478,7 @@ def _sha256_problem(value: Any) -> str | None:
     text = text.removeprefix("sha256:")
     if not text:
         return "empty; expected 64 hex digits (sha256)"
-    if _HEX64.fullmatch(text):
+    if is_sha256(text):
         return None
     if re.fullmatch(r"[0-9a-f]*", text):
         return f"expected 64 hex digits, got {len(text)}"
