@@ -126,7 +126,7 @@ def _command_file(paths: Paths, mac_path: PurePosixPath) -> Path:
     return path
 
 
-def _sinks(paths: Paths, config: Config, interactive: bool, source: str) -> list[Sink]:
+def _sinks(paths: Paths, config: Config, interactive: bool, source: str, options: FetchOptions) -> list[Sink]:
     from bootstrapper.progress.humanlog import HumanLogSink
     from bootstrapper.progress.jsonlog import JsonLogSink
 
@@ -149,9 +149,7 @@ def _sinks(paths: Paths, config: Config, interactive: bool, source: str) -> list
     if config.webhook_url:
         from bootstrapper.progress.webhook import WebhookSink
 
-        sinks.append(
-            WebhookSink(config.webhook_url, allow_http=config.allow_http, context={"manifest": source})
-        )
+        sinks.append(WebhookSink(config.webhook_url, options, context={"manifest": source}))
     return sinks
 
 
@@ -165,7 +163,7 @@ async def run_daemon(request: RunRequest, config: Config, paths: Paths, platform
         loaded = await read_manifest(request.manifest, config, options)
         manifest = loaded.manifest
         state = StateStore.load(paths.state_file)
-        bus = EventBus(_sinks(paths, config, request.interactive, manifest.source))
+        bus = EventBus(_sinks(paths, config, request.interactive, manifest.source, options))
         for warning in loaded.warnings:
             bus.emit(Message("warning", str(warning)))
         owner = os.getuid()

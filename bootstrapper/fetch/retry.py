@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from bootstrapper.errors import FetchError, RetryableStatusError
+from bootstrapper.fetch.model import FetchOptions
 
 T = TypeVar("T")
 
@@ -33,6 +34,18 @@ class RetryPolicy:
     attempts: int | None = None
     #: Seconds from the first attempt after which no new attempt starts; None: no deadline.
     deadline: float | None = None
+
+    @classmethod
+    def of(
+        cls,
+        options: FetchOptions,
+        first_wait: float,
+        *,
+        attempts: int | None = None,
+        deadline: float | None = None,
+    ) -> RetryPolicy:
+        """The caps from the settings, the start and the limit from the caller."""
+        return cls(first_wait, options.backoff_cap, options.retry_after_cap, attempts, deadline)
 
 
 def backoff(attempt: int, policy: RetryPolicy, error: BaseException | None, rng: random.Random) -> float:
