@@ -15,11 +15,16 @@ MASK = "***"
 
 
 def redact_url(url: str) -> str:
-    """The URL as it may be shown: no userinfo, query keys kept and their values masked."""
+    """The URL as it may be shown: no userinfo, query keys kept and their values masked.
+
+    A plain path (a local manifest) is returned as it is: a `#` or `?` in a file name is no secret.
+    """
     try:
         parts = urlsplit(url)
     except ValueError:
         return MASK
+    if not parts.scheme and not parts.netloc:
+        return url
     netloc = parts.netloc.rpartition("@")[2]
     query = "&".join(f"{k}={MASK}" for k, _ in parse_qsl(parts.query, keep_blank_values=True))
     if parts.query and not query:

@@ -42,6 +42,7 @@ from bootstrapper.manifest.model import (
 )
 from bootstrapper.manifest.source import Node, SourceError, parse
 from bootstrapper.paths import INSTALL_DIR
+from bootstrapper.text import one_line
 
 SUPPORTED_FORMAT = 1
 #: How long a `wait` item waits when it names no timeout.
@@ -259,7 +260,7 @@ def _item(node: Node, stage: Stage, index: int, ctx: _Context) -> Item | None:
     name_node = values.get("name")
     if name_node is not None and isinstance(name_node.value, str) and name_node.value.strip():
         name = name_node.value
-        crumb = f'{crumb} "{_printable(name)}"'
+        crumb = f'{crumb} "{one_line(name, None)}"'
     else:
         name = ""
         if name_node is None:
@@ -754,12 +755,8 @@ def _choices(values: list[str]) -> str:
 
 def _show(value: Any) -> str:
     text = value if isinstance(value, str) else repr(value)
-    text = _printable(text)
+    # repr escapes what `one_line` escapes, in the same spelling, and quotes the value
     return repr(text if len(text) <= 80 else text[:77] + "...")
-
-
-def _printable(text: str) -> str:
-    return "".join(c if unicodedata.category(c) != "Cc" else "?" for c in text)
 
 
 def _describe(node: Node) -> str:

@@ -17,7 +17,7 @@ from rich.text import Text
 from bootstrapper.engine.state import RunState, read_state
 from bootstrapper.errors import NoStateError, StateError
 from bootstrapper.paths import Paths
-from bootstrapper.progress.text import escape_markup, one_line
+from bootstrapper.text import one_line
 
 _STYLE = {"pending": "dim", "running": "cyan", "done": "green", "failed": "bold red", "skipped": "yellow"}
 
@@ -52,12 +52,13 @@ def status_document(state: RunState) -> dict[str, Any]:
 
 def render(state: RunState, console: Console) -> None:
     result = state.result or ("in progress" if state.run_attempt else "not started")
+    run, phase = one_line(state.run_id or "-", markup=True), one_line(state.phase or "-", markup=True)
     console.print(
-        f"[bold]run[/] {escape_markup(state.run_id or '-')}  [bold]attempt[/] {state.run_attempt}  "
-        f"[bold]phase[/] {escape_markup(state.phase or '-')}  [bold]result[/] {escape_markup(result)}"
+        f"[bold]run[/] {run}  [bold]attempt[/] {state.run_attempt}  "
+        f"[bold]phase[/] {phase}  [bold]result[/] {one_line(result, markup=True)}"
     )
-    console.print(f"[bold]manifest[/] {escape_markup(state.source or '-', 300)}")
-    console.print(f"[bold]updated[/] {escape_markup(state.updated_at)}")
+    console.print(f"[bold]manifest[/] {one_line(state.source or '-', 300, markup=True)}")
+    console.print(f"[bold]updated[/] {one_line(state.updated_at, markup=True)}")
     table = Table(title_justify="left")
     for column in ("#", "Step", "Status", "Attempts", "Exit", "Time", "Reason"):
         table.add_column(column, overflow="fold")

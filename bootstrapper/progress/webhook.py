@@ -21,7 +21,7 @@ from bootstrapper.errors import FetchError
 from bootstrapper.fetch.model import FetchOptions
 from bootstrapper.fetch.redact import Redactor, redact_url, secrets_of
 from bootstrapper.fetch.webhook import Sleep, check_webhook_url, post_json
-from bootstrapper.progress.text import one_line, shown_source
+from bootstrapper.text import one_line
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ class WebhookSink:
                 for step in event.steps:
                     self._names[step.step_id] = (step.name, step.kind, step.phase)
                 body: dict[str, Any] = {
-                    "source": shown_source(event.source),
+                    "source": redact_url(event.source),
                     "item_count": event.item_count,
                     "attempt": event.attempt,
                 }
