@@ -212,7 +212,7 @@ def verify_script(path: str, sha256: str, trusted_uids: frozenset[int]) -> None:
     content is not what the daemon verified: the daemon's own check, run again on this side."""
     problem = untrusted_reason(path, trusted_uids, sha256)
     if problem is not None:
-        raise ScriptRefusedError(f"{problem}; refusing to run it")
+        raise ScriptRefusedError(f"refused: {problem}")
 
 
 def run_agent(sandbox: Path | None = None) -> None:

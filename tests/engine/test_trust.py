@@ -92,14 +92,18 @@ AGENT_TRUSTED = frozenset({0, os.getuid()})
 
 def test_the_agent_refuses_a_group_writable_script(safe_dir: Path) -> None:
     path, digest = script(safe_dir, mode=0o775)
-    with pytest.raises(ScriptRefusedError, match=r"can be changed by other users \(mode 775\); refusing"):
+    with pytest.raises(
+        ScriptRefusedError, match=r"^refused: .*: can be changed by other users \(mode 775\)$"
+    ):
         verify_script(str(path), digest, AGENT_TRUSTED)
 
 
 def test_the_agent_refuses_a_script_in_a_folder_others_can_write(safe_dir: Path) -> None:
     path, digest = script(safe_dir)
     os.chmod(safe_dir, 0o777)
-    with pytest.raises(ScriptRefusedError, match=rf"^{safe_dir}: can be changed by other users \(mode 777\)"):
+    with pytest.raises(
+        ScriptRefusedError, match=rf"^refused: {safe_dir}: can be changed by other users \(mode 777\)$"
+    ):
         verify_script(str(path), digest, AGENT_TRUSTED)
 
 
@@ -115,7 +119,9 @@ def test_the_agent_refuses_a_symlinked_script(safe_dir: Path) -> None:
 def test_the_agent_refuses_a_script_owned_by_an_untrusted_uid(safe_dir: Path) -> None:
     path, digest = script(safe_dir)
     os.chown(path, 65534, 65534)
-    with pytest.raises(ScriptRefusedError, match=rf"^{path}: is owned by uid 65534, not root or uid 501;"):
+    with pytest.raises(
+        ScriptRefusedError, match=rf"^refused: {path}: is owned by uid 65534, not root or uid 501$"
+    ):
         verify_script(str(path), digest, frozenset({501}))
 
 

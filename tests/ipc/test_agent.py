@@ -147,8 +147,7 @@ def test_changed_script_is_refused_by_its_hash(sandbox: Paths, tmp_path: Path) -
                 reply = await session.run_script("s", path, digest, timeout=5)
         assert not reply.ok and reply.exit_code is None and reply.output == ""
         assert reply.error == (
-            f"{path}: changed since it was verified (sha256 {sha256(path)}, expected {digest}); "
-            "refusing to run it"
+            f"refused: {path}: changed since it was verified (sha256 {sha256(path)}, expected {digest})"
         )
 
     run(body())
