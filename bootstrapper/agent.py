@@ -10,22 +10,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import hashlib
 import logging
 import os
 import pwd
 import signal
-import stat
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bootstrapper import process
-from bootstrapper.errors import CommandError, IPCError, ProtocolError, UsageError
+from bootstrapper.engine.trust import untrusted_reason
+from bootstrapper.errors import (
+    CommandError,
+    DaemonAbsentError,
+    ImpostorError,
+    IPCError,
+    ProtocolError,
+    ScriptRefusedError,
+    UsageError,
+)
 from bootstrapper.ipc import protocol
-from bootstrapper.ipc.client import Channel, DaemonAbsentError, ImpostorError, check_in
+from bootstrapper.ipc.client import Channel, check_in
 from bootstrapper.paths import Paths
 
 log = logging.getLogger("bootstrapper.agent")
@@ -71,10 +77,6 @@ class AgentConfig:
             trusted_uids=frozenset({0, uid, daemon_uid}),
             root=str(sandbox) if sandbox is not None else "/",
         )
-
-
-class ScriptRefusedError(IPCError):
-    """The script at the requested path is not the one the daemon verified, or is not safe to run."""
 
 
 class Agent:
@@ -207,33 +209,10 @@ class Agent:
 
 def verify_script(path: str, sha256: str, trusted_uids: frozenset[int]) -> None:
     """Refuse a script that anyone but root, the daemon or this user could have changed, or whose
-    content is not what the daemon verified. The checks and the hash use one descriptor."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        why = "it is a symlink" if exc.errno == errno.ELOOP else exc.strerror
-        raise ScriptRefusedError(f"cannot open {path}: {why}; refusing to run it") from exc
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise ScriptRefusedError(f"{path} is not a regular file; refusing to run it")
-        if st.st_mode & 0o022:
-            mode = f"{stat.S_IMODE(st.st_mode):o}"
-            raise ScriptRefusedError(
-                f"{path} is writable by group or others (mode {mode}); refusing to run it"
-            )
-        if st.st_uid not in trusted_uids:
-            raise ScriptRefusedError(
-                f"{path} is owned by uid {st.st_uid}, not by root or this user; refusing it"
-            )
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            actual = hashlib.file_digest(fh, "sha256").hexdigest()
-    except OSError as exc:
-        raise ScriptRefusedError(f"cannot read {path}: {exc.strerror or exc}; refusing to run it") from exc
-    finally:
-        os.close(fd)
-    if actual != sha256:
-        raise ScriptRefusedError(f"{path} has sha256 {actual}, expected {sha256}; refusing to run it")
+    content is not what the daemon verified: the daemon's own check, run again on this side."""
+    problem = untrusted_reason(path, trusted_uids, sha256)
+    if problem is not None:
+        raise ScriptRefusedError(f"refused: {problem}")
 
 
 def run_agent(sandbox: Path | None = None) -> None:

@@ -81,9 +81,9 @@ def fetch_options(config: Config, manifest_url: str | None = None) -> FetchOptio
     )
 
 
-async def read_manifest(ref: str, config: Config) -> Loaded:
+async def read_manifest(ref: str, config: Config, options: FetchOptions | None = None) -> Loaded:
     """The manifest, with the daemon's settings: retried until `manifest_deadline` (networks come up late)."""
-    return await load_manifest(ref, fetch_options(config, ref), config.manifest_deadline)
+    return await load_manifest(ref, options or fetch_options(config, ref), config.manifest_deadline)
 
 
 class LiveProbe:
@@ -128,7 +128,7 @@ def _command_file(paths: Paths, mac_path: PurePosixPath) -> Path:
     return path
 
 
-def _sinks(paths: Paths, config: Config, interactive: bool, source: str) -> list[Sink]:
+def _sinks(paths: Paths, config: Config, interactive: bool, source: str, options: FetchOptions) -> list[Sink]:
     from bootstrapper.progress.humanlog import HumanLogSink
     from bootstrapper.progress.jsonlog import JsonLogSink
 
@@ -151,20 +151,21 @@ def _sinks(paths: Paths, config: Config, interactive: bool, source: str) -> list
     if config.webhook_url:
         from bootstrapper.progress.webhook import WebhookSink
 
-        sinks.append(
-            WebhookSink(config.webhook_url, allow_http=config.allow_http, context={"manifest": source})
-        )
+        sinks.append(WebhookSink(config.webhook_url, options, context={"manifest": source}))
     return sinks
 
 
 async def run_daemon(request: RunRequest, config: Config, paths: Paths, platform: Platform) -> int:
     """The whole job; returns the exit code (0 done or already set up, 1 failed)."""
     prepare_folders(paths)
+    # One set of options for the manifest and its items: the headers configured for the manifest's host
+    # also open the items stored beside it (a private bucket).
+    options = fetch_options(config, request.manifest)
     with DaemonLock(paths.lock_file):
-        loaded = await read_manifest(request.manifest, config)
+        loaded = await read_manifest(request.manifest, config, options)
         manifest = loaded.manifest
         state = StateStore.load(paths.state_file)
-        bus = EventBus(_sinks(paths, config, request.interactive, manifest.source))
+        bus = EventBus(_sinks(paths, config, request.interactive, manifest.source, options))
         for warning in loaded.warnings:
             bus.emit(Message("warning", str(warning)))
         owner = os.getuid()
@@ -189,7 +190,7 @@ async def run_daemon(request: RunRequest, config: Config, paths: Paths, platform
         try:
             async with server:
                 await probe.prepare(manifest)
-                report = await Scheduler(manifest, ctx, state, fetch_options(config), probe=probe).execute()
+                report = await Scheduler(manifest, ctx, state, options, probe=probe).execute()
                 await gate.shutdown_all()
         finally:
             await bus.aclose()

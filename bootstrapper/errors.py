@@ -8,7 +8,7 @@ that escapes is a bug, reported as "unexpected error" with the traceback in the 
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Any
+from typing import Any, ClassVar
 
 
 class ExitCode(IntEnum):
@@ -78,9 +78,14 @@ class CommandError(RunError):
 class FetchError(RunError):
     """A download failed. Subclasses say whether a retry can help."""
 
+    #: A later attempt may get past it: the one fact every retry loop asks (see fetch/retry.py).
+    retryable: ClassVar[bool] = False
+
 
 class TransferError(FetchError):
     """The transfer failed (connection, timeout, 429/5xx): worth retrying."""
+
+    retryable = True
 
 
 class IntegrityError(FetchError):
@@ -122,11 +127,31 @@ class AgentDisconnectedError(IPCError):
     """The agent's connection closed before it answered (killed, replaced, or it broke protocol)."""
 
 
+class NoUserError(IPCError):
+    """Nobody logged in within `user_wait_timeout`."""
+
+
+class DaemonAbsentError(IPCError):
+    """Nothing is listening yet (the daemon has not started, or is restarting): try again later."""
+
+
+class ImpostorError(IPCError):
+    """The socket's owner is not the expected daemon uid; nothing was sent to it."""
+
+
+class ScriptRefusedError(IPCError):
+    """The script at the requested path is not the one the daemon verified, or is not safe to run."""
+
+
 # --- download failures in detail: raised by bootstrapper/fetch (owned by the fetch package) ----------
 
 
 class HashMismatchError(IntegrityError):
-    """The bytes hash to something else (a captive portal's page, a changed file, a wrong manifest)."""
+    """The bytes hash to something else (a captive portal's page, a changed file, a wrong manifest).
+
+    Retryable: a captive portal's page is fetched again from zero, never kept."""
+
+    retryable = True
 
     def __init__(self, message: str, expected: str, actual: str) -> None:
         super().__init__(message)
@@ -140,6 +165,9 @@ class SizeLimitError(IntegrityError):
 
 class RetryableStatusError(TransferError):
     """408/425/429/5xx: the server may recover; carries its Retry-After in seconds, if any."""
+
+    #: The statuses a later attempt may get past; every other 4xx is final.
+    STATUSES: ClassVar[frozenset[int]] = frozenset({408, 425, 429}) | frozenset(range(500, 600))
 
     def __init__(self, message: str, status: int, retry_after: float | None = None) -> None:
         super().__init__(message)

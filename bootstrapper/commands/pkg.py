@@ -7,7 +7,7 @@ a terminal (a name with an ANSI escape must not repaint the screen).
 from __future__ import annotations
 
 import dataclasses
-import re
+import functools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -15,18 +15,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from bootstrapper.commands._options import AsJson
+from bootstrapper.text import one_line
 
 if TYPE_CHECKING:
     from bootstrapper.flatpkg.package import PackageFacts
 
 app = typer.Typer(help="Read macOS flat packages (.pkg): facts, signatures, payload files.")
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def safe(text: object) -> str:
-    """`text` with control characters shown as `\\xNN`."""
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+#: Untrusted text as shown: the one rule of `bootstrapper.text`, never cut.
+safe = functools.partial(one_line, limit=None)
 
 
 def facts_json(facts: PackageFacts) -> dict[str, Any]:

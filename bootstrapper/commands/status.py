@@ -96,11 +96,11 @@ def _completion_record(paths: Paths) -> dict[str, Any]:
 
 def render_record(record: dict[str, Any], console: Console) -> None:
     """A finished run, from the completion record that outlives self-removal."""
-    from bootstrapper.progress.text import escape_markup
+    from bootstrapper.text import one_line
 
     def field(key: str) -> str:
         value = record.get(key)
-        return escape_markup("-" if value is None else str(value), 300)
+        return one_line("-" if value is None else str(value), 300, markup=True)
 
     failed = record.get("failed_steps") or []
     console.print(f"[bold]finished[/] {field('result')}  [bold]at[/] {field('finished')}")
@@ -109,7 +109,7 @@ def render_record(record: dict[str, Any], console: Console) -> None:
     if record.get("retrying"):
         console.print("the run failed and will be tried again at the daemon's next start")
     for name in failed if isinstance(failed, list) else []:
-        console.print(f"[bold red]failed[/] {escape_markup(str(name), 200)}")
+        console.print(f"[bold red]failed[/] {one_line(str(name), 200, markup=True)}")
     console.print("(from the completion record; the run removed its state when it ended)")
 
 
@@ -124,7 +124,7 @@ def render(state: RunState, console: Console, *, daemon: int | None = None) -> N
     from rich.table import Table
     from rich.text import Text
 
-    from bootstrapper.progress.text import escape_markup, one_line
+    from bootstrapper.text import one_line
 
     result: str
     if state.result:
@@ -135,12 +135,13 @@ def render(state: RunState, console: Console, *, daemon: int | None = None) -> N
         result = "interrupted (the daemon is not running; the run resumes when it starts again)"
     else:
         result = f"in progress (daemon pid {daemon})"
+    run, phase = one_line(state.run_id or "-", markup=True), one_line(state.phase or "-", markup=True)
     console.print(
-        f"[bold]run[/] {escape_markup(state.run_id or '-')}  [bold]attempt[/] {state.run_attempt}  "
-        f"[bold]phase[/] {escape_markup(state.phase or '-')}  [bold]result[/] {escape_markup(result)}"
+        f"[bold]run[/] {run}  [bold]attempt[/] {state.run_attempt}  "
+        f"[bold]phase[/] {phase}  [bold]result[/] {one_line(result, markup=True)}"
     )
-    console.print(f"[bold]manifest[/] {escape_markup(state.source or '-', 300)}")
-    console.print(f"[bold]updated[/] {escape_markup(state.updated_at)}")
+    console.print(f"[bold]manifest[/] {one_line(state.source or '-', 300, markup=True)}")
+    console.print(f"[bold]updated[/] {one_line(state.updated_at, markup=True)}")
     table = Table(title_justify="left")
     for column in ("#", "Step", "Status", "Attempts", "Exit", "Time", "Reason"):
         table.add_column(column, overflow="fold")

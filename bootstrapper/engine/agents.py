@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from bootstrapper.engine.events import EventBus, Message
-from bootstrapper.errors import IPCError
+from bootstrapper.errors import IPCError, NoUserError
 from bootstrapper.ipc.server import AgentServer, Session, ensure_agent
 
 if TYPE_CHECKING:
@@ -21,10 +21,6 @@ if TYPE_CHECKING:
 
 #: Seconds between looks at the console while waiting for a login.
 LOGIN_POLL = 2.0
-
-
-class NoUserError(IPCError):
-    """Nobody logged in within `user_wait_timeout`."""
 
 
 class AgentGate:

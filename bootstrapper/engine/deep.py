@@ -9,7 +9,6 @@ is printed, ready to paste into the manifest.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -24,6 +23,7 @@ from bootstrapper.errors import (
     UnsafeURLError,
 )
 from bootstrapper.fetch import Download, Downloader, FetchEvent, FetchOptions
+from bootstrapper.hashing import sha256_file
 from bootstrapper.manifest.model import Item, Kind, Manifest
 
 #: Attempts per item when validating: enough to ride out a glitch, not to hide a flaky server.
@@ -99,16 +99,11 @@ def _record_failure(check: ItemCheck, error: FetchError) -> None:
 def _check_local(check: ItemCheck, path: Path) -> None:
     """A file:// item of a local manifest: hash it where it is."""
     try:
-        h = hashlib.sha256()
-        size = 0
-        with path.open("rb") as fh:
-            while block := fh.read(1024 * 1024):
-                h.update(block)
-                size += len(block)
+        check.size, check.sha256 = path.stat().st_size, sha256_file(path, follow_symlinks=True)
     except OSError as exc:
         check.mismatches.append(f"{path}: {exc.strerror or exc}")
         return
-    check.size, check.sha256 = size, h.hexdigest()
+    size = check.size
     if check.item.size is not None and size != check.item.size:
         check.mismatches.append(f"size is {size}, the manifest says {check.item.size}")
     if check.sha256 != check.item.hash:

@@ -1,6 +1,6 @@
 """The downloader: stream, hash, cap, resume, retry and place many items, a bounded number at once.
 
-One `httpx.AsyncClient` per downloader. Each attempt is one `_Attempt`; tenacity repeats attempts
+One `httpx.AsyncClient` per downloader. Each attempt is one `_Attempt`; `fetch.retry` repeats attempts
 for failures a later attempt can get past (transfer errors, 408/425/429/5xx, and a hash mismatch,
 which restarts from zero), waiting with capped exponential backoff and honouring Retry-After.
 """
@@ -8,11 +8,11 @@ which restarts from zero), waiting with capped exponential backoff and honouring
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
 import random
-import ssl
 import stat
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -20,7 +20,6 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 
 from bootstrapper.errors import (
     DiskFullError,
@@ -33,10 +32,12 @@ from bootstrapper.errors import (
 from bootstrapper.fetch import staging
 from bootstrapper.fetch.events import Failed as FailedEvent
 from bootstrapper.fetch.events import FetchEvent, Finished, Progress, Retrying, Started
-from bootstrapper.fetch.http import RateGuard, backoff, check_status, make_client, send_following, translate
+from bootstrapper.fetch.http import RateGuard, check_status, make_client, read_capped, send_following
 from bootstrapper.fetch.model import Download, FetchOptions
 from bootstrapper.fetch.redact import Redactor, redact_url
+from bootstrapper.fetch.retry import RetryPolicy, with_retries
 from bootstrapper.fetch.staging import Part, Sink, Writer
+from bootstrapper.hashing import feed_file, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -47,11 +48,6 @@ PROGRESS_EVERY = 0.25
 
 def _ignore(_event: FetchEvent) -> None:
     return None
-
-
-def retryable(exc: BaseException) -> bool:
-    """Transfer failures, and a hash mismatch (a captive portal's page is fetched again, never kept)."""
-    return isinstance(exc, TransferError | HashMismatchError)
 
 
 class Downloader:
@@ -134,34 +130,23 @@ class Downloader:
             return item.dest
         self._check_space(item, part, shown)
         self._emit(Started(item.key, item.size))
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(1 + item.retries),
-            wait=lambda state: self._wait(item, state),
-            retry=retry_if_exception(retryable),
-            before_sleep=lambda state: self._retrying(item, state),
+
+        def retrying(attempt: int, error: FetchError, wait: float) -> None:
+            log.info("%s: attempt %d failed (%s); next in %.1fs", item.key, attempt, error, wait)
+            self._emit(Retrying(item.key, attempt, str(error), wait))
+
+        size = await with_retries(
+            lambda: _Attempt(self, client, item, part, redact).run(),
+            RetryPolicy.of(self._options, item.retrywait, attempts=1 + item.retries),
             sleep=self._sleep,
-            reraise=True,
+            rng=self._rng,
+            on_retry=retrying,
         )
-        size = 0
-        async for attempt in retrying:
-            with attempt:
-                size = await _Attempt(self, client, item, part, redact).run()
         staging.place(part.path, item.dest, shown)
         part.discard()
         log.info("%s: placed %s (%d bytes)", item.key, item.dest, size)
         self._emit(Finished(item.key, item.dest, size))
         return item.dest
-
-    def _wait(self, item: Download, state: RetryCallState) -> float:
-        error = state.outcome.exception() if state.outcome is not None else None
-        return backoff(state.attempt_number, item.retrywait, self._options, error, self._rng)
-
-    def _retrying(self, item: Download, state: RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome is not None else None
-        wait = state.next_action.sleep if state.next_action is not None else 0.0
-        reason = str(error) if error is not None else "unknown"
-        log.info("%s: attempt %d failed (%s); next in %.1fs", item.key, state.attempt_number, reason, wait)
-        self._emit(Retrying(item.key, state.attempt_number, reason, wait))
 
     async def _in_place(self, item: Download) -> bool:
         """The destination already holds the right bytes (a regular file, not a link): keep it."""
@@ -172,7 +157,7 @@ class Downloader:
         if not stat.S_ISREG(st.st_mode) or (item.size is not None and st.st_size != item.size):
             return False
         try:
-            digest = (await asyncio.to_thread(staging.hash_file, item.dest)).hexdigest()
+            digest = await asyncio.to_thread(sha256_file, item.dest)
         except OSError:
             return False
         if digest != item.sha256:
@@ -211,7 +196,7 @@ class _Attempt:
         offset, validator = self._resumable()
         hasher = hashlib.sha256()
         if offset:
-            hasher = await asyncio.to_thread(staging.hash_file, self.part.path, hasher, offset)
+            hasher = await asyncio.to_thread(feed_file, self.part.path, hasher, offset)
         if offset and offset == self.item.size:
             return await self._verify_complete(hasher, offset)
         for _ in range(2):
@@ -298,38 +283,27 @@ class _Attempt:
     async def _stream(
         self, response: httpx.Response, offset: int, hasher: hashlib._Hash, guard: RateGuard
     ) -> int:
-        declared = _int(response.headers.get("content-length"))
-        if declared is not None and offset + declared > self.limit:
-            self.part.discard()
-            raise self._too_large()
         fd = self.part.open(append=offset > 0)
         sink = Sink(fd, hasher, self.owner._write)
         received = 0
         total = self.item.size
         emit = self.owner._emit
         last = time.monotonic()
+        body = read_capped(response, self.limit, guard, self.redact, self._too_large, offset=offset)
         try:
             try:
-                async for chunk in response.aiter_raw():
-                    received += len(chunk)
-                    if offset + received > self.limit:
-                        raise self._too_large()
-                    await sink.feed(chunk)
-                    guard.add(len(chunk))
-                    now = time.monotonic()
-                    if now - last >= PROGRESS_EVERY:
-                        last = now
-                        emit(Progress(self.item.key, offset + received, total))
-                if declared is not None and received < declared:
-                    raise TransferError(
-                        f"{self.shown}: body ended after {received} of {declared} bytes; will resume"
-                    )
+                async with contextlib.aclosing(body):
+                    async for chunk in body:
+                        received += len(chunk)
+                        await sink.feed(chunk)
+                        now = time.monotonic()
+                        if now - last >= PROGRESS_EVERY:
+                            last = now
+                            emit(Progress(self.item.key, offset + received, total))
                 digest = await sink.finish(self.item.mode)
             finally:
                 sink.close()
-        except (httpx.HTTPError, ssl.SSLError, ConnectionError) as exc:
-            raise translate(exc, self.item.url, self.redact) from exc
-        except OSError as exc:  # the part file's own I/O: the network's are handled above
+        except OSError as exc:  # the part file's own I/O: the network's arrive as FetchErrors
             self.part.discard()
             if staging.is_disk_full(exc):
                 raise DiskFullError(
@@ -369,10 +343,6 @@ class _Attempt:
 
 class _StartOver(Exception):
     """The server will not continue our part (416, a 206 at the wrong offset): restart from zero."""
-
-
-def _int(value: str | None) -> int | None:
-    return int(value) if value is not None and value.strip().isdigit() else None
 
 
 def _human(n: int) -> str:

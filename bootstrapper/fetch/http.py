@@ -1,8 +1,11 @@
-"""The HTTP side: one client per downloader, redirects followed by hand, and failures turned into our errors.
+"""The HTTP side of downloads, the manifest and the webhook: one client factory, one status check,
+one capped body read, and failures turned into our errors.
 
-Redirects are followed here rather than by httpx so that every hop is checked (https only, no loops, at
-most `MAX_REDIRECTS`) and headers are chosen per hop: an item's headers go to the item's own origin
-only, and each host gets only the auth headers configured for it.
+Every client comes from `make_client`, so the CA bundle, the client certificate, the proxy and the
+environment policy are the same for every request we make. Redirects are followed here rather than by
+httpx so that every hop is checked (https only, no loops, at most `MAX_REDIRECTS`) and headers are
+chosen per hop: an item's headers go to the item's own origin only, and each host gets only the auth
+headers configured for it.
 """
 
 from __future__ import annotations
@@ -10,10 +13,9 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
-import random
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from http import HTTPStatus
 from types import TracebackType
 
@@ -37,13 +39,11 @@ from bootstrapper.fetch.redact import Redactor, redact_url
 
 MAX_REDIRECTS = 10
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
-#: Statuses a later attempt may get past; every other 4xx is final.
-RETRYABLE = frozenset({408, 425, 429}) | frozenset(range(500, 600))
 
 _HINTS = {
     401: "check the auth headers configured for this host",
     403: "check the auth headers configured for this host and that the file is shared",
-    404: "check the item's url",
+    404: "check the URL",
     410: "the file was removed; update the manifest",
 }
 
@@ -78,19 +78,22 @@ _larger_reads()
 
 
 def make_client(
-    options: FetchOptions, transport: httpx.AsyncBaseTransport | None = None
+    options: FetchOptions,
+    transport: httpx.AsyncBaseTransport | None = None,
+    *,
+    timeout: float | None = None,
 ) -> httpx.AsyncClient:
-    """The one client: environment ignored (trust_env=False), TLS from settings, no automatic redirects."""
-    timeout = httpx.Timeout(
-        connect=options.connect_timeout,
-        read=options.read_timeout,
-        write=options.read_timeout,
-        pool=options.connect_timeout,
-    )
+    """The one client: environment ignored (trust_env=False), TLS from settings, no automatic redirects.
+
+    `timeout` caps every phase at once, for callers (the webhook) that must not wait a download's time.
+    """
+    connect = options.connect_timeout if timeout is None else min(timeout, options.connect_timeout)
+    read = options.read_timeout if timeout is None else min(timeout, options.read_timeout)
+    limits = httpx.Timeout(connect=connect, read=read, write=read, pool=connect)
     return httpx.AsyncClient(
         verify=ssl_context(options),
         proxy=options.proxy,
-        timeout=timeout,
+        timeout=limits,
         trust_env=False,
         follow_redirects=False,
         transport=transport,
@@ -191,10 +194,10 @@ async def send_following(
     )
 
 
-def check_status(response: httpx.Response) -> None:
-    """Raise for anything but 200/206, telling apart what a retry can fix."""
+def check_status(response: httpx.Response, *, ok: Callable[[int], bool] = lambda s: s in (200, 206)) -> None:
+    """Raise for a status `ok` refuses, as the error class that says whether a retry can help."""
     status = response.status_code
-    if status in (200, 206):
+    if ok(status):
         return
     shown = redact_url(str(response.request.url))
     # the standard phrase, not the server's: its text could carry control sequences
@@ -202,13 +205,17 @@ def check_status(response: httpx.Response) -> None:
         phrase = HTTPStatus(status).phrase
     except ValueError:
         phrase = "unknown status"
-    if status in RETRYABLE:
+    if status in RetryableStatusError.STATUSES:
         wait = retry_after(response.headers.get("retry-after"))
         raise RetryableStatusError(
             f"{shown}: HTTP {status} {phrase}; the server may recover, retrying", status, wait
         )
+    if status in REDIRECTS:  # only requests that must not move (the webhook's POST) get here
+        raise ClientStatusError(
+            f"{shown}: HTTP {status} {phrase}; redirects are not followed, give the final URL", status
+        )
     if 400 <= status < 500:
-        hint = _HINTS.get(status, "check the item's url and headers")
+        hint = _HINTS.get(status, "check the URL and the headers")
         raise ClientStatusError(f"{shown}: HTTP {status} {phrase}; {hint}", status)
     raise HTTPStatusError(f"{shown}: unexpected HTTP {status} {phrase}; check the server")
 
@@ -225,17 +232,6 @@ def retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max(0.0, when.timestamp() - time.time())
-
-
-def backoff(
-    attempt: int, base: float, options: FetchOptions, error: BaseException | None, rng: random.Random
-) -> float:
-    """Exponential backoff with up to 25 % jitter, capped; a server's Retry-After wins up to its own cap."""
-    wait = min(options.backoff_cap, base * 2 ** (attempt - 1))
-    wait = min(options.backoff_cap, wait + rng.uniform(0, wait / 4))
-    if isinstance(error, RetryableStatusError) and error.retry_after is not None:
-        wait = max(wait, min(error.retry_after, options.retry_after_cap))
-    return float(wait)
 
 
 def translate(exc: Exception, url: str, redact: Redactor) -> FetchError:
@@ -264,6 +260,45 @@ def translate(exc: Exception, url: str, redact: Redactor) -> FetchError:
     if isinstance(exc, httpx.RemoteProtocolError):
         return TransferError(f"{shown}: the server broke off the transfer ({detail}); retrying helps")
     return TransferError(f"{shown}: transfer failed ({type(exc).__name__}: {detail}); check the network")
+
+
+def content_length(response: httpx.Response) -> int | None:
+    value = response.headers.get("content-length", "").strip()
+    return int(value) if value.isdigit() else None
+
+
+async def read_capped(
+    response: httpx.Response,
+    limit: int,
+    guard: RateGuard,
+    redact: Redactor,
+    too_large: Callable[[], FetchError],
+    *,
+    offset: int = 0,
+) -> AsyncGenerator[bytes, None]:
+    """The body's raw chunks, cut at `limit` bytes in all (counting `offset` bytes already held).
+
+    A declared Content-Length over the limit fails before a byte is read; a body that ends short of
+    it is a transfer failure (retryable); network failures arrive as our errors.
+    """
+    url = str(response.request.url)
+    declared = content_length(response)
+    if declared is not None and offset + declared > limit:
+        raise too_large()
+    received = 0
+    try:
+        async for chunk in response.aiter_raw():
+            received += len(chunk)
+            if offset + received > limit:
+                raise too_large()
+            guard.add(len(chunk))
+            yield chunk
+    except (httpx.HTTPError, ssl.SSLError, ConnectionError) as exc:
+        raise translate(exc, url, redact) from exc
+    if declared is not None and received < declared:
+        raise TransferError(
+            f"{redact_url(url)}: body ended after {offset + received} of {offset + declared} bytes; retrying"
+        )
 
 
 def _certificate_failure(exc: BaseException) -> bool:

@@ -7,18 +7,18 @@ until the deadline passes; a refusal (404, 401, a bad certificate, an unsafe red
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import random
-import ssl
 import time
 from collections.abc import Awaitable, Callable
 
 import httpx
 
 from bootstrapper.errors import FetchError, SizeLimitError, TransferError
-from bootstrapper.fetch.http import RateGuard, backoff, check_status, make_client, send_following, translate
+from bootstrapper.fetch.http import RateGuard, check_status, make_client, read_capped, send_following
 from bootstrapper.fetch.model import FetchOptions, MiB, check_url
 from bootstrapper.fetch.redact import Redactor, redact_url
+from bootstrapper.fetch.retry import RetryPolicy, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -46,50 +46,47 @@ async def fetch_manifest(
     except ValueError as exc:
         raise FetchError(f"{redact_url(url)}: {exc}") from exc
     shown = redact_url(url)
-    end = clock() + deadline
-    rng = random.Random()  # noqa: S311 -- jitter, not a secret
-    attempt = 0
+
+    def retrying(attempt: int, error: FetchError, wait: float) -> None:
+        log.info("manifest attempt %d failed (%s); next in %.1fs", attempt, error, wait)
+        if on_retry is not None:
+            on_retry(attempt, str(error), wait)
+
     async with make_client(options, transport) as client:
-        while True:
-            attempt += 1
-            try:
-                return await _once(client, url, options, max_bytes)
-            except TransferError as exc:
-                left = end - clock()
-                if left <= 0:
-                    raise TransferError(
-                        f"{shown}: no manifest after {deadline:g}s ({exc}); check the network and the URL"
-                    ) from exc
-                wait = min(left, backoff(attempt, FIRST_WAIT, options, exc, rng))
-                log.info("manifest attempt %d failed (%s); next in %.1fs", attempt, exc, wait)
-                if on_retry is not None:
-                    on_retry(attempt, str(exc), wait)
-                await sleep(wait)
+        try:
+            return await with_retries(
+                lambda: _once(client, url, options, max_bytes),
+                RetryPolicy.of(options, FIRST_WAIT, deadline=deadline),
+                sleep=sleep,
+                clock=clock,
+                on_retry=retrying,
+            )
+        except FetchError as exc:
+            if not exc.retryable:
+                raise
+            raise TransferError(
+                f"{shown}: no manifest after {deadline:g}s ({exc}); check the network and the URL"
+            ) from exc
 
 
 async def _once(client: httpx.AsyncClient, url: str, options: FetchOptions, max_bytes: int) -> bytes:
     redact = Redactor(options.secrets())
     shown = redact_url(url)
-    too_large = SizeLimitError(f"{shown}: the manifest is larger than {max_bytes} bytes; check the URL")
+
+    def too_large() -> FetchError:
+        return SizeLimitError(f"{shown}: the manifest is larger than {max_bytes} bytes; check the URL")
+
     async with RateGuard(options, url) as guard:
         response = await send_following(client, url, options, redact, item_headers={})
         try:
             check_status(response)
             if response.status_code != 200:
                 raise TransferError(f"{shown}: partial content to a full request; retrying")
-            declared = response.headers.get("content-length", "")
-            if declared.isdigit() and int(declared) > max_bytes:
-                raise too_large
             body = bytearray()
-            async for chunk in response.aiter_raw():
-                body += chunk
-                if len(body) > max_bytes:
-                    raise too_large
-                guard.add(len(chunk))
-        except (httpx.HTTPError, ssl.SSLError, ConnectionError) as exc:
-            raise translate(exc, url, redact) from exc
+            chunks = read_capped(response, max_bytes, guard, redact, too_large)
+            async with contextlib.aclosing(chunks):
+                async for chunk in chunks:
+                    body += chunk
         finally:
             await response.aclose()
-    if declared.isdigit() and len(body) < int(declared):
-        raise TransferError(f"{shown}: body ended after {len(body)} of {declared} bytes; retrying")
     return bytes(body)

@@ -13,11 +13,12 @@ from pathlib import Path
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
+from bootstrapper.hashing import is_sha256
+
 KiB = 1024
 MiB = 1024 * KiB
 GiB = 1024 * MiB
 
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 #: RFC 9110 token characters: a header name outside them could smuggle a second header.
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _EMPTY: Mapping[str, str] = MappingProxyType({})
@@ -69,7 +70,7 @@ class Download:
     def __post_init__(self) -> None:
         where = f"download {self.key!r}"
         check_url(self.url, where)
-        if not _HEX64.fullmatch(self.sha256.lower()):
+        if not is_sha256(self.sha256.lower()):
             raise ValueError(f"{where}: sha256 must be 64 hex digits, got {len(self.sha256)} characters")
         object.__setattr__(self, "sha256", self.sha256.lower())
         object.__setattr__(self, "dest", Path(self.dest))

@@ -121,22 +121,6 @@ class Part:
         return fd
 
 
-def hash_file(path: Path, hasher: hashlib._Hash | None = None, limit: int | None = None) -> hashlib._Hash:
-    """Feed a file (or its first `limit` bytes) to a sha256; blocking, meant for a thread."""
-    h = hasher if hasher is not None else hashlib.sha256()
-    left = limit
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    with os.fdopen(fd, "rb", buffering=0) as fh:
-        while left is None or left > 0:
-            block = fh.read(BATCH if left is None else min(BATCH, left))
-            if not block:
-                break
-            h.update(block)
-            if left is not None:
-                left -= len(block)
-    return h
-
-
 class Sink:
     """Hashes and writes a body on an I/O thread while the event loop receives the next batch.
 

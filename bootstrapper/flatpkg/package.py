@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from bootstrapper.errors import PackageError
 from bootstrapper.flatpkg import cpio, der
 from bootstrapper.flatpkg.info import Distribution, PackageInfo, parse_distribution, parse_package_info
 from bootstrapper.flatpkg.xar import Member, SignatureBlock, XarArchive
+from bootstrapper.hashing import sha256_file
 
 
 @dataclass(frozen=True)
@@ -268,7 +268,7 @@ class FlatPackage:
         return PackageFacts(
             path=str(self.path),
             size=x.file_size,
-            sha256=_sha256(self.path) if digest else "",
+            sha256=sha256_file(self.path, follow_symlinks=True) if digest else "",
             kind=self.kind,
             components=self.components,
             distribution=self.distribution,
@@ -293,11 +293,3 @@ def read_facts(path: Path, *, digest: bool = True) -> PackageFacts:
     that verified it already, such as the engine right before an install, leave `sha256` empty)."""
     with FlatPackage(path) as pkg:
         return pkg.facts(digest=digest)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1024 * 1024):
-            h.update(chunk)
-    return h.hexdigest()

@@ -15,18 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bootstrapper import __version__
-from bootstrapper.errors import IPCError, ProtocolError
+from bootstrapper.errors import DaemonAbsentError, ImpostorError, IPCError, ProtocolError
 from bootstrapper.ipc import protocol
 from bootstrapper.ipc.peercred import PeerCred, peer_credentials
 from bootstrapper.ipc.transport import open_dir, read_frame, unix_address, write_frame
-
-
-class DaemonAbsentError(IPCError):
-    """Nothing is listening yet (the daemon has not started, or is restarting): try again later."""
-
-
-class ImpostorError(IPCError):
-    """The socket's owner is not the expected daemon uid; nothing was sent to it."""
 
 
 @dataclass

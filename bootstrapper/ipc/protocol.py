@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import math
-import re
 import struct
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final
 
 from bootstrapper.errors import ProtocolError
+from bootstrapper.hashing import is_sha256
 
 #: Protocol versions this build speaks; the hello offers them, the daemon picks the highest in common.
 SUPPORTED_VERSIONS: Final = (1,)
@@ -29,7 +29,6 @@ _MAX_TEXT: Final = 4096
 _MAX_ARGS: Final = 1024
 _MAX_VERSIONS: Final = 16
 _MAX_ID: Final = 2**53
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 _HEADER = struct.Struct(">I")
 
 
@@ -377,7 +376,7 @@ def _run_script(f: _Fields) -> RunScript:
     if not path.startswith("/") or "\0" in path:
         raise ProtocolError(f"run_script.path: expected an absolute path without NUL, got {_show(path)}")
     sha256 = f.text("sha256", 64)
-    if not _SHA256.fullmatch(sha256):
+    if not is_sha256(sha256):
         raise ProtocolError(f"run_script.sha256: expected 64 lowercase hex digits, got {_show(sha256)}")
     op = RunScript(step_id, path, sha256, f.texts("args"), f.number("timeout", positive=True))
     f.done()

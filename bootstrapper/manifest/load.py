@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from bootstrapper.errors import ManifestError, UsageError
+from bootstrapper.hashing import is_sha256
 from bootstrapper.manifest import fields as F
 from bootstrapper.manifest.model import (
     AllOf,
@@ -41,11 +42,11 @@ from bootstrapper.manifest.model import (
 )
 from bootstrapper.manifest.source import Node, SourceError, parse
 from bootstrapper.paths import INSTALL_DIR
+from bootstrapper.text import one_line
 
 SUPPORTED_FORMAT = 1
 #: How long a `wait` item waits when it names no timeout.
 DEFAULT_WAIT_TIMEOUT = 900.0
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 _OS_VERSION = re.compile(r"\s*(>=|<=|==|!=|>|<)\s*(\d+(?:\.\d+)*)\s*")
 _MAX_NAME_BYTES = 255
 _MAX_PATH_BYTES = 1024
@@ -259,7 +260,7 @@ def _item(node: Node, stage: Stage, index: int, ctx: _Context) -> Item | None:
     name_node = values.get("name")
     if name_node is not None and isinstance(name_node.value, str) and name_node.value.strip():
         name = name_node.value
-        crumb = f'{crumb} "{_printable(name)}"'
+        crumb = f'{crumb} "{one_line(name, None)}"'
     else:
         name = ""
         if name_node is None:
@@ -478,7 +479,7 @@ def _sha256_problem(value: Any) -> str | None:
     text = text.removeprefix("sha256:")
     if not text:
         return "empty; expected 64 hex digits (sha256)"
-    if _HEX64.fullmatch(text):
+    if is_sha256(text):
         return None
     if re.fullmatch(r"[0-9a-f]*", text):
         return f"expected 64 hex digits, got {len(text)}"
@@ -754,12 +755,8 @@ def _choices(values: list[str]) -> str:
 
 def _show(value: Any) -> str:
     text = value if isinstance(value, str) else repr(value)
-    text = _printable(text)
+    # repr escapes what `one_line` escapes, in the same spelling, and quotes the value
     return repr(text if len(text) <= 80 else text[:77] + "...")
-
-
-def _printable(text: str) -> str:
-    return "".join(c if unicodedata.category(c) != "Cc" else "?" for c in text)
 
 
 def _describe(node: Node) -> str:

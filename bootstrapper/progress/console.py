@@ -2,7 +2,7 @@
 
 On a terminal it redraws in place (rich `Live`); anywhere else (launchd's log, a pipe, CI) it prints
 plain lines, and throttles progress to a line per quarter so a log is not flooded. Every name and
-reason is untrusted and goes through `progress.text` (RELIABILITY #26).
+reason is untrusted and goes through `bootstrapper.text.one_line` (RELIABILITY #26).
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ from bootstrapper.engine.events import (
     StepRetrying,
     StepStarted,
 )
-from bootstrapper.progress.text import escape_markup, one_line, shown_source
+from bootstrapper.fetch.redact import redact_url
+from bootstrapper.text import one_line
 
 _STYLE = {
     "pending": "dim",
@@ -87,13 +88,13 @@ class ConsoleSink:
             case RunStarted():
                 self._run_started(event)
             case PhaseStarted(phase=phase):
-                self.console.print(f"[bold]phase[/] {escape_markup(phase)}")
+                self.console.print(f"[bold]phase[/] {one_line(phase, markup=True)}")
             case StepStarted():
                 row = self._row(event.step_id, event.name, event.kind, event.phase)
                 row.status, row.detail = "running", ""
                 if not self._live:
                     self.console.print(
-                        f"→ {self._label(event.step_id)} ({escape_markup(event.kind)}) started"
+                        f"→ {self._label(event.step_id)} ({one_line(event.kind, markup=True)}) started"
                     )
             case DownloadProgress():
                 self._download(event)
@@ -107,7 +108,7 @@ class ConsoleSink:
                 row.detail = f"retry {event.attempt}: {one_line(event.reason, 80)}"
                 self.console.print(
                     f"[yellow]↻[/] {self._label(event.step_id)}: retrying (attempt {event.attempt}): "
-                    f"{escape_markup(event.reason)}"
+                    f"{one_line(event.reason, markup=True)}"
                 )
             case StepFinished():
                 self._step_finished(event)
@@ -118,7 +119,7 @@ class ConsoleSink:
                 self.console.print(f"[{style}]{text}[/] in {_seconds(event.duration)}")
             case Message(level=level, text=text):
                 style = {"warning": "yellow", "error": "bold red"}.get(level, "dim")
-                self.console.print(f"[{style}]{level}[/]: {escape_markup(text, 500)}")
+                self.console.print(f"[{style}]{level}[/]: {one_line(text, 500, markup=True)}")
 
     def close(self) -> None:
         self._stop_live()
@@ -131,7 +132,7 @@ class ConsoleSink:
             row.status = step.status
             row.detail = one_line(step.reason, 80) if step.status != "done" else "done in an earlier attempt"
         again = f", attempt {event.attempt}" if event.attempt > 1 else ""
-        source = escape_markup(shown_source(event.source), 300)
+        source = one_line(redact_url(event.source), 300, markup=True)
         self.console.print(f"[bold]bootstrap[/] {source}: {event.item_count} items{again}")
         if self._live_wanted and self._live is None:
             self._live = Live(
@@ -167,7 +168,7 @@ class ConsoleSink:
         if self._live:
             return
         label = self._label(event.step_id)
-        reason = f": {escape_markup(event.reason, 300)}" if event.reason else ""
+        reason = f": {one_line(event.reason, 300, markup=True)}" if event.reason else ""
         if event.status == "done":
             self.console.print(f"[green]✓[/] {label} done ({_seconds(event.duration)})")
         elif event.status == "failed":
@@ -216,7 +217,7 @@ class ConsoleSink:
         return row
 
     def _label(self, step_id: str) -> str:
-        return f"[bold]{escape_markup(self._row(step_id).name, 80)}[/]"
+        return f"[bold]{one_line(self._row(step_id).name, 80, markup=True)}[/]"
 
     def _crossed(self, step_id: str, what: str, percent: float) -> bool:
         """True when progress enters a new quarter: plain output gets at most five lines per bar."""

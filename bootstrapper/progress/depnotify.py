@@ -20,7 +20,7 @@ from bootstrapper.engine.events import (
     StepStarted,
 )
 from bootstrapper.progress.commandfile import CommandFile
-from bootstrapper.progress.text import one_line
+from bootstrapper.text import one_line
 
 #: DEPNotify's default control file (map with Paths.system).
 DEFAULT_COMMAND_FILE = PurePosixPath("/var/tmp/depnotify.log")  # noqa: S108 (CommandFile guards it)

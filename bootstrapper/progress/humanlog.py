@@ -22,7 +22,8 @@ from bootstrapper.engine.events import (
     StepRetrying,
     StepStarted,
 )
-from bootstrapper.progress.text import one_line, shown_source
+from bootstrapper.fetch.redact import redact_url
+from bootstrapper.text import one_line
 
 
 class HumanLogSink:
@@ -58,7 +59,7 @@ class HumanLogSink:
                     self._names[step.step_id] = one_line(step.name, 100)
                 return "INFO", (
                     f"run {one_line(event.run_id)} started: {event.item_count} items from "
-                    f"{one_line(shown_source(event.source), 300)} (attempt {event.attempt})"
+                    f"{one_line(redact_url(event.source), 300)} (attempt {event.attempt})"
                 )
             case PhaseStarted(phase=phase):
                 return "INFO", f"phase {one_line(phase)} started"
@@ -101,7 +102,7 @@ class HumanLogSink:
         return level, f"step {name} {event.status}{code} in {event.duration:.1f} s{reason}"
 
     def _name(self, step_id: str) -> str:
-        return repr(self._names.get(step_id, one_line(step_id, 100)))
+        return f"'{self._names.get(step_id, one_line(step_id, 100))}'"
 
     def _crossed(self, step_id: str, what: str, percent: float) -> bool:
         quarter = min(4, max(0, int(percent // 25)))

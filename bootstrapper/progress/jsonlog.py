@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO
 
 from bootstrapper.engine.events import DownloadProgress, Event, RunStarted, from_json
-from bootstrapper.progress.text import shown_source
+from bootstrapper.fetch.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class JsonLogSink:
             return
         record = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), **event.to_json()}
         if isinstance(event, RunStarted):
-            record["source"] = shown_source(event.source)  # the log outlives the run: no tokens in it
+            record["source"] = redact_url(event.source)  # the log outlives the run: no tokens in it
         self._fh.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
         self._fh.flush()
 

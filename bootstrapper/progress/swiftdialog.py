@@ -25,7 +25,7 @@ from bootstrapper.engine.events import (
     StepStarted,
 )
 from bootstrapper.progress.commandfile import CommandFile
-from bootstrapper.progress.text import one_line
+from bootstrapper.text import one_line
 
 #: Where swiftDialog's installer puts its launcher, and its default command file (map with Paths.system).
 DIALOG_BINARY = PurePosixPath("/usr/local/bin/dialog")

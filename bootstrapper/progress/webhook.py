@@ -18,9 +18,10 @@ import httpx
 
 from bootstrapper.engine.events import Event, RunFinished, RunStarted, StepFinished, StepStarted
 from bootstrapper.errors import FetchError
-from bootstrapper.fetch.redact import Redactor, redact_url
-from bootstrapper.fetch.webhook import Sleep, check_webhook_url, post_json, secrets_of
-from bootstrapper.progress.text import one_line, shown_source
+from bootstrapper.fetch.model import FetchOptions
+from bootstrapper.fetch.redact import Redactor, redact_url, secrets_of
+from bootstrapper.fetch.webhook import Sleep, check_webhook_url, post_json
+from bootstrapper.text import one_line
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 class WebhookSink:
     """Posts run_started / step_failed / run_finished documents to `url`.
 
+    `options` are the downloads' (CA bundle, client certificate, proxy, per-host headers, allow_http);
     `context` is merged into every document (e.g. the Mac's serial number and host name), so the
     server can tell machines apart. `transport` and `sleep` are for tests.
     """
@@ -35,9 +37,9 @@ class WebhookSink:
     def __init__(
         self,
         url: str,
+        options: FetchOptions | None = None,
         *,
         headers: Mapping[str, str] | None = None,
-        allow_http: bool = False,
         attempts: int = 4,
         timeout: float = 10.0,
         backoff: float = 1.0,
@@ -46,11 +48,12 @@ class WebhookSink:
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        check_webhook_url(url, allow_http=allow_http)
+        options = options or FetchOptions()
+        check_webhook_url(url, allow_http=options.allow_http)
         self._url = url
+        self._options = options
         self._headers = dict(headers or {})
         self._post_options: dict[str, Any] = {
-            "allow_http": allow_http,
             "attempts": attempts,
             "timeout": timeout,
             "backoff": backoff,
@@ -59,7 +62,7 @@ class WebhookSink:
         }
         self._drain_timeout = drain_timeout
         self._context = dict(context or {})
-        self._redact = Redactor(secrets_of(url, headers))
+        self._redact = Redactor([*secrets_of(url, headers), *options.secrets()])
         self._shown = redact_url(url)
         self._run_id = ""
         self._names: dict[str, tuple[str, str, str]] = {}
@@ -117,7 +120,9 @@ class WebhookSink:
 
     async def _send(self, document: dict[str, Any]) -> None:
         try:
-            result = await post_json(self._url, document, headers=self._headers, **self._post_options)
+            result = await post_json(
+                self._url, document, self._options, headers=self._headers, **self._post_options
+            )
         except FetchError as exc:
             self.failed += 1
             log.warning("webhook: could not post %s: %s", document["event"], self._redact(str(exc)))
@@ -134,7 +139,7 @@ class WebhookSink:
                 for step in event.steps:
                     self._names[step.step_id] = (step.name, step.kind, step.phase)
                 body: dict[str, Any] = {
-                    "source": shown_source(event.source),
+                    "source": redact_url(event.source),
                     "item_count": event.item_count,
                     "attempt": event.attempt,
                 }

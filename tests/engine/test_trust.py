@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from bootstrapper.agent import verify_script
 from bootstrapper.engine.trust import untrusted_reason
+from bootstrapper.errors import ScriptRefusedError
 
 
 @pytest.fixture
@@ -81,3 +83,55 @@ def test_a_file_owned_by_another_user_is_refused(safe_dir: Path) -> None:
     path, digest = script(safe_dir)
     os.chown(path, 65534, 65534)
     assert untrusted_reason(path, 0, digest) == f"{path}: is owned by uid 65534, not root"
+
+
+# --- the agent runs the same check on its side, with its own trusted uids -------------------------
+
+AGENT_TRUSTED = frozenset({0, os.getuid()})
+
+
+def test_the_agent_refuses_a_group_writable_script(safe_dir: Path) -> None:
+    path, digest = script(safe_dir, mode=0o775)
+    with pytest.raises(
+        ScriptRefusedError, match=r"^refused: .*: can be changed by other users \(mode 775\)$"
+    ):
+        verify_script(str(path), digest, AGENT_TRUSTED)
+
+
+def test_the_agent_refuses_a_script_in_a_folder_others_can_write(safe_dir: Path) -> None:
+    path, digest = script(safe_dir)
+    os.chmod(safe_dir, 0o777)
+    with pytest.raises(
+        ScriptRefusedError, match=rf"^refused: {safe_dir}: can be changed by other users \(mode 777\)$"
+    ):
+        verify_script(str(path), digest, AGENT_TRUSTED)
+
+
+def test_the_agent_refuses_a_symlinked_script(safe_dir: Path) -> None:
+    target, digest = script(safe_dir)
+    link = safe_dir / "link.sh"
+    link.symlink_to(target)
+    with pytest.raises(ScriptRefusedError, match="is a symbolic link; refusing to follow it"):
+        verify_script(str(link), digest, AGENT_TRUSTED)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changing a file's owner needs root")
+def test_the_agent_refuses_a_script_owned_by_an_untrusted_uid(safe_dir: Path) -> None:
+    path, digest = script(safe_dir)
+    os.chown(path, 65534, 65534)
+    with pytest.raises(
+        ScriptRefusedError, match=rf"^refused: {path}: is owned by uid 65534, not root or uid 501$"
+    ):
+        verify_script(str(path), digest, frozenset({501}))
+
+
+def test_the_agent_refuses_a_folder_or_a_missing_script(safe_dir: Path) -> None:
+    with pytest.raises(ScriptRefusedError, match="is not a regular file"):
+        verify_script(str(safe_dir), "0" * 64, AGENT_TRUSTED)
+    with pytest.raises(ScriptRefusedError, match=r"cannot be opened \(No such file"):
+        verify_script(str(safe_dir / "missing.sh"), "0" * 64, AGENT_TRUSTED)
+
+
+def test_the_agent_runs_an_intact_script(safe_dir: Path) -> None:
+    path, digest = script(safe_dir)
+    verify_script(str(path), digest, AGENT_TRUSTED)

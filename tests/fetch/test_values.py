@@ -52,6 +52,11 @@ def test_redacted_urls_keep_no_userinfo_and_no_query_values() -> None:
     assert redact_url(url) == "https://cdn.example.org/f.pkg?X-Amz-Signature=***&X-Amz-Expires=***"
 
 
+def test_a_local_path_is_shown_as_it_is() -> None:
+    assert redact_url("/Users/admin/my#1 manifest?.yaml") == "/Users/admin/my#1 manifest?.yaml"
+    assert redact_url("https://u:p@h/m.yaml#frag") == "https://h/m.yaml"
+
+
 def test_secrets_never_reach_errors_events_or_logs(
     h: Harness, srv: FaultServer, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -336,7 +336,7 @@ def test_peer_running_another_executable_is_refused(sandbox: Paths) -> None:
 def test_agent_that_sees_another_daemon_uid_refuses_it(sandbox: Paths) -> None:
     async def body() -> None:
         async with _server(sandbox) as server:
-            from bootstrapper.ipc.client import ImpostorError
+            from bootstrapper.errors import ImpostorError
 
             with pytest.raises(ImpostorError, match=rf"runs as uid {me()}, expected uid {me() + 1}"):
                 await check_in(sandbox.socket, me() + 1)

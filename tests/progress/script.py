@@ -17,6 +17,8 @@ from bootstrapper.engine.events import (
 )
 
 HOSTILE = "[bold red]Evil[/], Inc: \x1b]0;pwned\x07\nCommand: RestartNow:"
+#: How every sink shows it: one line, the escape and the bell visible as text, markup as text.
+SHOWN = "[bold red]Evil[/], Inc: \\x1b]0;pwned\\x07 Command: RestartNow:"
 
 STEPS = (
     PlannedStep("preflight[0]", "Preflight check", "rootscript", "preflight", "done"),

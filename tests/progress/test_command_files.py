@@ -15,12 +15,12 @@ from bootstrapper.paths import Paths
 from bootstrapper.progress.depnotify import DepNotifySink
 from bootstrapper.progress.swiftdialog import SwiftDialogSink, launch_argv
 from tests.engine.conftest import result, run_sandbox
-from tests.progress.script import SCRIPT
+from tests.progress.script import SCRIPT, SHOWN
 from tests.support.site import Site, serve
 
 # What a hostile name becomes: one line, markup kept as text, commas/colons replaced by look-alikes.
-EVIL = "[bold red]Evil[/]\u201a Inc\u2236 ]0;pwned Command\u2236 RestartNow\u2236"
-EVIL_DEP = "[bold red]Evil[/], Inc: ]0;pwned Command: RestartNow:"
+EVIL = SHOWN.replace(",", "\u201a").replace(":", "\u2236")
+EVIL_DEP = SHOWN
 
 
 def _play(sink: SwiftDialogSink | DepNotifySink) -> None:

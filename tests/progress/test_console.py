@@ -47,7 +47,7 @@ def test_hostile_names_are_shown_as_text_never_as_markup_or_control_sequences() 
         assert "[bold red]Evil[/]" in out  # markup printed literally
         assert "\x07" not in out and "\x1b]0;" not in out  # no bell, no title rewrite
         assert "\nCommand: RestartNow:" not in out  # the line break in the name is gone
-        assert "]0;pwned Command: RestartNow:" in out
+        assert "\\x1b]0;pwned\\x07 Command: RestartNow:" in out  # the escape shown, not obeyed
 
 
 def test_live_display_on_a_terminal_ends_with_the_summary() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from bootstrapper.engine.events import DownloadProgress, RunStarted
 from bootstrapper.progress.humanlog import HumanLogSink
 from bootstrapper.progress.jsonlog import JsonLogSink, read_events
-from tests.progress.script import SCRIPT
+from tests.progress.script import SCRIPT, SHOWN
 
 
 def test_jsonlog_lines_round_trip(tmp_path: Path) -> None:
@@ -61,7 +61,7 @@ def test_humanlog_is_one_clean_line_per_event(tmp_path: Path) -> None:
     )
     assert "INFO    step 'Chrome' done (exit 0) in 3.2 s" in bodies
     assert sum("downloaded" in b for b in bodies) == 3
-    evil = "'[bold red]Evil[/], Inc: ]0;pwned Command: RestartNow:'"
+    evil = f"'{SHOWN}'"
     assert f"ERROR   step {evil} failed (exit 3) in 1.0 s: exited with 3: boom, badly" in bodies
     assert bodies[-1] == f"ERROR   run finished: failed in 7.5 s; failed: {evil}"
     assert not any(line.startswith("Command:") for line in lines)

@@ -36,7 +36,7 @@ def test_status_table_escapes_names(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["status", "--sandbox", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "run-7" in out and "userland" in out and "Chrome" in out and "done" in out
-    assert "[red]Dock[/][2J" in out and "\x1b" not in out
+    assert "[red]Dock[/]\\x1b[2J" in out and "\x1b" not in out
     assert state_file.read_bytes() == before  # status never writes
 
 
