@@ -99,7 +99,7 @@ def test_wheel_binaries_are_read_by_content(tmp_path: Path) -> None:
 
 def test_runtime_requirements_pin_the_tested_versions_and_leave_out_dev_tools() -> None:
     pins = dict(line.split("==") for line in build.runtime_requirements())
-    assert {"httpx", "typer", "rich", "pyyaml", "tenacity"} <= set(pins)
+    assert {"httpx", "typer", "rich", "pyyaml"} <= set(pins)
     assert not {"pytest", "mypy", "ruff", "hypothesis"} & set(pins)
     import httpx
 
