@@ -141,7 +141,7 @@ def test_unexpected_error_exits_3_with_one_line(
 ) -> None:
     from bootstrapper.commands import validate
 
-    def boom(*args: object) -> int:
+    def boom(*args: object, **kwargs: object) -> int:
         raise RuntimeError("kaboom")
 
     monkeypatch.setattr(validate, "check", boom)
@@ -160,7 +160,7 @@ def test_keyboard_interrupt_exits_130(
 ) -> None:
     from bootstrapper.commands import validate
 
-    def interrupted(*args: object) -> int:
+    def interrupted(*args: object, **kwargs: object) -> int:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(validate, "check", interrupted)

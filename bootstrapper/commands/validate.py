@@ -36,23 +36,17 @@ def validate(
         ),
     ] = False,
 ) -> None:
-    """Check manifests and report every problem with its line:column. Exit 0 valid, 2 invalid."""
+    """Check manifests and report every problem with its line:column. Exit 0 valid, 2 invalid.
+
+    With --deep, exit 1 when an item could not be downloaded (the network, not the manifest).
+    """
     if output_format not in ("text", "json", "github"):
         raise UsageError(f"--format {output_format!r}: expected text, json or github")
-    if deep and output_format != "text":
-        raise UsageError("--deep prints a table: use it with --format text")
-    code = check(manifests, output_format, allow_http)
-    if deep and code == 0:
-        from bootstrapper.engine.source import read_manifest
-        from bootstrapper.fetch import FetchOptions
-
-        loaded = [read_manifest(ref, allow_http=allow_http).manifest for ref in manifests]
-        code = deep_validate(loaded, FetchOptions(allow_http=allow_http))
-    raise typer.Exit(code)
+    raise typer.Exit(check(manifests, output_format, allow_http, deep=deep))
 
 
-def check(refs: Sequence[str], fmt: str, allow_http: bool) -> int:
-    """Check every manifest, print every problem; 0 when all are valid, 2 otherwise."""
+def check(refs: Sequence[str], fmt: str, allow_http: bool, *, deep: bool = False) -> int:
+    """Check every manifest (and with `deep` every item), print one verdict each; the worst exit code."""
     from bootstrapper.engine.source import read_manifest
 
     results: list[dict[str, Any]] = []
@@ -61,27 +55,76 @@ def check(refs: Sequence[str], fmt: str, allow_http: bool) -> int:
             loaded = read_manifest(ref, allow_http=allow_http)
         except ManifestError as exc:
             results.append(_result(ref, None, exc.details, exc.warnings))
-        else:
-            results.append(_result(ref, loaded, [], list(loaded.warnings)))
+            continue
+        result = _result(ref, loaded, [], list(loaded.warnings))
+        if deep:
+            from bootstrapper.fetch import FetchOptions
+
+            checks = deep_checks(loaded.manifest, FetchOptions(allow_http=allow_http), fmt)
+            result["deep"] = [_check_doc(c) for c in checks]
+            result["_checks"] = checks
+        results.append(result)
     if fmt == "json":
-        typer.echo(json.dumps({"manifests": results}, indent=2, ensure_ascii=False))
+        doc = {"manifests": [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]}
+        typer.echo(json.dumps(doc, indent=2, ensure_ascii=False))
     elif fmt == "github":
         for r in results:
             for level in ("error", "warning"):
                 for p in r[f"{level}s"]:
                     typer.echo(_github(level, r["source"], p))
+            for c in r.get("_checks", []):
+                for problem in (*c.mismatches, *c.errors):
+                    where = {"line": c.item.line, "col": 1}
+                    typer.echo(
+                        _github("error", r["source"], {**where, "message": f"{c.item.label}: {problem}"})
+                    )
     else:
         for r in results:
             for p in r["errors"]:
                 typer.echo(f"error: {_text(r['source'], p)}")
             for p in r["warnings"]:
                 typer.echo(f"warning: {_text(r['source'], p)}")
-            n_err, n_warn = len(r["errors"]), len(r["warnings"])
-            if r["valid"]:
-                typer.echo(f"{r['source']}: valid ({count(r['items'], 'item')}, {count(n_warn, 'warning')})")
-            else:
-                typer.echo(f"{r['source']}: invalid ({count(n_err, 'error')}, {count(n_warn, 'warning')})")
-    return 0 if all(r["valid"] for r in results) else 2
+            if "_checks" in r:
+                _print_deep(r["_loaded"].manifest, r["_checks"])
+            typer.echo(_verdict(r))
+    return max(_code(r) for r in results)
+
+
+def _code(r: dict[str, Any]) -> int:
+    if not r["valid"] or any(c["mismatches"] for c in r.get("deep", [])):
+        return 2
+    return 1 if any(c["errors"] for c in r.get("deep", [])) else 0
+
+
+def _verdict(r: dict[str, Any]) -> str:
+    """The one line that ends each manifest's report."""
+    n_err, n_warn = len(r["errors"]), len(r["warnings"])
+    if not r["valid"]:
+        return f"{r['source']}: invalid ({count(n_err, 'error')}, {count(n_warn, 'warning')})"
+    head = f"{r['source']}: {{}} ({count(r['items'], 'item')}, {count(n_warn, 'warning')}"
+    if "deep" not in r:
+        return head.format("valid") + ")"
+    checked = r["deep"]
+    wrong = sum(1 for c in checked if c["mismatches"])
+    unreachable = sum(1 for c in checked if c["errors"] and not c["mismatches"])
+    if wrong:
+        return head.format("invalid") + f"; {count(wrong, 'item')} not as the manifest says)"
+    if unreachable:
+        return head.format("not fully checked") + f"; {count(unreachable, 'item')} could not be downloaded)"
+    return head.format("valid") + f"; {count(len(checked), 'download')} checked)"
+
+
+def _check_doc(c: ItemCheck) -> dict[str, Any]:
+    return {
+        "id": c.item.id,
+        "name": c.item.name,
+        "size": c.size,
+        "sha256": c.sha256,
+        "ok": c.ok,
+        "mismatches": c.mismatches,
+        "errors": c.errors,
+        "notes": c.notes,
+    }
 
 
 def _result(
@@ -96,6 +139,7 @@ def _result(
         "items": len(loaded.manifest.items) if loaded else 0,
         "errors": [asdict(p) for p in errors],
         "warnings": [asdict(p) for p in warnings],
+        "_loaded": loaded,
     }
 
 
@@ -123,32 +167,47 @@ def _github(level: str, source: str, p: dict[str, Any]) -> str:
 # --- --deep: a table per manifest ---------------------------------------------------------------
 
 
-def deep_validate(
-    manifests: Sequence[Manifest], options: FetchOptions, console: Console | None = None
-) -> int:
-    """Check every item of every manifest; a table each. 0 all good, 2 any mismatch, 1 network."""
+def deep_checks(manifest: Manifest, options: FetchOptions, fmt: str = "text") -> list[ItemCheck]:
+    """Download every item of `manifest` into a temporary folder (with bars in a terminal) and check it."""
     import asyncio
     import tempfile
 
     from rich.console import Console
-    from rich.markup import escape
 
-    out = console or Console()
+    with tempfile.TemporaryDirectory(prefix="bootstrapper-deep-") as tmp:
+        if fmt == "text":
+            return asyncio.run(_with_bars(manifest, options, Path(tmp), Console(stderr=True)))
+        from bootstrapper.engine.deep import check_items
+
+        return asyncio.run(check_items(manifest, options, Path(tmp)))
+
+
+def deep_validate(
+    manifests: Sequence[Manifest], options: FetchOptions, console: Console | None = None
+) -> int:
+    """Check every item of every manifest; a table each. 0 all good, 2 any mismatch, 1 network."""
     worst = 0
     for manifest in manifests:
-        with tempfile.TemporaryDirectory(prefix="bootstrapper-deep-") as tmp:
-            checks = asyncio.run(_with_bars(manifest, options, Path(tmp), out))
-        out.print(_table(manifest, checks))
-        for c in checks:
-            for note in c.notes:
-                out.print(f"note: {escape(c.item.label)}: {escape(note)}")
-            if c.sha256 and c.sha256 != c.item.hash:
-                out.print(f"{escape(c.item.label)}: paste this hash: [bold]{c.sha256}[/bold]")
+        checks = deep_checks(manifest, options)
+        _print_deep(manifest, checks, console)
         if any(c.mismatches for c in checks):
             worst = 2
         elif any(c.errors for c in checks):
             worst = max(worst, 1)
     return worst
+
+
+def _print_deep(manifest: Manifest, checks: list[ItemCheck], console: Console | None = None) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
+    out = console or Console()
+    out.print(_table(manifest, checks))
+    for c in checks:
+        for note in c.notes:
+            out.print(f"note: {escape(c.item.label)}: {escape(note)}")
+        if c.sha256 and c.sha256 != c.item.hash:
+            out.print(f"{escape(c.item.label)}: paste this hash: [bold]{c.sha256}[/bold]")
 
 
 async def _with_bars(

@@ -26,9 +26,10 @@ from bootstrapper.fetch import Download, Downloader, FetchEvent, FetchOptions
 from bootstrapper.hashing import sha256_file
 from bootstrapper.manifest.model import Item, Kind, Manifest
 
-#: Attempts per item when validating: enough to ride out a glitch, not to hide a flaky server.
-RETRIES = 1
-RETRYWAIT = 2.0
+#: Validation honours each item's `retries`/`retrywait`, capped: an admin waits at the terminal, and a
+#: flaky server should show up as flaky rather than be hidden by ten minutes of patience.
+MAX_RETRIES = 3
+MAX_RETRYWAIT = 2.0
 
 
 @dataclass
@@ -70,7 +71,17 @@ async def check_items(
         name = PurePosixPath(urlsplit(item.url).path).name or "item"
         dest = workdir / "items" / f"{n:03d}-{name}"
         downloads.append(
-            Download(item.id, item.url, dest, item.hash, item.size, 0o600, {}, RETRIES, RETRYWAIT)
+            Download(
+                item.id,
+                item.url,
+                dest,
+                item.hash,
+                item.size,
+                0o600,
+                {},
+                min(item.retries, MAX_RETRIES),
+                min(item.retrywait, MAX_RETRYWAIT),
+            )
         )
     async with Downloader(options, workdir / "staging", on_event) as d:
         results = await d.fetch_all(downloads)

@@ -208,7 +208,7 @@ def check_status(response: httpx.Response, *, ok: Callable[[int], bool] = lambda
     if status in RetryableStatusError.STATUSES:
         wait = retry_after(response.headers.get("retry-after"))
         raise RetryableStatusError(
-            f"{shown}: HTTP {status} {phrase}; the server may recover, retrying", status, wait
+            f"{shown}: HTTP {status} {phrase} (a server error: it may recover)", status, wait
         )
     if status in REDIRECTS:  # only requests that must not move (the webhook's POST) get here
         raise ClientStatusError(

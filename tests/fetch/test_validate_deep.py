@@ -122,3 +122,85 @@ def test_validate_deep_command_exits_2_on_a_mismatch(
     assert main(["validate", "--deep", "--allow-http", path]) == 2
     assert sha(SCRIPT) in capsys.readouterr().out
     assert main(["validate", "--deep", "--format", "json", path]) == 2
+
+
+def _flaky(data: bytes, failures: int) -> object:
+    """A handler that answers 500 `failures` times, then serves `data`."""
+    seen = {"n": 0}
+
+    def handle(ex: object) -> None:
+        seen["n"] += 1
+        if seen["n"] <= failures:
+            ex.reply(500)  # type: ignore[attr-defined]
+        else:
+            ex.serve(data)  # type: ignore[attr-defined]
+
+    return handle
+
+
+def test_deep_honours_the_items_retries(srv: FaultServer, tmp_path: Path) -> None:
+    url = srv.add("/flaky.sh", _flaky(SCRIPT, failures=2))  # type: ignore[arg-type]
+    body = f"""
+setupassistant:
+  - name: Flaky
+    type: rootscript
+    url: {url}
+    hash: {sha(SCRIPT)}
+    retries: 2
+    retrywait: 0
+"""
+    code, out = run(manifest(tmp_path, body))
+    assert code == 0, out
+
+
+def test_deep_gives_up_after_the_items_retries_without_saying_retrying(
+    srv: FaultServer, tmp_path: Path
+) -> None:
+    url = srv.add("/down.sh", _flaky(SCRIPT, failures=99))  # type: ignore[arg-type]
+    body = f"""
+setupassistant:
+  - name: Down
+    type: rootscript
+    url: {url}
+    hash: {sha(SCRIPT)}
+    retries: 1
+    retrywait: 0
+"""
+    code, out = run(manifest(tmp_path, body))
+    assert code == 1
+    assert "HTTP 500" in out and "retrying" not in out
+
+
+def test_deep_text_ends_with_one_verdict_line(
+    served: dict[str, tuple[str, bytes]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bootstrapper.cli import main
+
+    manifest(tmp_path, good(served, script_hash="cd" * 32))
+    path = str(tmp_path / "bootstrap.yaml")
+    assert main(["validate", "--deep", "--allow-http", path]) == 2
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert (
+        lines[-1].startswith(f"{path}: invalid (2 items, ") and "1 item not as the manifest says" in lines[-1]
+    )
+    assert not any(line.startswith(f"{path}: valid") for line in lines)
+
+
+def test_deep_json_and_github_formats(
+    served: dict[str, tuple[str, bytes]], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from bootstrapper.cli import main
+
+    manifest(tmp_path, good(served, script_hash="cd" * 32))
+    path = str(tmp_path / "bootstrap.yaml")
+    assert main(["validate", "--deep", "--format", "json", "--allow-http", path]) == 2
+    doc = json.loads(capsys.readouterr().out)
+    (checked,) = doc["manifests"]
+    configure = next(c for c in checked["deep"] if c["name"] == "Configure")
+    assert configure["ok"] is False and configure["sha256"] == sha(SCRIPT)
+    assert main(["validate", "--deep", "--format", "github", "--allow-http", path]) == 2
+    out = capsys.readouterr().out
+    errors = [line for line in out.splitlines() if line.startswith("::error file=")]
+    assert len(errors) == 1 and "Configure" in errors[0] and ",line=" in errors[0]
