@@ -17,7 +17,9 @@ class Stage(StrEnum):
     USERLAND = "userland"
 
 
-class Kind(StrEnum):
+class ItemType(StrEnum):
+    """The manifest's `type`; what each one means is declared once, in `manifest.kinds.SPECS`."""
+
     PACKAGE = "package"
     ROOTSCRIPT = "rootscript"
     USERSCRIPT = "userscript"
@@ -27,15 +29,14 @@ class Kind(StrEnum):
 
     @property
     def downloads(self) -> bool:
-        return self is not Kind.WAIT
+        """Kept for callers that do not read the table yet; the table says it."""
+        from bootstrapper.manifest.kinds import SPECS
 
-    @property
-    def runs_as_user(self) -> bool:
-        return self in (Kind.USERSCRIPT, Kind.USERFILE)
+        return SPECS[self].downloads
 
-    @property
-    def is_script(self) -> bool:
-        return self in (Kind.ROOTSCRIPT, Kind.USERSCRIPT)
+
+#: The old name of `ItemType`, importable until every caller says `ItemType`.
+Kind = ItemType
 
 
 class FailPolicy(StrEnum):
@@ -125,7 +126,7 @@ class Item:
     #: Position in its stage as written, so ids and breadcrumbs match the source.
     index: int
     name: str
-    kind: Kind
+    type: ItemType
     url: str | None = None
     hash: str | None = None
     file: PurePosixPath | None = None
@@ -150,6 +151,11 @@ class Item:
     @property
     def id(self) -> str:
         return f"{self.stage}[{self.index}]"
+
+    @property
+    def kind(self) -> ItemType:
+        """The old name of `type`, kept until every caller says `type`."""
+        return self.type
 
     @property
     def label(self) -> str:
