@@ -58,14 +58,13 @@ def _read_capped(path: Path, shown: str) -> bytes:
         raise UsageError(f"{shown}: is a folder; give the manifest file") from None
     except OSError as exc:
         raise UsageError(f"{shown}: cannot read it ({exc.strerror})") from None
-    with os.fdopen(fd, "rb") as f:
-        mode = os.fstat(fd).st_mode
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
         if stat.S_ISDIR(mode):
             raise UsageError(f"{shown}: is a folder; give the manifest file")
-        if not stat.S_ISREG(mode):
-            raise UsageError(
-                f"{shown}: not a regular file (a device, FIFO or socket); give the manifest file"
-            )
+        raise UsageError(f"{shown}: not a regular file (a device, FIFO or socket); give the manifest file")
+    with os.fdopen(fd, "rb") as f:
         try:
             return f.read(MAX_BYTES + 1)
         except OSError as exc:
