@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from bootstrapper.manifest.model import FailPolicy, FinalAction, ItemType, OnFailure
+from bootstrapper.manifest.kinds import ItemType
+from bootstrapper.manifest.model import FailPolicy, FinalAction, OnFailure
 
 NATIVE = "native"
 IA = "ia"

@@ -14,8 +14,8 @@ from urllib.parse import SplitResult, urljoin, urlsplit
 
 from bootstrapper.manifest import conditions
 from bootstrapper.manifest import fields as F
-from bootstrapper.manifest.kinds import SPECS, TYPE_KEYS, KindSpec
-from bootstrapper.manifest.model import FailPolicy, Item, ItemType, Stage
+from bootstrapper.manifest.kinds import SPECS, TYPE_KEYS, ItemType, KindSpec
+from bootstrapper.manifest.model import FailPolicy, Item, Stage
 from bootstrapper.manifest.report import Context, choices, describe, printable, show, suggest
 from bootstrapper.manifest.source import Node
 from bootstrapper.paths import INSTALL_DIR
@@ -25,7 +25,7 @@ _MAX_NAME_BYTES = 255
 _MAX_PATH_BYTES = 1024
 #: Keys read by their own rules below rather than by their field type.
 _OWN_RULES = frozenset({"name", "type", "url", "hash", "file", "path"})
-_TYPES = [t.value for t in ItemType]
+_TYPES = [t.value for t in SPECS]
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,34 @@
 """Every item type, declared once: its manifest rules, its schema and what displays call it.
 
 The loader, the JSON Schema, the plan, the scheduler and the progress displays read this table
-instead of naming types. Adding a type is one `KindSpec` here plus its runner, the module
-`engine/kinds/<type>.py` (the engine finds it by the type's name). Pure data: the engine is never
-imported from here.
+instead of naming types. Adding a type is its name in `ItemType` and its `KindSpec` here, plus its
+runner, the module `engine/kinds/<type>.py` (the engine finds it by the type's name). Pure data: the
+engine is never imported from here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
-from bootstrapper.manifest.model import ItemType, Stage
+from bootstrapper.manifest.model import Stage
+
+
+class ItemType(StrEnum):
+    """The manifest's `type`."""
+
+    PACKAGE = "package"
+    ROOTSCRIPT = "rootscript"
+    USERSCRIPT = "userscript"
+    ROOTFILE = "rootfile"
+    USERFILE = "userfile"
+    WAIT = "wait"
+
+    @property
+    def downloads(self) -> bool:
+        """Kept for callers that do not read the table yet: `SPECS[t].downloads` says it."""
+        return SPECS[self].downloads
+
 
 _ROOT_STAGES = frozenset({Stage.SETUPASSISTANT, Stage.USERLAND})
 _USER_STAGES = frozenset({Stage.USERLAND})

@@ -9,34 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bootstrapper.manifest.kinds import ItemType
 
 
 class Stage(StrEnum):
     PREFLIGHT = "preflight"
     SETUPASSISTANT = "setupassistant"
     USERLAND = "userland"
-
-
-class ItemType(StrEnum):
-    """The manifest's `type`; what each one means is declared once, in `manifest.kinds.SPECS`."""
-
-    PACKAGE = "package"
-    ROOTSCRIPT = "rootscript"
-    USERSCRIPT = "userscript"
-    ROOTFILE = "rootfile"
-    USERFILE = "userfile"
-    WAIT = "wait"
-
-    @property
-    def downloads(self) -> bool:
-        """Kept for callers that do not read the table yet; the table says it."""
-        from bootstrapper.manifest.kinds import SPECS
-
-        return SPECS[self].downloads
-
-
-#: The old name of `ItemType`, importable until every caller says `ItemType`.
-Kind = ItemType
 
 
 class FailPolicy(StrEnum):
@@ -206,3 +188,12 @@ class Loaded:
 
     manifest: Manifest
     warnings: tuple[Problem, ...] = ()
+
+
+def __getattr__(name: str) -> type[ItemType]:
+    """`ItemType` lives with the type table; its old name `Kind`, and this address, still work."""
+    if name in ("ItemType", "Kind"):
+        from bootstrapper.manifest.kinds import ItemType
+
+        return ItemType
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -8,8 +8,9 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from bootstrapper.errors import ManifestError
+from bootstrapper.manifest.kinds import ItemType
 from bootstrapper.manifest.load import load_bytes, load_file
-from bootstrapper.manifest.model import AllOf, Arch, FailPolicy, Format, ItemType, Stage
+from bootstrapper.manifest.model import AllOf, Arch, FailPolicy, Format, Stage
 
 HASH = "b" * 64
 MANIFESTS = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "manifests"

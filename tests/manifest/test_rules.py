@@ -8,8 +8,9 @@ from pathlib import PurePosixPath
 import pytest
 
 from bootstrapper.errors import ManifestError
+from bootstrapper.manifest.kinds import ItemType
 from bootstrapper.manifest.load import load_bytes
-from bootstrapper.manifest.model import FailPolicy, Format, ItemType
+from bootstrapper.manifest.model import FailPolicy, Format
 from tests.manifest.helpers import HASH, errors, load, warnings
 
 

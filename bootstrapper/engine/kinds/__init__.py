@@ -9,8 +9,7 @@ from __future__ import annotations
 import importlib
 
 from bootstrapper.engine.kinds.base import ItemRunner
-from bootstrapper.manifest.kinds import SPECS
-from bootstrapper.manifest.model import ItemType
+from bootstrapper.manifest.kinds import SPECS, ItemType
 
 
 def _runner(item_type: ItemType) -> ItemRunner:
