@@ -114,6 +114,9 @@ ITEM_FIELDS: tuple[Field, ...] = (
     ),
 )
 
+#: The same, by name.
+ITEM_FIELD: dict[str, Field] = {f.name: f for f in ITEM_FIELDS}
+
 SETTINGS_FIELDS: tuple[Field, ...] = (
     Field("allow_http", "boolean", "Allow plain http:// URLs (labs and tests only)."),
     Field("retries", "integer", "Default `retries` for every item.", minimum=0),

@@ -166,10 +166,9 @@ def _elsewhere(d: _Draft, allowed: dict[str, F.Field]) -> None:
     An error is reported whenever the key is written; a warning (or a native-only error) only when
     its value would have changed something (not null, false or empty).
     """
-    for spec in F.ITEM_FIELDS:
-        key, rule = spec.name, spec.elsewhere
-        node = d.values.get(key)
-        if rule is None or node is None or key in d.spec.keys or key not in allowed.keys() | _OWN_RULES:
+    for key in TYPE_KEYS.intersection(d.values).difference(d.spec.keys):
+        node, rule = d.values[key], F.ITEM_FIELD[key].elsewhere
+        if rule is None or (key not in allowed and key not in _OWN_RULES):
             continue
         how, text = rule
         if how != "error" and node.value in (None, False, ""):
