@@ -372,13 +372,13 @@ async def run_with_provision(request: RunRequest, config: Config, paths: Paths, 
 async def dry_run_plan(run: Setup) -> tuple[Loaded, list[Step], Facts]:
     """The plan for this Mac with its real facts and receipts; paths are looked at, scripts not run."""
     from bootstrapper.engine.plan import plan
-    from bootstrapper.manifest.model import Kind
+    from bootstrapper.manifest.kinds import SPECS
 
     loaded = await read_manifest(run.manifest, run.config)
     facts = await run.platform.facts()
     receipts: dict[str, str] = {}
     for item in loaded.manifest.items:
-        if item.kind is Kind.PACKAGE and item.packageid:
+        if SPECS[item.type].has_receipt and item.packageid:
             receipt = await run.platform.receipt(item.packageid)
             if receipt is not None:
                 receipts[item.packageid] = receipt.version

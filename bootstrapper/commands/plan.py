@@ -48,7 +48,7 @@ def plan(
                 {
                     "id": s.id,
                     "name": s.item.name,
-                    "type": s.item.kind.value,
+                    "type": s.item.type.value,
                     "stage": s.item.stage.value,
                     "action": action(s),
                     "reason": reason(s),
@@ -113,7 +113,7 @@ def render_plan(loaded: Loaded, steps: list[Step], facts: Facts, note: str = "")
             str(n),
             s.id,
             escape(s.item.name),
-            s.item.kind.value + (" (background)" if s.item.donotwait else ""),
+            s.item.type.value + (" (background)" if s.item.donotwait else ""),
             f"[{styles[what]}]{what}[/]",
             escape(reason(s)),
         )
@@ -142,6 +142,8 @@ def reason(step: Step) -> str:
 
 def _refusal(step: Step) -> str | None:
     """Why the run would refuse the step outright; the rule the engine applies before any download."""
-    if step.item.kind.downloads and step.item.hash is None:
+    from bootstrapper.manifest.kinds import SPECS
+
+    if SPECS[step.item.type].downloads and step.item.hash is None:
         return "no sha256 hash in the manifest (missing or a placeholder): the run refuses unverified files"
     return None

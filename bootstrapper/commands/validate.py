@@ -241,7 +241,7 @@ def _table(manifest: Manifest, checks: list[ItemCheck]) -> Table:
     from rich.table import Table
 
     table = Table(title=escape(manifest.source), title_justify="left")
-    for column in ("item", "kind", "size", "sha256", "result"):
+    for column in ("item", "type", "size", "sha256", "result"):
         table.add_column(column, overflow="fold")
     for c in checks:
         if c.ok:
@@ -251,7 +251,7 @@ def _table(manifest: Manifest, checks: list[ItemCheck]) -> Table:
             result = "\n".join(f"[{color}]{escape(m)}[/{color}]" for m in (*c.mismatches, *c.errors))
         table.add_row(
             escape(c.item.label),
-            c.item.kind.value,
+            c.item.type.value,
             "" if c.size is None else str(c.size),
             (c.sha256 or "")[:12],
             result,

@@ -24,7 +24,8 @@ from bootstrapper.errors import (
 )
 from bootstrapper.fetch import Download, Downloader, FetchEvent, FetchOptions
 from bootstrapper.hashing import sha256_file
-from bootstrapper.manifest.model import Item, Kind, Manifest
+from bootstrapper.manifest.kinds import SPECS
+from bootstrapper.manifest.model import Item, Manifest
 
 #: Validation honours each item's `retries`/`retrywait`, capped: an admin waits at the terminal, and a
 #: flaky server should show up as flaky rather than be hidden by ten minutes of patience.
@@ -59,7 +60,7 @@ async def check_items(
     """Fetch every downloadable item into `workdir` and compare it with the manifest."""
     checks: dict[str, ItemCheck] = {}
     downloads: list[Download] = []
-    for n, item in enumerate(i for i in manifest.items if i.kind.downloads and i.url):
+    for n, item in enumerate(i for i in manifest.items if SPECS[i.type].downloads and i.url):
         check = checks[item.id] = ItemCheck(item)
         if not item.hash:
             check.mismatches.append("no hash in the manifest")
@@ -90,7 +91,7 @@ async def check_items(
         if isinstance(result, Path):
             check.size = result.stat().st_size
             check.sha256 = check.item.hash
-            if check.item.kind is Kind.PACKAGE:
+            if SPECS[check.item.type].has_receipt:
                 await asyncio.to_thread(_check_package, check, result)
         else:
             _record_failure(check, result)
@@ -119,7 +120,7 @@ def _check_local(check: ItemCheck, path: Path) -> None:
         check.mismatches.append(f"size is {size}, the manifest says {check.item.size}")
     if check.sha256 != check.item.hash:
         check.mismatches.append(f"sha256 is {check.sha256}, the manifest says {check.item.hash}")
-    elif check.item.kind is Kind.PACKAGE:
+    elif SPECS[check.item.type].has_receipt:
         _check_package(check, path)
 
 

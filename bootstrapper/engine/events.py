@@ -6,6 +6,11 @@ lets each sink be tested with a scripted list of events. Events are frozen and J
 JSON-lines log can be read back into the same objects.
 
 A sink must never break a run: the bus logs a failing sink and carries on.
+
+Words: the manifest says *stage* and *type*; the events' JSON keys, older than that vocabulary and
+read back from logs and by webhook receivers, say `phase` for the stage and `kind` for the type
+(`phase_started` announces a stage). They keep those keys so that old logs and receivers still read;
+`InstallProgress.phase_text` is the installer's own progress phase, not a stage.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ class PlannedStep:
 
     step_id: str
     name: str
+    #: The item's type and its stage (see the module docstring for the key names).
     kind: str
     phase: str
     #: `done` when a previous attempt of this run finished it; `skipped` when the plan skips it.

@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from bootstrapper.manifest import version as versions
 from bootstrapper.manifest.conditions import NoProbe, Probe, decide
 from bootstrapper.manifest.facts import Facts
-from bootstrapper.manifest.model import Item, Kind, Manifest
+from bootstrapper.manifest.kinds import SPECS
+from bootstrapper.manifest.model import Item, Manifest
 
 
 @dataclass(frozen=True)
@@ -57,8 +58,8 @@ def plan(
 
 
 def _installed(item: Item, receipts: Mapping[str, str]) -> str | None:
-    """Why a package need not be installed, or None."""
-    if item.kind is not Kind.PACKAGE or item.required or item.packageid is None or item.version is None:
+    """Why an item with a receipt (a package) need not be installed, or None."""
+    if not SPECS[item.type].has_receipt or item.required or item.packageid is None or item.version is None:
         return None
     have = receipts.get(item.packageid)
     if have is None or versions.compare(have, item.version) < 0:

@@ -1,6 +1,6 @@
 """The scheduler: steps strictly in manifest order, one at a time, while later downloads run ahead.
 
-Phases: preflight (a root script exiting 0 means "already set up": stop and clean up), then
+Stages: preflight (a root script exiting 0 means "already set up": stop and clean up), then
 setupassistant, then userland (user steps wait for a console user and that user's agent). Failure
 policies decide whether a failed step stops the run; the state file records each step as it ends,
 so a daemon killed at any point resumes without repeating finished work.
@@ -22,7 +22,7 @@ import httpx
 
 from bootstrapper.engine import events as ev
 from bootstrapper.engine.context import RunContext
-from bootstrapper.engine.kinds import KINDS
+from bootstrapper.engine.kinds import RUNNERS
 from bootstrapper.engine.kinds.base import Outcome
 from bootstrapper.engine.plan import Step, plan
 from bootstrapper.engine.prefetch import Prefetcher
@@ -31,7 +31,8 @@ from bootstrapper.errors import FetchError
 from bootstrapper.fetch import Download, Downloader, FetchEvent, FetchOptions
 from bootstrapper.fetch import events as fe
 from bootstrapper.manifest.conditions import Probe
-from bootstrapper.manifest.model import FailPolicy, Item, Kind, Manifest, Stage
+from bootstrapper.manifest.kinds import SPECS
+from bootstrapper.manifest.model import FailPolicy, Item, Manifest, Stage
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ class RunReport:
 
 def fingerprint(item: Item) -> str:
     """What identifies an item across manifest edits: a changed hash or version makes it a new step."""
-    text = "\0".join([item.kind.value, item.hash or "", item.version or "", item.url or "", item.path or ""])
+    text = "\0".join([item.type.value, item.hash or "", item.version or "", item.url or "", item.path or ""])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -106,7 +107,7 @@ class Scheduler:
                     ev.PlannedStep(
                         s.id,
                         s.item.name,
-                        s.item.kind.value,
+                        s.item.type.value,
                         s.item.stage.value,
                         "done" if s.id in done else ("skipped" if s.skip else "pending"),
                         s.reason,
@@ -120,7 +121,7 @@ class Scheduler:
         async with downloader as dl:
             prefetch = self._prefetch = Prefetcher(dl, self.options.concurrency, ctx.config.lookahead_bytes)
             try:
-                report = await self._phases(steps, prefetch)
+                report = await self._stages(steps, prefetch)
             finally:
                 await prefetch.aclose()
         await self._reap_background(report)
@@ -132,13 +133,13 @@ class Scheduler:
     async def _receipts(self) -> dict[str, str]:
         found: dict[str, str] = {}
         for item in self.manifest.items:
-            if item.kind is Kind.PACKAGE and item.packageid and item.packageid not in found:
+            if SPECS[item.type].has_receipt and item.packageid and item.packageid not in found:
                 receipt = await self.ctx.platform.receipt(item.packageid)
                 if receipt is not None:
                     found[item.packageid] = receipt.version
         return found
 
-    async def _phases(self, steps: list[Step], prefetch: Prefetcher) -> RunReport:
+    async def _stages(self, steps: list[Step], prefetch: Prefetcher) -> RunReport:
         report = RunReport("success")
         by_stage = {stage: [s for s in steps if s.item.stage is stage] for stage in Stage}
         # Preflight first, alone: a Mac that is already set up must not download everything else.
@@ -148,7 +149,7 @@ class Scheduler:
                 prefetch.add(self._downloads(by_stage[Stage.SETUPASSISTANT] + by_stage[Stage.USERLAND]))
             if not by_stage[stage]:
                 continue
-            self.state.set_phase(stage.value)
+            self.state.set_stage(stage.value)
             self.ctx.bus.emit(ev.PhaseStarted(stage.value))
             for step in by_stage[stage]:
                 outcome = await self._step(step, prefetch)
@@ -173,7 +174,7 @@ class Scheduler:
         out: list[Download] = []
         for s in steps:
             item = s.item
-            if s.skip is not False or not item.kind.downloads or item.hash is None or item.url is None:
+            if s.skip is not False or not SPECS[item.type].downloads or item.hash is None or item.url is None:
                 continue
             assert item.file is not None
             out.append(
@@ -183,7 +184,7 @@ class Scheduler:
                     dest=self.ctx.host_path(item.file),
                     sha256=item.hash,
                     size=item.size,
-                    mode=KINDS[item.kind].mode,
+                    mode=SPECS[item.type].mode,
                     retries=item.retries,
                     retrywait=item.retrywait,
                 )
@@ -199,7 +200,7 @@ class Scheduler:
             bus.emit(ev.StepFinished(step.id, "skipped", step.reason))
             return None
         state.mark_running(step.id)
-        bus.emit(ev.StepStarted(step.id, item.name, item.kind.value, item.stage.value))
+        bus.emit(ev.StepStarted(step.id, item.name, item.type.value, item.stage.value))
         began = self.clock()
         outcome = await self._carry_out(item, prefetch)
         took = self.clock() - began
@@ -216,9 +217,9 @@ class Scheduler:
         return outcome
 
     async def _carry_out(self, item: Item, prefetch: Prefetcher) -> Outcome:
-        runner = KINDS[item.kind]
+        runner = RUNNERS[item.type]
         file: Path | None = None
-        if item.kind.downloads:
+        if SPECS[item.type].downloads:
             if item.hash is None:
                 return Outcome.failed(
                     "no sha256 hash in the manifest: bootstrapper never runs an unverified download",

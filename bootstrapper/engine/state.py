@@ -11,6 +11,9 @@ installs idempotent. Crashing on it instead would make launchd restart us into t
 Steps are matched by (name, fingerprint), not by position, so a manifest edited between two attempts
 keeps the progress of the items that did not change.
 
+Words: the stage being run is stored under the key `phase` (the file's shape since version 1; status
+readers depend on it), so `RunState.phase` holds a stage name: preflight, setupassistant or userland.
+
 `DaemonLock` stops a second daemon: `fcntl.flock` on the lock file, which the kernel releases when the
 holder dies, so a crash never leaves a stale lock behind.
 """
@@ -95,6 +98,7 @@ class RunState:
     updated_at: str = ""
     #: How many times a daemon started this run: bounds `on_failure: retry`.
     run_attempt: int = 0
+    #: The stage being run (the persisted key predates the manifest's word).
     phase: str | None = None
     result: RunResult | None = None
     #: In plan order (dicts keep insertion order, and so does the JSON).
@@ -214,8 +218,8 @@ class StateStore:
         """True once `limit` daemon attempts have started: `on_failure: retry` must give up."""
         return self.state.run_attempt >= limit
 
-    def set_phase(self, phase: str) -> None:
-        self.state.phase = phase
+    def set_stage(self, stage: str) -> None:
+        self.state.phase = stage
         self.save()
 
     def set_result(self, result: RunResult) -> None:

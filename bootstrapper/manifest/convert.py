@@ -13,7 +13,8 @@ from typing import Any
 
 import yaml
 
-from bootstrapper.manifest.model import AllOf, Arch, Format, Item, Kind, Loaded, Settings, Stage
+from bootstrapper.manifest.kinds import SPECS
+from bootstrapper.manifest.model import AllOf, Arch, Format, Item, Loaded, Settings, Stage
 from bootstrapper.paths import INSTALL_DIR
 
 IA_INSTALL_DIR = PurePosixPath("/Library/installapplications")
@@ -52,21 +53,14 @@ def to_native(loaded: Loaded, raw_hashes: dict[str, str] | None = None) -> tuple
 
 
 def _item(item: Item, defaults: Settings, notes: list[str], raw_hashes: dict[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": item.name, "type": item.kind.value}
+    out: dict[str, Any] = {"name": item.name, "type": item.type.value}
     if item.url is not None:
         out["url"] = item.url
-    if item.hash is not None:
-        out["hash"] = item.hash
-    elif item.id in raw_hashes:
-        out["hash"] = raw_hashes[item.id]
-        notes.append(f"{item.label}: hash {raw_hashes[item.id]!r} is not a sha256; put the real one in")
-    elif item.kind.downloads:
-        out["hash"] = ""
-        notes.append(f"{item.label}: has no hash; put the file's sha256 in")
+    _hash(item, out, notes, raw_hashes)
     if item.file is not None:
         out["file"] = str(native_path(item.file))
     required = item.required
-    if item.kind is Kind.PACKAGE:
+    if SPECS[item.type].has_receipt:
         if item.packageid is not None and item.version is not None:
             out["packageid"] = item.packageid
             out["version"] = item.version
@@ -75,19 +69,29 @@ def _item(item: Item, defaults: Settings, notes: list[str], raw_hashes: dict[str
             notes.append(
                 f"{item.label}: no packageid/version, so it is installed every time: `required: true`"
             )
-    if required:
-        out["required"] = True
-    if item.donotwait:
-        out["donotwait"] = True
-    if item.retries != defaults.retries:
-        out["retries"] = item.retries
-    if item.retrywait != defaults.retrywait:
-        out["retrywait"] = item.retrywait
-    if item.fail_policy is not defaults.fail_policy:
-        out["fail_policy"] = item.fail_policy.value
+    changed = {
+        "required": (required, False),
+        "donotwait": (item.donotwait, False),
+        "retries": (item.retries, defaults.retries),
+        "retrywait": (item.retrywait, defaults.retrywait),
+        "fail_policy": (item.fail_policy.value, defaults.fail_policy.value),
+    }
+    out.update({key: value for key, (value, default) in changed.items() if value != default})
     if item.skip_if is not None:
         out["skip_if"] = _condition_word(item.skip_if)
     return out
+
+
+def _hash(item: Item, out: dict[str, Any], notes: list[str], raw_hashes: dict[str, str]) -> None:
+    """The hash, or what InstallApplications had instead, noted so that the admin puts a real one in."""
+    if item.hash is not None:
+        out["hash"] = item.hash
+    elif item.id in raw_hashes:
+        out["hash"] = raw_hashes[item.id]
+        notes.append(f"{item.label}: hash {raw_hashes[item.id]!r} is not a sha256; put the real one in")
+    elif SPECS[item.type].downloads:
+        out["hash"] = ""
+        notes.append(f"{item.label}: has no hash; put the file's sha256 in")
 
 
 def _condition_word(condition: object) -> Any:

@@ -1,15 +1,25 @@
-"""Every manifest key, defined once: the loader checks against it and the JSON Schema is made from it."""
+"""Every manifest key, defined once: the loader checks against it and the JSON Schema is made from it.
+
+Which item types take a type-specific key is the types' business (`kinds.SPECS`); what giving one to a
+type that does not take it means is the key's, here (`elsewhere`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
-from bootstrapper.manifest.model import FailPolicy, FinalAction, Kind, OnFailure
+from bootstrapper.manifest.kinds import ItemType
+from bootstrapper.manifest.model import FailPolicy, FinalAction, OnFailure
 
 NATIVE = "native"
 IA = "ia"
 BOTH = frozenset({NATIVE, IA})
 NATIVE_ONLY = frozenset({NATIVE})
+
+#: How a type-specific key given to another type is reported: an error, an error in the native format
+#: only (InstallApplications runs it anyway), or a warning; the message may name the `{type}`.
+Elsewhere = tuple[Literal["error", "strict", "warn"], str]
 
 
 @dataclass(frozen=True)
@@ -21,22 +31,54 @@ class Field:
     formats: frozenset[str] = BOTH
     choices: tuple[str, ...] = ()
     minimum: float | None = None
+    #: For type-specific keys: what it means on a type that does not take it.
+    elsewhere: Elsewhere | None = None
 
 
 ITEM_FIELDS: tuple[Field, ...] = (
     Field("name", "string", "Shown in progress and logs; unique within the manifest."),
-    Field("type", "enum", "What the item is and who runs it.", choices=tuple(k.value for k in Kind)),
-    Field("url", "url", "Where to download it: https, or relative to the manifest's own location."),
-    Field("hash", "sha256", "sha256 of the file, 64 hex digits (a `sha256:` prefix is accepted)."),
-    Field("file", "path", "Where the file is placed on the Mac (absolute)."),
+    Field("type", "enum", "What the item is and who runs it.", choices=tuple(t.value for t in ItemType)),
+    Field(
+        "url",
+        "url",
+        "Where to download it: https, or relative to the manifest's own location.",
+        elsewhere=("error", "a {type} item downloads nothing; remove it"),
+    ),
+    Field(
+        "hash",
+        "sha256",
+        "sha256 of the file, 64 hex digits (a `sha256:` prefix is accepted).",
+        elsewhere=("error", "a {type} item downloads nothing; remove it"),
+    ),
+    Field(
+        "file",
+        "path",
+        "Where the file is placed on the Mac (absolute).",
+        elsewhere=("error", "a {type} item places no file; use `path` for what it waits for"),
+    ),
     Field(
         "size", "integer", "Expected size in bytes; a download is cut off past it.", NATIVE_ONLY, minimum=1
     ),
-    Field("packageid", "string", "Package identifier, to skip the install when its receipt is current."),
-    Field("version", "string", "Package version compared with the installed receipt's version."),
+    Field(
+        "packageid",
+        "string",
+        "Package identifier, to skip the install when its receipt is current.",
+        elsewhere=("warn", "only packages have one; ignored"),
+    ),
+    Field(
+        "version",
+        "string",
+        "Package version compared with the installed receipt's version.",
+        elsewhere=("warn", "only packages have one; ignored"),
+    ),
     Field("required", "boolean", "Install even when the receipt says this version is present."),
     Field("pkg_required", "boolean", "Alias of `required` (InstallApplications ports)."),
-    Field("donotwait", "boolean", "Scripts only: start it and go on without waiting for it to end."),
+    Field(
+        "donotwait",
+        "boolean",
+        "Scripts only: start it and go on without waiting for it to end.",
+        elsewhere=("strict", "only scripts can run in the background, not {type}"),
+    ),
     Field("retries", "integer", "Further download attempts after the first (0 = no retry).", minimum=0),
     Field("retrywait", "number", "Seconds before the first retry; later waits grow.", minimum=0),
     Field(
@@ -50,8 +92,20 @@ ITEM_FIELDS: tuple[Field, ...] = (
     Field(
         "timeout", "number", "Seconds the item may run (scripts, installs, waits).", NATIVE_ONLY, minimum=1
     ),
-    Field("arguments", "strings", "Scripts only: arguments passed to the script.", NATIVE_ONLY),
-    Field("path", "path", "`wait` items only: the path whose appearance ends the wait.", NATIVE_ONLY),
+    Field(
+        "arguments",
+        "strings",
+        "Scripts only: arguments passed to the script.",
+        NATIVE_ONLY,
+        elsewhere=("error", "only scripts take arguments, not {type}"),
+    ),
+    Field(
+        "path",
+        "path",
+        "`wait` items only: the path whose appearance ends the wait.",
+        NATIVE_ONLY,
+        elsewhere=("error", "only wait items have one; {type} items use `file`"),
+    ),
     Field(
         "parallel_group",
         "string",
@@ -59,6 +113,9 @@ ITEM_FIELDS: tuple[Field, ...] = (
         frozenset({IA}),
     ),
 )
+
+#: The same, by name.
+ITEM_FIELD: dict[str, Field] = {f.name: f for f in ITEM_FIELDS}
 
 SETTINGS_FIELDS: tuple[Field, ...] = (
     Field("allow_http", "boolean", "Allow plain http:// URLs (labs and tests only)."),
@@ -72,8 +129,6 @@ SETTINGS_FIELDS: tuple[Field, ...] = (
         choices=tuple(p.value for p in FailPolicy),
     ),
 )
-
-STAGES = ("preflight", "setupassistant", "userland")
 
 TOP_FIELDS: tuple[Field, ...] = (
     Field("format", "integer", "The native format's version: 1.", NATIVE_ONLY),

@@ -9,33 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bootstrapper.manifest.kinds import ItemType
 
 
 class Stage(StrEnum):
     PREFLIGHT = "preflight"
     SETUPASSISTANT = "setupassistant"
     USERLAND = "userland"
-
-
-class Kind(StrEnum):
-    PACKAGE = "package"
-    ROOTSCRIPT = "rootscript"
-    USERSCRIPT = "userscript"
-    ROOTFILE = "rootfile"
-    USERFILE = "userfile"
-    WAIT = "wait"
-
-    @property
-    def downloads(self) -> bool:
-        return self is not Kind.WAIT
-
-    @property
-    def runs_as_user(self) -> bool:
-        return self in (Kind.USERSCRIPT, Kind.USERFILE)
-
-    @property
-    def is_script(self) -> bool:
-        return self in (Kind.ROOTSCRIPT, Kind.USERSCRIPT)
 
 
 class FailPolicy(StrEnum):
@@ -125,7 +108,7 @@ class Item:
     #: Position in its stage as written, so ids and breadcrumbs match the source.
     index: int
     name: str
-    kind: Kind
+    type: ItemType
     url: str | None = None
     hash: str | None = None
     file: PurePosixPath | None = None

@@ -1,4 +1,4 @@
-"""The native format's JSON Schema, made from the same field table the loader checks against.
+"""The native format's JSON Schema, made from the same key and type tables the loader checks against.
 
 `bootstrapper schema` prints it; manifests/schema.json is the committed copy that editors use
 (via the `yaml-language-server: $schema=` line), and a test fails when the two drift apart.
@@ -10,8 +10,12 @@ import json
 from typing import Any
 
 from bootstrapper.manifest import fields as F
+from bootstrapper.manifest.kinds import SPECS, TYPE_KEYS, KindSpec
+from bootstrapper.manifest.model import Stage
 
 SCHEMA_ID = "https://bootstrapper.invalid/schema/manifest-1.json"
+#: A value that changes nothing: what a type-specific key may hold on a type that ignores it.
+_SAYS_NOTHING = {"enum": [None, False, ""]}
 
 
 def _condition() -> dict[str, Any]:
@@ -65,12 +69,52 @@ def _field(spec: F.Field) -> dict[str, Any]:
     return out
 
 
+def type_rule(spec: KindSpec) -> dict[str, Any]:
+    """A type's fragment: the keys it needs, and the type-specific keys that are errors on it."""
+    # How each type-specific key this type does not take is reported (warnings are no schema matter).
+    refused = {
+        f.name: f.elsewhere[0]
+        for f in F.ITEM_FIELDS
+        if F.NATIVE in f.formats
+        and f.name in TYPE_KEYS - spec.keys
+        and f.elsewhere is not None
+        and f.elsewhere[0] != "warn"
+    }
+    then: dict[str, Any] = {}
+    if spec.needs:
+        then["required"] = sorted(spec.needs)
+    if refused:
+        # An error whenever written; a native-only error only when the value says something.
+        then["properties"] = {
+            key: False if how == "error" else _SAYS_NOTHING for key, how in sorted(refused.items())
+        }
+    if spec.has_receipt:
+        then["anyOf"] = [
+            {"required": ["packageid", "version"]},
+            {"required": ["required"], "properties": {"required": {"const": True}}},
+            {"required": ["pkg_required"], "properties": {"pkg_required": {"const": True}}},
+        ]
+    return {
+        "description": f"{spec.type.value}: {spec.doc}",
+        "if": {"required": ["type"], "properties": {"type": {"const": spec.type.value}}},
+        "then": then,
+    }
+
+
+def _stage_items(stage: Stage) -> dict[str, Any]:
+    """A stage's list, limited to the types that may stand in it."""
+    allowed = [t.value for t, spec in SPECS.items() if stage in spec.stages]
+    return {"$ref": "#/$defs/item", "properties": {"type": {"enum": allowed}}}
+
+
 def manifest_schema() -> dict[str, Any]:
     def props(table: tuple[F.Field, ...]) -> dict[str, Any]:
         return {f.name: _field(f) for f in table if F.NATIVE in f.formats}
 
     top = props(F.TOP_FIELDS)
     top["format"] = {"const": 1, "description": "The native format's version: 1."}
+    for stage in Stage:
+        top[stage.value]["items"] = _stage_items(stage)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
@@ -85,6 +129,7 @@ def manifest_schema() -> dict[str, Any]:
                 "required": ["name", "type"],
                 "additionalProperties": False,
                 "properties": props(F.ITEM_FIELDS),
+                "allOf": [type_rule(spec) for spec in SPECS.values()],
             },
             "settings": {
                 "type": "object",

@@ -19,20 +19,12 @@ from bootstrapper.engine.events import (
     StepRetrying,
     StepStarted,
 )
+from bootstrapper.manifest.kinds import spec_for
 from bootstrapper.progress.commandfile import CommandFile
 from bootstrapper.text import one_line
 
 #: DEPNotify's default control file (map with Paths.system).
 DEFAULT_COMMAND_FILE = PurePosixPath("/var/tmp/depnotify.log")  # noqa: S108 (CommandFile guards it)
-
-_VERBS = {
-    "package": "Installing",
-    "rootscript": "Running",
-    "userscript": "Running",
-    "rootfile": "Placing",
-    "userfile": "Placing",
-    "wait": "Waiting for",
-}
 
 
 class DepNotifySink:
@@ -58,7 +50,8 @@ class DepNotifySink:
                 self._file.write("Status: Preparing your Mac")
             case StepStarted():
                 self._names[event.step_id] = one_line(event.name, 100)
-                verb = _VERBS.get(event.kind, "Working on")
+                spec = spec_for(event.kind)
+                verb = spec.verb if spec else "Working on"
                 self._file.write(f"Status: {verb} {self._name(event.step_id)}")
             case StepRetrying():
                 self._file.write(f"Status: Retrying {self._name(event.step_id)} (attempt {event.attempt})")

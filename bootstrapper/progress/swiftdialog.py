@@ -24,21 +24,13 @@ from bootstrapper.engine.events import (
     StepRetrying,
     StepStarted,
 )
+from bootstrapper.manifest.kinds import spec_for
 from bootstrapper.progress.commandfile import CommandFile
 from bootstrapper.text import one_line
 
 #: Where swiftDialog's installer puts its launcher, and its default command file (map with Paths.system).
 DIALOG_BINARY = PurePosixPath("/usr/local/bin/dialog")
 DEFAULT_COMMAND_FILE = PurePosixPath("/var/tmp/dialog.log")  # noqa: S108 (CommandFile guards it)
-
-_VERBS = {
-    "package": "Installing",
-    "rootscript": "Running",
-    "userscript": "Running",
-    "rootfile": "Placing",
-    "userfile": "Placing",
-    "wait": "Waiting",
-}
 
 
 def field(text: object, limit: int = 80) -> str:
@@ -75,7 +67,8 @@ def launch_argv(
 @dataclass
 class _Item:
     title: str
-    kind: str
+    #: The item's type (events carry it as `kind`).
+    type: str
     status: str = "pending"
     text: str = "Pending"
     finished: bool = False
@@ -121,7 +114,8 @@ class SwiftDialogSink:
                 self._file.write(f"progress: {self._percent()}", "progresstext: Starting")
             case StepStarted():
                 item = self._items.get(event.step_id) or self._add(event.step_id, event.name, event.kind)
-                verb = _VERBS.get(item.kind, "Working on")
+                spec = spec_for(item.type)
+                verb = spec.status_text if spec else "Working on"
                 item.status, item.text = "wait", verb
                 self._update(item)
                 self._file.write(f"progresstext: {verb} {item.title}")
@@ -176,7 +170,7 @@ class SwiftDialogSink:
         self._update(item)
 
     def _add(
-        self, step_id: str, name: str, kind: str, status: str = "pending", text: str = "Pending"
+        self, step_id: str, name: str, item_type: str, status: str = "pending", text: str = "Pending"
     ) -> _Item:
         title = field(name) or field(step_id)
         taken = {i.title for i in self._items.values()}
@@ -184,7 +178,7 @@ class SwiftDialogSink:
         unique = title
         while unique in taken:
             unique, n = f"{title} ({n})", n + 1
-        item = self._items[step_id] = _Item(unique, kind, status, text)
+        item = self._items[step_id] = _Item(unique, item_type, status, text)
         self._file.write(
             f"listitem: add, title: {item.title}, status: {item.status}, statustext: {item.text}"
         )

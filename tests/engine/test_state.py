@@ -49,7 +49,7 @@ def _store(path: Path, clock: FakeClock | None = None) -> StateStore:
 def test_round_trip_keeps_every_field(state_file: Path) -> None:
     clock = FakeClock()
     store = _store(state_file, clock)
-    store.set_phase("userland")
+    store.set_stage("userland")
     store.mark_running("preflight[0]")
     clock.tick(2.5)
     store.mark_done("preflight[0]", exit_code=0)

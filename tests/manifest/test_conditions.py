@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from bootstrapper.engine.plan import plan
+from bootstrapper.manifest import fields as F
 from bootstrapper.manifest.conditions import Decision, NoProbe, evaluate
 from bootstrapper.manifest.facts import Facts
-from bootstrapper.manifest.model import AllOf, AnyOf, Arch, Model, OSVersion, PathExists, Script
+from bootstrapper.manifest.load import load_bytes
+from bootstrapper.manifest.model import AllOf, AnyOf, Arch, Model, OSVersion, PathExists, Predicate, Script
 from bootstrapper.manifest.version import compare
 from tests.manifest.helpers import HASH, load
 
@@ -107,3 +111,24 @@ def test_plan_orders_steps_and_explains_skips() -> None:
     ]
     older = plan(loaded.manifest, MAC, receipts={"com.e.app": "1.9"})
     assert older[0].skip is False
+
+
+#: One readable value per condition test, and what it is read as.
+READ = [
+    ("arch", "apple_silicon", Arch("arm64")),
+    ("os_version", ">= 14.0", OSVersion(">=", "14.0")),
+    ("model", " MacBook* ", Model("MacBook*")),
+    ("path_exists", "/Applications/X.app", PathExists("/Applications/X.app")),
+    ("script", "exit 0", Script("exit 0")),
+]
+
+
+def test_the_cases_cover_every_condition_test_in_the_key_table() -> None:
+    assert [test for test, _, _ in READ] == list(F.CONDITION_KEYS)
+
+
+@pytest.mark.parametrize(("test", "value", "expected"), READ, ids=[t for t, _, _ in READ])
+def test_every_condition_test_is_read(test: str, value: str, expected: Predicate) -> None:
+    item = {"name": "x", "type": "wait", "path": "/a", "only_if": {test: value}}
+    loaded = load_bytes(json.dumps({"format": 1, "userland": [item]}).encode(), "m.yaml")
+    assert loaded.manifest.items[0].only_if == AllOf((expected,))

@@ -37,7 +37,7 @@ def test_convert_round_trip_keeps_every_item(path: Path) -> None:
     for a, b in zip(before, after, strict=True):
         # A package without packageid/version is installed every time: that is `required: true`.
         expected = dataclasses.replace(
-            a, required=a.required or (a.kind.value == "package" and a.packageid is None)
+            a, required=a.required or (a.type.value == "package" and a.packageid is None)
         )
         assert b == expected
 

@@ -8,8 +8,9 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from bootstrapper.errors import ManifestError
+from bootstrapper.manifest.kinds import ItemType
 from bootstrapper.manifest.load import load_bytes, load_file
-from bootstrapper.manifest.model import AllOf, Arch, FailPolicy, Format, Kind, Stage
+from bootstrapper.manifest.model import AllOf, Arch, FailPolicy, Format, Stage
 
 HASH = "b" * 64
 MANIFESTS = Path(__file__).resolve().parents[1] / "data" / "manifests"
@@ -62,7 +63,7 @@ def test_erikng_demo_reads_every_field() -> None:
     assert munki.url is not None
     assert munki.url.endswith("munkitools_launchd-3.0.3265.pkg?raw=true")
     assert sum(1 for i in m.items if i.donotwait) >= 1
-    assert {i.kind for i in m.items} == {Kind.PACKAGE, Kind.ROOTSCRIPT, Kind.USERSCRIPT}
+    assert {i.type for i in m.items} == {ItemType.PACKAGE, ItemType.ROOTSCRIPT, ItemType.USERSCRIPT}
 
 
 def test_ports_keys_are_read() -> None:
@@ -72,7 +73,7 @@ def test_ports_keys_are_read() -> None:
     assert pkg.required
     user_prefs = m.stage(Stage.USERLAND)[1]
     assert user_prefs.skip_if == AllOf((Arch("x86_64"),))
-    assert m.stage(Stage.USERLAND)[2].kind is Kind.USERFILE
+    assert m.stage(Stage.USERLAND)[2].type is ItemType.USERFILE
     assert m.stage(Stage.PREFLIGHT)[0].file == PurePosixPath("/Library/bootstrapper/setup.sh")
 
 

@@ -8,8 +8,9 @@ from pathlib import PurePosixPath
 import pytest
 
 from bootstrapper.errors import ManifestError
+from bootstrapper.manifest.kinds import ItemType
 from bootstrapper.manifest.load import load_bytes
-from bootstrapper.manifest.model import FailPolicy, Format, Kind
+from bootstrapper.manifest.model import FailPolicy, Format
 from tests.manifest.helpers import HASH, errors, load, warnings
 
 
@@ -28,7 +29,7 @@ def test_a_valid_native_manifest_loads_with_defaults() -> None:
     )
     item = loaded.manifest.items[0]
     assert loaded.manifest.format is Format.NATIVE
-    assert item.kind is Kind.ROOTSCRIPT
+    assert item.type is ItemType.ROOTSCRIPT
     assert item.id == "userland[0]"
     assert item.file == PurePosixPath("/Library/bootstrapper/userland/dock.sh")
     assert item.retries == 3

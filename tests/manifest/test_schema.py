@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 from bootstrapper.manifest import fields as F
+from bootstrapper.manifest.kinds import SPECS
 from bootstrapper.manifest.schema import manifest_schema, schema_text
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,3 +32,25 @@ def test_example_manifests_point_editors_at_the_schema() -> None:
     assert examples
     for path in examples:
         assert path.read_text().startswith("# yaml-language-server: $schema=schema.json\n"), path.name
+
+
+def test_each_type_brings_its_rules_into_the_schema() -> None:
+    rules = {
+        r["if"]["properties"]["type"]["const"]: r["then"] for r in manifest_schema()["$defs"]["item"]["allOf"]
+    }
+    assert set(rules) == {t.value for t in SPECS}
+    assert rules["wait"]["required"] == ["path"]
+    assert rules["wait"]["properties"]["url"] is False
+    assert rules["rootfile"]["required"] == ["file", "hash", "url"]
+    # A package needs packageid and version unless it is installed every time.
+    assert {"required": ["packageid", "version"]} in rules["package"]["anyOf"]
+    # packageid on a script is only a warning in the loader, so the schema lets it be.
+    assert "packageid" not in rules["rootscript"].get("properties", {})
+
+
+def test_each_stage_lists_only_the_types_allowed_in_it() -> None:
+    props = manifest_schema()["properties"]
+    assert props["preflight"]["items"]["properties"]["type"]["enum"] == ["rootscript"]
+    userland = props["userland"]["items"]["properties"]["type"]["enum"]
+    assert userland == [t.value for t in SPECS]
+    assert "userscript" not in props["setupassistant"]["items"]["properties"]["type"]["enum"]

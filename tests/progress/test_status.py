@@ -14,7 +14,7 @@ def _make_run(root: Path) -> Path:
     store = StateStore.load(Paths(root=root).state_file)
     store.begin_attempt("run-7", "manifests/demo.yaml")
     store.reconcile([StepKey("a", "Chrome", "f1"), StepKey("b", "[red]Dock[/]\x1b[2J", "f2")])
-    store.set_phase("userland")
+    store.set_stage("userland")
     store.mark_running("a")
     store.mark_done("a", 0)
     store.mark_running("b")

@@ -1,16 +1,20 @@
-"""The item kinds, one module each behind the `ItemKind` Protocol, registered here by kind."""
+"""The runners: one module per item type, `engine/kinds/<type>.py`, behind the `ItemRunner` Protocol.
+
+Each module defines `RUNNER`; this registry imports it by the type's name for every type that
+`manifest.kinds.SPECS` declares, so adding a type is its spec plus its module, and nothing here.
+"""
 
 from __future__ import annotations
 
-from bootstrapper.engine.kinds.base import ItemKind
-from bootstrapper.engine.kinds.package import Package
-from bootstrapper.engine.kinds.rootfile import RootFile
-from bootstrapper.engine.kinds.rootscript import RootScript
-from bootstrapper.engine.kinds.userfile import UserFile
-from bootstrapper.engine.kinds.userscript import UserScript
-from bootstrapper.engine.kinds.wait import Wait
-from bootstrapper.manifest.model import Kind
+import importlib
 
-KINDS: dict[Kind, ItemKind] = {
-    runner.kind: runner for runner in (Package(), RootScript(), UserScript(), RootFile(), UserFile(), Wait())
-}
+from bootstrapper.engine.kinds.base import ItemRunner
+from bootstrapper.manifest.kinds import SPECS, ItemType
+
+
+def _runner(item_type: ItemType) -> ItemRunner:
+    runner: ItemRunner = importlib.import_module(f"{__name__}.{item_type.value}").RUNNER
+    return runner
+
+
+RUNNERS: dict[ItemType, ItemRunner] = {item_type: _runner(item_type) for item_type in SPECS}

@@ -1,13 +1,13 @@
-"""One Protocol for every item kind: each kind is a module that knows how to carry out one item."""
+"""One Protocol for every item type's runner: a module that knows how to carry out one item."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from bootstrapper.engine.context import RunContext
-from bootstrapper.manifest.model import Item, Kind
+from bootstrapper.manifest.model import Item
 
 #: What failed: the bytes (download, verification) or the execution (script, install, wait).
 FailureKind = Literal["download", "execution"]
@@ -30,13 +30,12 @@ class Outcome:
         return cls(False, reason, exit_code, failure)
 
 
-class ItemKind(Protocol):
-    kind: Kind
-    #: Mode the downloaded file is placed with.
-    mode: int
+@runtime_checkable
+class ItemRunner(Protocol):
+    """Carries out the items of one type; what the type may be and do is its `KindSpec`."""
 
     async def run(self, item: Item, file: Path | None, ctx: RunContext) -> Outcome:
-        """Carry out the item; `file` is the verified download (None for kinds that download nothing).
+        """Carry out the item; `file` is the verified download (None for types that download nothing).
 
         Expected failures are returned as a failed Outcome; only bugs raise.
         """

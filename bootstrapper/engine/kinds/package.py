@@ -13,15 +13,12 @@ from bootstrapper.engine import events as ev
 from bootstrapper.engine.context import RunContext
 from bootstrapper.engine.kinds.base import Outcome
 from bootstrapper.errors import InstallError, PackageError, PlatformError
-from bootstrapper.manifest.model import Item, Kind
+from bootstrapper.manifest.model import Item
 
 DEFAULT_INSTALL_TIMEOUT = 3600.0
 
 
 class Package:
-    kind = Kind.PACKAGE
-    mode = 0o600
-
     async def run(self, item: Item, file: Path | None, ctx: RunContext) -> Outcome:
         assert file is not None
         from bootstrapper.flatpkg import read_package
@@ -52,3 +49,6 @@ class Package:
         if result.restart_required:
             note += f"; the package asks for a {result.postinstall_action}"
         return Outcome.done(note, 0)
+
+
+RUNNER = Package()

@@ -6,13 +6,13 @@ from pathlib import Path
 
 from bootstrapper.engine.context import RunContext
 from bootstrapper.engine.kinds.base import Outcome
-from bootstrapper.manifest.model import Item, Kind
+from bootstrapper.manifest.model import Item
 
 
 class RootFile:
-    kind = Kind.ROOTFILE
-    mode = 0o644
-
     async def run(self, item: Item, file: Path | None, ctx: RunContext) -> Outcome:
         assert file is not None
         return Outcome.done(f"placed at {item.file}")
+
+
+RUNNER = RootFile()

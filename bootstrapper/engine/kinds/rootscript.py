@@ -11,13 +11,10 @@ from bootstrapper.engine.kinds._script import DEFAULT_SCRIPT_TIMEOUT, tail_line
 from bootstrapper.engine.kinds.base import Outcome
 from bootstrapper.engine.trust import untrusted_reason
 from bootstrapper.errors import CommandError
-from bootstrapper.manifest.model import Item, Kind
+from bootstrapper.manifest.model import Item
 
 
 class RootScript:
-    kind = Kind.ROOTSCRIPT
-    mode = 0o700
-
     async def run(self, item: Item, file: Path | None, ctx: RunContext) -> Outcome:
         assert file is not None
         problem = untrusted_reason(file, ctx.owner_uid, item.hash)
@@ -41,3 +38,6 @@ class RootScript:
                 f"exited with {result.returncode}: {tail_line(result.tail)}".rstrip(": "), result.returncode
             )
         return Outcome.done(tail_line(result.tail), 0)
+
+
+RUNNER = RootScript()

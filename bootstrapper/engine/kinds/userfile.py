@@ -7,13 +7,10 @@ from pathlib import Path
 
 from bootstrapper.engine.context import RunContext
 from bootstrapper.engine.kinds.base import Outcome
-from bootstrapper.manifest.model import Item, Kind
+from bootstrapper.manifest.model import Item
 
 
 class UserFile:
-    kind = Kind.USERFILE
-    mode = 0o644
-
     async def run(self, item: Item, file: Path | None, ctx: RunContext) -> Outcome:
         """Hand the file to the console user (re-read now: a later login or user switch is followed)."""
         assert file is not None
@@ -24,3 +21,6 @@ class UserFile:
         except OSError as exc:
             return Outcome.failed(f"cannot give {item.file} to {user.name}: {exc.strerror}")
         return Outcome.done(f"placed at {item.file} for {user.name}")
+
+
+RUNNER = UserFile()

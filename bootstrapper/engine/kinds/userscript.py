@@ -10,13 +10,10 @@ from bootstrapper.engine.kinds._script import DEFAULT_SCRIPT_TIMEOUT, tail_line
 from bootstrapper.engine.kinds.base import Outcome
 from bootstrapper.engine.trust import untrusted_reason
 from bootstrapper.errors import IPCError
-from bootstrapper.manifest.model import Item, Kind
+from bootstrapper.manifest.model import Item
 
 
 class UserScript:
-    kind = Kind.USERSCRIPT
-    mode = 0o755
-
     async def run(self, item: Item, file: Path | None, ctx: RunContext) -> Outcome:
         assert file is not None
         assert item.hash is not None
@@ -45,3 +42,6 @@ class UserScript:
                 f"exited with {response.exit_code}: {detail}".rstrip(": "), response.exit_code
             )
         return Outcome.done(tail_line(response.output), 0)
+
+
+RUNNER = UserScript()

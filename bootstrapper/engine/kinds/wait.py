@@ -7,16 +7,13 @@ from pathlib import Path
 
 from bootstrapper.engine.context import RunContext
 from bootstrapper.engine.kinds.base import Outcome
-from bootstrapper.manifest.model import Item, Kind
+from bootstrapper.manifest.model import Item
 
 #: Seconds between looks; a stat a second costs nothing measurable.
 POLL = 1.0
 
 
 class Wait:
-    kind = Kind.WAIT
-    mode = 0o644
-
     async def run(self, item: Item, file: Path | None, ctx: RunContext) -> Outcome:
         assert item.path is not None
         target = ctx.host_path(item.path)
@@ -28,3 +25,6 @@ class Wait:
             if time.monotonic() - started >= timeout:
                 return Outcome.failed(f"{item.path} did not appear within {timeout:g} s")
             await ctx.sleep(min(POLL, max(timeout - (time.monotonic() - started), 0.01)))
+
+
+RUNNER = Wait()
