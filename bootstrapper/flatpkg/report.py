@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bootstrapper.flatpkg.extract import outside_root
 from bootstrapper.flatpkg.package import FlatPackage, PackageFacts
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -75,7 +76,10 @@ def facts_text(facts: PackageFacts) -> str:
 
 
 def payload_files(path: Path) -> Iterator[str]:
-    """Every payload path, like `pkgutil --payload-files`; several components are told apart."""
+    """Every payload path, like `pkgutil --payload-files`; several components are told apart.
+
+    A path the installer refuses (absolute, or climbing out with `..`) is listed with that said.
+    """
     with FlatPackage(path) as pkg:
         several = len(pkg.components) > 1
         for comp in pkg.components:
@@ -85,4 +89,5 @@ def payload_files(path: Path) -> Iterator[str]:
                 yield f"# {safe(comp.name)} ({safe(comp.info.identifier)})"
             with pkg.open_payload(comp) as reader:
                 for entry in reader:
-                    yield safe(entry.name)
+                    flag = "  (refused: outside the install root)" if outside_root(entry.name) else ""
+                    yield safe(entry.name) + flag
