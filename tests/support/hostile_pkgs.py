@@ -25,6 +25,7 @@ import os
 import random
 import stat
 import struct
+import tempfile
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +58,10 @@ HOSTILE_NUMBERS = (
     "9" * 200,
     "",
 )
+
+
+#: An absolute symlink target in the cases: a test makes it an empty folder and checks it stays so.
+OUTSIDE = os.path.join(tempfile.gettempdir(), f"bootstrapper-fuzz-outside-{os.getpid()}")
 
 
 class Draw(Protocol):
@@ -388,7 +393,7 @@ def cpio_entries(d: Draw) -> bytes:
         CpioItem("./x/inner", F, b"through"),
         CpioItem("./up", L, b"../../.."),
         CpioItem("./up/owned", F, b"x"),
-        CpioItem("./abs", L, b"/tmp"),
+        CpioItem("./abs", L, OUTSIDE.encode()),
         CpioItem("./abs/owned", F, b"x"),
         CpioItem("./dev", stat.S_IFCHR | 0o666),
         CpioItem("./fifo", stat.S_IFIFO | 0o644),
