@@ -597,3 +597,30 @@ def test_an_absurd_rsa_key_is_not_raised_to_its_power() -> None:
             der.rsa_pkcs1_verify(cert, b"\1" * max(1, (modulus.bit_length() + 7) // 8), b"\0" * 20) is False
         )
         assert time.monotonic() - started < 1.0
+
+
+@pytest.mark.parametrize("minimum", ["9" * 5000, "١٢.٣", "14.x", "1.2.3.4.5.6.7"])
+def test_a_minimum_macos_that_is_not_a_version_is_refused(tmp_path: Path, minimum: str) -> None:
+    """The installer compares its numbers: 5000 digits would be a ValueError there, not a refusal."""
+    dist = (
+        '<installer-gui-script minSpecVersion="1"><allowed-os-versions>'
+        f'<os-version min="{minimum}"/></allowed-os-versions></installer-gui-script>'
+    ).encode()
+    path = write_xar(tmp_path / "os.pkg", [XarSource("Distribution", dist)])
+    with pytest.raises(PackageError, match=r"Distribution: <os-version min=.*> is not a macOS version"):
+        read_package(path)
+
+
+def test_a_plain_minimum_macos_is_kept(tmp_path: Path) -> None:
+    dist = (
+        b'<installer-gui-script minSpecVersion="1"><allowed-os-versions><os-version min=" 10.13.6 "/>'
+        b"</allowed-os-versions></installer-gui-script>"
+    )
+    comp = build_component_pkg(tmp_path / "c.pkg", "com.example.c", "1", {"a": b""})
+    with FlatPackage(comp) as pkg:
+        info = pkg.xar.read(pkg.xar.member("PackageInfo"))  # type: ignore[arg-type]
+    path = write_xar(
+        tmp_path / "os.pkg", [XarSource("Distribution", dist), XarSource("c.pkg/PackageInfo", info)]
+    )
+    facts = read_package(path)
+    assert facts.distribution is not None and facts.distribution.minimum_os == "10.13.6"
