@@ -7,15 +7,20 @@ hypothesis keeps any failure in `.hypothesis/` and replays it first on the next 
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 
+from bootstrapper.errors import PlatformError
+from bootstrapper.paths import Paths
+from bootstrapper.platform.sandbox import SandboxPlatform
 from tests.support.hostile_pkgs import OUTSIDE, RECIPES, Case, exercise, hostile_packages, random_cases, tree
 
 EXAMPLES = int(os.environ.get("BOOTSTRAPPER_FUZZ_EXAMPLES", "120"))
@@ -70,3 +75,20 @@ def test_every_recipe_makes_cases_the_reader_refuses(recipe: str, outside: Path)
 
 def test_the_seeded_generator_is_reproducible() -> None:
     assert random_cases(seed=7, count=20) == random_cases(seed=7, count=20)
+
+
+def test_the_sandbox_installer_turns_every_hostile_package_into_an_install_error(tmp_path: Path) -> None:
+    """The daemon's path: whatever the bytes, `install_pkg` fails with its own error, never a crash."""
+    box = SandboxPlatform(Paths(root=tmp_path / "mac"), arch="arm64", os_version="14.6")
+    outcomes: Counter[str] = Counter()
+    for n, case in enumerate(random_cases(seed=11, count=EXAMPLES // 2)):
+        path = tmp_path / f"{n}.pkg"
+        path.write_bytes(case.data)
+        try:
+            asyncio.run(box.install_pkg(path, timeout=60))
+        except PlatformError as exc:
+            assert "\n" not in str(exc), f"{case.recipe}: {exc!r}"
+            outcomes[type(exc).__name__] += 1
+        else:
+            outcomes["installed"] += 1
+    assert outcomes["InstallError"] > 0 and set(outcomes) <= {"installed", "InstallError", "PlatformError"}

@@ -29,13 +29,14 @@ import tempfile
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Protocol, TypeVar
 
 from hypothesis import strategies as st
 
 from bootstrapper.errors import PackageError
-from bootstrapper.flatpkg import FlatPackage, read_package
+from bootstrapper.flatpkg import Component, FlatPackage, read_package
 from bootstrapper.flatpkg.extract import extract, location_parts, scan
 from bootstrapper.flatpkg.report import facts_json, facts_text, payload_files
 from bootstrapper.flatpkg.writer import CpioItem, XarSource, build_component_pkg, write_cpio, write_xar
@@ -91,7 +92,7 @@ class RandomDraw:
 
 
 class _HypothesisDraw:
-    def __init__(self, draw: Callable[[st.SearchStrategy[T]], T]) -> None:
+    def __init__(self, draw: st.DrawFn) -> None:
         self._draw = draw
 
     def integer(self, lo: int, hi: int) -> int:
@@ -246,7 +247,7 @@ def distribution(refs: Sequence[str]) -> bytes:
 
 def cpio_bytes(items: Sequence[CpioItem], fmt: str = "odc") -> bytes:
     buf = io.BytesIO()
-    write_cpio(buf, items, fmt)  # type: ignore[arg-type]
+    write_cpio(buf, items, "newc" if fmt == "newc" else "odc")
     return buf.getvalue()
 
 
@@ -459,6 +460,10 @@ def xml_tricks(d: Draw) -> bytes:
         b"<pkg-info identifier='x' version='1'><payload numberOfFiles='" + b"9" * 5000 + b"'/></pkg-info>",
         b"<pkg-info identifier='x'><payload numberOfFiles='\xd9\xa1\xd9\xa2' installKBytes='1e9999'/></pkg-info>",
         b"<pkg-info identifier='x' install-location='../../../etc'/>",
+        b"<pkg-info><allowed-os-versions><os-version min='"
+        + b"9" * 5000
+        + b"'/></allowed-os-versions></pkg-info>",
+        b"<pkg-info><allowed-os-versions><os-version min='\xd9\xa1\xd9\xa2.x'/></allowed-os-versions></pkg-info>",
         b"<pkg-info identifier='x' install-location='relative'/>",
         b"\xef\xbb\xbf<pkg-info identifier='x'/>",
         b"<pkg-info identifier='x'/>\0",
@@ -620,21 +625,22 @@ def exercise(path: Path, root: Path) -> list[str]:
         step(pkg.install_order)
         for n, comp in enumerate(pkg.components):
             for which, present in (("Payload", comp.has_payload), ("Scripts", comp.has_scripts)):
-                if not present:
-                    continue
-
-                def check(comp: object = comp, which: str = which) -> None:
-                    with pkg.open_payload(comp, which) as reader:  # type: ignore[arg-type]
-                        scan(reader)
-
-                def unpack(comp: object = comp, which: str = which, n: int = n) -> None:
-                    location_parts(comp.info.effective_install_location, pkg.error)  # type: ignore[attr-defined]
-                    with pkg.open_payload(comp, which) as reader:  # type: ignore[arg-type]
-                        extract(reader, root / f"{n}-{which}", location=comp.info.effective_install_location)  # type: ignore[attr-defined]
-
-                step(check)
-                step(unpack)
+                if present:
+                    step(partial(_scan, pkg, comp, which))
+                    step(partial(_extract, pkg, comp, which, root / f"{n}-{which}"))
     return said
+
+
+def _scan(pkg: FlatPackage, comp: Component, which: str) -> None:
+    with pkg.open_payload(comp, which) as reader:
+        scan(reader)
+
+
+def _extract(pkg: FlatPackage, comp: Component, which: str, root: Path) -> None:
+    location = comp.info.effective_install_location
+    location_parts(location, pkg.error)
+    with pkg.open_payload(comp, which) as reader:
+        extract(reader, root, location=location)
 
 
 def tree(path: Path) -> set[str]:
