@@ -356,6 +356,57 @@ def mutated(d: Draw) -> bytes:
     return bytes(data)
 
 
+def _mutate(d: Draw, data: bytes, alphabet: bytes) -> bytes:
+    out = bytearray(data)
+    for _ in range(d.integer(1, 6)):
+        if not out:
+            break
+        where = d.integer(0, len(out) - 1)
+        what = d.choice(("set", "insert", "delete"))
+        if what == "set":
+            out[where] = d.choice(alphabet)
+        elif what == "insert":
+            out[where:where] = bytes([d.choice(alphabet)]) * d.integer(1, 4)
+        else:
+            del out[where : where + d.integer(1, 8)]
+    return bytes(out)
+
+
+def mutated_toc(d: Draw) -> bytes:
+    """Changes inside the TOC's XML, then a right TOC checksum: the parser sees every change."""
+    mems = component(wrap(cpio_bytes(good_items(d)), d.choice(("gzip", "cpio"))))
+    if d.boolean():
+        return xar(mems, toc_text=lambda toc: _mutate(d, toc, b"<>/&;\"'=-0123456789 x\x00\xff"))
+    return xar(mems, toc_text=lambda toc: _mutate_numbers(d, toc))
+
+
+def _mutate_numbers(d: Draw, toc: bytes) -> bytes:
+    """Change only digits (offsets, lengths, sizes, ids, dates): the XML stays well-formed."""
+    out = bytearray(toc)
+    for _ in range(d.integer(1, 4)):
+        digits = [i for i, b in enumerate(out) if 0x30 <= b <= 0x39]
+        if not digits:
+            break
+        where = d.choice(digits)
+        what = d.choice(("set", "grow", "delete", "sign"))
+        if what == "set":
+            out[where] = d.choice(b"0123456789")
+        elif what == "grow":
+            out[where:where] = d.choice((b"9", b"99999999999", b"0", b"18446744073709551615"))
+        elif what == "delete":
+            del out[where]
+        else:
+            out[where:where] = d.choice((b"-", b"+", b" "))
+    return bytes(out)
+
+
+def mutated_cpio(d: Draw) -> bytes:
+    """Changes inside the cpio stream, then compressed with right checksums: the cpio reader sees them."""
+    raw = cpio_bytes(good_items(d), d.choice(("odc", "newc")))
+    raw = _mutate(d, raw, b"0123456789abcdefx-/. \x00\xff")
+    return xar(component(wrap(raw, d.choice(("gzip", "pbzx", "bzip2", "cpio")))))
+
+
 def payload_streams(d: Draw) -> bytes:
     raw = cpio_bytes(good_items(d))
     how = d.choice(("gzip", "bzip2", "pbzx", "xz-member", "junk"))
@@ -562,6 +613,8 @@ RECIPES: dict[str, Callable[[Draw], bytes]] = {
     "header": header_fields,
     "truncated": truncated,
     "mutated": mutated,
+    "mutated-toc": mutated_toc,
+    "mutated-cpio": mutated_cpio,
     "payload-stream": payload_streams,
     "cpio-entries": cpio_entries,
     "duplicate-names": duplicate_names,
