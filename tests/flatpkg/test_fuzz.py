@@ -23,7 +23,7 @@ from bootstrapper.paths import Paths
 from bootstrapper.platform.sandbox import SandboxPlatform
 from tests.support.hostile_pkgs import OUTSIDE, RECIPES, Case, exercise, hostile_packages, random_cases, tree
 
-EXAMPLES = int(os.environ.get("BOOTSTRAPPER_FUZZ_EXAMPLES", "120"))
+EXAMPLES = int(os.environ.get("BOOTSTRAPPER_FUZZ_EXAMPLES", "200"))
 
 
 @pytest.fixture(scope="module")
