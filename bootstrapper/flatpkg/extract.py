@@ -7,8 +7,13 @@ The rules, each one an attack that a hostile package could try:
   never follows a symlink out of the root, so they cannot be used to write elsewhere.)
 - only regular files, folders and symlinks: device nodes, FIFOs and sockets are refused;
 - setuid and setgid bits are stripped (and reported);
-- files are written to a temporary name in their folder and renamed into place, so an existing
-  symlink at the destination is replaced, never written through.
+- files are written to a fresh temporary name in their folder (O_EXCL | O_NOFOLLOW) and renamed
+  into place, so an existing symlink at the destination is replaced, never written through;
+- a later entry of the same name replaces an earlier one, as cpio does, and cancels what the earlier
+  one promised (a hard link still waiting for its data, a symlink this extraction made);
+- AppleDouble `._name` members are skipped: `installer` applies them as metadata, not as files;
+- a file-system error caused by an entry (a name too long, a file where a folder is) is that
+  entry's PackageError, like every refusal above.
 
 `scan` runs the name and type checks without writing anything; `extract` checks again as it writes.
 Installing runs `scan` first so that a hostile entry at the end of a payload is refused before the
