@@ -11,11 +11,13 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+#: Runs that are not benchmarks but belong in `make bench`, each with a `main() -> None` too.
+EXTRA = ("fuzz_pkg.py",)
 
 
 def main(argv: list[str]) -> int:
     wanted = set(argv)
-    for path in sorted(HERE.glob("bench_*.py")):
+    for path in [*sorted(HERE.glob("bench_*.py")), *(HERE / name for name in EXTRA)]:
         name = path.stem.removeprefix("bench_")
         if wanted and name not in wanted:
             continue

@@ -79,7 +79,11 @@ def facts_text(facts: PackageFacts) -> str:
 
 
 def payload_files(path: Path) -> Iterator[str]:
-    """Every payload path, like `pkgutil --payload-files`; several components are told apart."""
+    """Every payload path, like `pkgutil --payload-files`; several components are told apart.
+
+    A path the installer refuses (absolute, or climbing out with `..`) is listed with that said.
+    """
+    from bootstrapper.flatpkg.extract import outside_root
     from bootstrapper.flatpkg.package import FlatPackage
 
     with FlatPackage(path) as pkg:
@@ -91,7 +95,8 @@ def payload_files(path: Path) -> Iterator[str]:
                 yield f"# {safe(comp.name)} ({safe(comp.info.identifier)})"
             with pkg.open_payload(comp) as reader:
                 for entry in reader:
-                    yield safe(entry.name)
+                    flag = "  (refused: outside the install root)" if outside_root(entry.name) else ""
+                    yield safe(entry.name) + flag
 
 
 @app.command("info")

@@ -10,6 +10,7 @@ import bz2
 import gzip
 import io
 import lzma
+import re
 import struct
 import zlib
 from collections.abc import Callable, Iterator
@@ -35,6 +36,11 @@ CHUNK = 1024 * 1024
 
 _ODC_LEN = 76
 _NEWC_LEN = 110
+#: Header fields are fixed-width digits only: `int()` alone would also take "-1", " 7" or "0x1f".
+_OCTAL = re.compile(rb"[0-7]+")
+_HEX = re.compile(rb"[0-9a-fA-F]{8}")
+#: What an xz chunk may ask for to decode (Apple's pbzx chunks need about 9 MB).
+LZMA_MEMLIMIT = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -94,20 +100,20 @@ class CpioReader:
         if magic == ODC:
             self.format = self.format or "odc"
             raw = self._exact(_ODC_LEN - 6, "a header")
-            try:
-                f = [int(raw[i : i + n], 8) for i, n in _ODC_FIELDS]
-            except ValueError:
-                raise self.problem("corrupt cpio archive: a header field is not octal") from None
+            fields = [raw[i : i + n] for i, n in _ODC_FIELDS]
+            if not all(_OCTAL.fullmatch(x) for x in fields):
+                raise self.problem("corrupt cpio archive: a header field is not octal")
+            f = [int(x, 8) for x in fields]
             dev, ino, mode, uid, gid, nlink, rdev, mtime, namesize, size = f
             name_pad = 0
             self._pad_unit = 0
         elif magic in (NEWC, NEWC_CRC):
             self.format = self.format or "newc"
             raw = self._exact(_NEWC_LEN - 6, "a header")
-            try:
-                f = [int(raw[i * 8 : i * 8 + 8], 16) for i in range(13)]
-            except ValueError:
-                raise self.problem("corrupt cpio archive: a header field is not hex") from None
+            fields = [raw[i * 8 : i * 8 + 8] for i in range(13)]
+            if not all(_HEX.fullmatch(x) for x in fields):
+                raise self.problem("corrupt cpio archive: a header field is not hex")
+            f = [int(x, 16) for x in fields]
             ino, mode, uid, gid, nlink, mtime, size, dmaj, dmin, rmaj, rmin, namesize, _check = f
             dev, rdev = (dmaj << 8) | dmin, (rmaj << 8) | rmin
             name_pad = (-(_NEWC_LEN + namesize)) % 4
@@ -241,7 +247,7 @@ class PbzxReader(io.RawIOBase):
         self.chunks += 1
         self._in_left, self._out_left = csize, size
         self._stored = size == csize
-        self._dec = None if self._stored else lzma.LZMADecompressor(lzma.FORMAT_XZ)
+        self._dec = None if self._stored else lzma.LZMADecompressor(lzma.FORMAT_XZ, memlimit=LZMA_MEMLIMIT)
         return True
 
     def _step(self) -> bytes:

@@ -27,6 +27,11 @@ DIGEST_INFO = {
 }
 
 
+#: RSA keys beyond these are not in use; `pow()` with a 16384-bit modulus and exponent takes ~10 s.
+MAX_RSA_BITS = 8192
+MAX_RSA_EXPONENT_BITS = 64
+
+
 class DERError(ValueError):
     """The bytes are not the DER structure expected."""
 
@@ -77,12 +82,27 @@ def _name(data: bytes, start: int, end: int, oid: bytes) -> str:
             parts = list(_children(data, as_, ae))
             if len(parts) == 2 and parts[0][0] == _OID and data[parts[0][1] : parts[0][2]] == oid:
                 value = data[parts[1][1] : parts[1][2]]
-                return value.decode("utf-16-be") if parts[1][0] == 0x1E else value.decode("utf-8", "replace")
+                if parts[1][0] == 0x1E:  # BMPString
+                    return value.decode("utf-16-be", "replace")
+                return value.decode("utf-8", "replace")
     return ""
 
 
 def parse_certificate(der: bytes) -> Certificate:
-    """Read subject/issuer names and the RSA key from an X.509 certificate."""
+    """Read subject/issuer names and the RSA key from an X.509 certificate.
+
+    Any shape this reader does not expect is one `DERError`, whatever the bytes: a child list that
+    is empty, a name that does not decode, a field that is missing.
+    """
+    try:
+        return _certificate(der)
+    except DERError:
+        raise
+    except (ValueError, IndexError, StopIteration) as exc:
+        raise DERError(f"malformed certificate ({type(exc).__name__}: {exc})") from None
+
+
+def _certificate(der: bytes) -> Certificate:
     tag, s, e = _tlv(der, 0)
     if tag != _SEQUENCE:
         raise DERError("a certificate is a SEQUENCE")
@@ -118,7 +138,9 @@ def parse_certificate(der: bytes) -> Certificate:
 def rsa_pkcs1_verify(cert: Certificate, signature: bytes, digest: bytes) -> bool:
     """True when `signature` is the PKCS#1 v1.5 signature of `digest` under the certificate's key."""
     n, e = cert.rsa_modulus, cert.rsa_exponent
-    if n is None or e is None:
+    if n is None or e is None or n < 3 or e < 1:
+        return False
+    if n.bit_length() > MAX_RSA_BITS or e.bit_length() > MAX_RSA_EXPONENT_BITS:
         return False
     k = (n.bit_length() + 7) // 8
     if len(signature) != k:

@@ -7,6 +7,7 @@ numbers must be numbers.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote
@@ -16,6 +17,8 @@ from bootstrapper.errors import PackageError
 from bootstrapper.flatpkg import _xml
 
 SCRIPT_PHASES = ("preinstall", "postinstall")
+#: A macOS version as a Distribution states it ("10.13", "14.6.1"); callers compare its numbers.
+_OS_VERSION = re.compile(r"[0-9]{1,6}(\.[0-9]{1,6}){0,5}")
 
 
 @dataclass(frozen=True)
@@ -125,8 +128,10 @@ def parse_distribution(data: bytes, where: str) -> Distribution:
             arches = tuple(a.strip() for a in value.split(",") if a.strip())
     minimum = None
     for osv in root.iter("os-version"):
-        minimum = osv.get("min") or minimum
+        minimum = (osv.get("min") or "").strip() or minimum
         if minimum:
+            if not _OS_VERSION.fullmatch(minimum):
+                raise PackageError(f"{where}: <os-version min={minimum[:40]!r}> is not a macOS version")
             break
     product = root.find("product")
     title = root.find("title")

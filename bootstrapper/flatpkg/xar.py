@@ -19,6 +19,7 @@ import hashlib
 import io
 import lzma
 import os
+import re
 import struct
 import zlib
 from collections.abc import Iterator
@@ -30,6 +31,7 @@ from xml.etree.ElementTree import Element
 
 from bootstrapper.errors import PackageError
 from bootstrapper.flatpkg import _xml
+from bootstrapper.flatpkg.cpio import LZMA_MEMLIMIT
 
 MAGIC = b"xar!"
 HEADER = struct.Struct(">4sHHQQI")
@@ -38,6 +40,12 @@ MAX_TOC_BYTES = 16 * 1024 * 1024
 #: Members read whole into memory (PackageInfo, Distribution) are small; this caps them.
 MAX_SMALL_MEMBER = 16 * 1024 * 1024
 CHUNK = 1024 * 1024
+#: RSA signatures are 256-512 bytes and CMS ones a few KB; a larger claim is not a signature.
+MAX_SIGNATURE = 1024 * 1024
+#: Folders nest a couple of levels in a package (`x.pkg/Payload`); deeper is corrupt or hostile.
+MAX_DEPTH = 64
+#: Every number in the TOC is an offset or a size within one file: 20 digits hold any of them.
+_NUMBER = re.compile(r"[0-9]{1,20}")
 
 #: The header's checksum algorithm numbers; 3 means "named in the TOC".
 _HEADER_ALGS = {0: "none", 1: "sha1", 2: "md5", 3: "other"}
@@ -179,6 +187,11 @@ class XarArchive:
                 f"the TOC claims {h.toc_length_uncompressed} bytes uncompressed; "
                 f"refusing more than {MAX_TOC_BYTES} (corrupt or hostile archive)"
             )
+        if h.toc_length_compressed > MAX_TOC_BYTES:
+            raise self.error(
+                f"the TOC claims {h.toc_length_compressed} bytes compressed; "
+                f"refusing more than {MAX_TOC_BYTES} (corrupt or hostile archive)"
+            )
         self.header = h
         self.heap_start = h.header_size + h.toc_length_compressed
         if self.heap_start > self.file_size:
@@ -196,7 +209,7 @@ class XarArchive:
         self.signatures = tuple(self._signatures(toc))
         members: list[Member] = []
         self._seen: set[str] = set()
-        self._walk(toc, "", members)
+        self._walk(toc, members)
         self.members = tuple(members)
         self._by_path = {m.path: m for m in members}
         ends = [self.heap_start + e.offset + e.length for e in self._extents()]
@@ -236,6 +249,7 @@ class XarArchive:
         digest_size = hashlib.new(name).digest_size
         if size != digest_size:
             raise self.error(f"the TOC checksum is {size} bytes; {style} digests are {digest_size}")
+        self._in_heap(offset, size, "the TOC checksum")
         self._toc_checksum_extent = (offset, size)
         stored = self._heap(offset, size, "the TOC checksum")
         actual = hashlib.new(name, self.toc_compressed).digest()
@@ -253,8 +267,9 @@ class XarArchive:
                 continue
             where = f"<{tag}>"
             offset, size = self._int(elem, "offset", where), self._int(elem, "size", where)
-            if self.heap_start + offset + size > self.file_size:
-                raise self.error(f"truncated: {where} bytes end beyond the end of the file")
+            if size > MAX_SIGNATURE:
+                raise self.error(f"{where} claims {size} bytes; a signature is at most {MAX_SIGNATURE}")
+            self._in_heap(offset, size, where)
             certs: list[bytes] = []
             for node in elem.iter():
                 if _xml.local(node.tag) == "X509Certificate":
@@ -264,37 +279,52 @@ class XarArchive:
                         raise self.error(f"{where}: a certificate is not valid base64") from None
             yield SignatureBlock(tag, elem.get("style") or "", offset, size, tuple(certs))
 
-    def _walk(self, parent: Element, prefix: str, out: list[Member]) -> None:
-        for elem in parent.findall("file"):
-            name = self._name(elem)
-            path = f"{prefix}/{name}" if prefix else name
-            if path in self._seen:
-                raise self.error(f"the TOC lists {path!r} twice")
-            self._seen.add(path)
-            kind = _xml.text(elem.find("type")) or "file"
-            data = elem.find("data")
-            mode_text = _xml.text(elem.find("mode"))
-            try:
-                mode = int(mode_text, 8) if mode_text else None
-            except ValueError:
-                raise self.error(f"{path}: bad mode {mode_text!r}") from None
-            link = elem.find("link")
-            eas = tuple(
-                ExtendedAttribute(_xml.text(ea.find("name")), self._extent(ea, f"{path} (attribute)"))
-                for ea in elem.findall("ea")
+    def _walk(self, top: Element, out: list[Member]) -> None:
+        """Every `<file>` under `top`, parents before children, with a loop (not recursion) and a
+        depth cap, so a TOC nested thousands deep is one error rather than a RecursionError."""
+        stack: list[tuple[Iterator[Element], str]] = [(iter(top.findall("file")), "")]
+        while stack:
+            elem = next(stack[-1][0], None)
+            if elem is None:
+                stack.pop()
+                continue
+            path = self._member_of(elem, stack[-1][1], out)
+            children = elem.findall("file")
+            if children:
+                if len(stack) >= MAX_DEPTH:
+                    raise self.error(f"the TOC nests folders more than {MAX_DEPTH} deep (at {path!r})")
+                stack.append((iter(children), path))
+
+    def _member_of(self, elem: Element, prefix: str, out: list[Member]) -> str:
+        name = self._name(elem)
+        path = f"{prefix}/{name}" if prefix else name
+        if path in self._seen:
+            raise self.error(f"the TOC lists {path!r} twice")
+        self._seen.add(path)
+        kind = _xml.text(elem.find("type")) or "file"
+        data = elem.find("data")
+        mode_text = _xml.text(elem.find("mode"))
+        try:
+            mode = int(mode_text, 8) if mode_text else None
+        except ValueError:
+            raise self.error(f"{path}: bad mode {mode_text!r}") from None
+        link = elem.find("link")
+        eas = tuple(
+            ExtendedAttribute(_xml.text(ea.find("name")), self._extent(ea, f"{path} (attribute)"))
+            for ea in elem.findall("ea")
+        )
+        out.append(
+            Member(
+                id=elem.get("id", ""),
+                path=path,
+                type=kind,
+                data=self._extent(data, path) if data is not None else None,
+                mode=mode,
+                link=(link.text or "") if link is not None else None,
+                eas=eas,
             )
-            out.append(
-                Member(
-                    id=elem.get("id", ""),
-                    path=path,
-                    type=kind,
-                    data=self._extent(data, path) if data is not None else None,
-                    mode=mode,
-                    link=(link.text or "") if link is not None else None,
-                    eas=eas,
-                )
-            )
-            self._walk(elem, path, out)
+        )
+        return path
 
     def _name(self, elem: Element) -> str:
         node = elem.find("name")
@@ -318,11 +348,7 @@ class XarArchive:
         encoding = (enc.get("style") if enc is not None else None) or STORED
         if encoding not in _ENCODINGS:
             raise self.error(f"{where}: unsupported encoding {encoding!r}")
-        if self.heap_start + offset + length > self.file_size:
-            raise self.error(
-                f"truncated: {where} needs heap bytes {offset}..{offset + length}, "
-                f"but the file ends at heap offset {self.file_size - self.heap_start}"
-            )
+        self._in_heap(offset, length, where)
         archived, extracted = self._sum(elem, "archived-checksum"), self._sum(elem, "extracted-checksum")
         return Extent(offset, length, size, encoding, archived, extracted)
 
@@ -342,9 +368,17 @@ class XarArchive:
 
     def _int(self, elem: Element, tag: str, where: str) -> int:
         value = _xml.text(elem.find(tag))
-        if not value.isdigit():
-            raise self.error(f"{where}: <{tag}> is {value!r}, expected a non-negative integer")
+        if not _NUMBER.fullmatch(value):
+            raise self.error(f"{where}: <{tag}> is {value[:40]!r}, expected a non-negative integer")
         return int(value)
+
+    def _in_heap(self, offset: int, length: int, where: str) -> None:
+        """Refuse an extent that does not lie inside the file, before anything is read from it."""
+        if self.heap_start + offset + length > self.file_size:
+            raise self.error(
+                f"truncated: {where} needs heap bytes {offset}..{offset + length}, "
+                f"but the file ends at heap offset {self.file_size - self.heap_start}"
+            )
 
     def _extents(self) -> Iterator[Extent]:
         for m in self.members:
@@ -356,6 +390,9 @@ class XarArchive:
     # --- reading -----------------------------------------------------------------------------
 
     def _pread(self, offset: int, size: int) -> bytes:
+        if offset < 0 or size < 0 or offset >= self.file_size:
+            return b""  # callers check extents first; this keeps os.pread inside the file regardless
+        size = min(size, self.file_size - offset)
         chunks = []
         while size > 0:
             chunk = os.pread(self._fd, min(size, CHUNK), offset)
@@ -541,4 +578,4 @@ def _decoder(encoding: str) -> _Decoder:
         return _Zlib()
     if encoding == BZIP2:
         return _Incremental(bz2.BZ2Decompressor())
-    return _Incremental(lzma.LZMADecompressor())
+    return _Incremental(lzma.LZMADecompressor(memlimit=LZMA_MEMLIMIT))

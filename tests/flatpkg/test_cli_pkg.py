@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import io
 import json
+import stat
 from pathlib import Path
 
 import pytest
 
 from bootstrapper.cli import main
-from tests.support.pkgwriter import PayloadFile, build_component_pkg, build_product_archive
+from tests.support.pkgwriter import (
+    CpioItem,
+    PayloadFile,
+    XarSource,
+    build_component_pkg,
+    build_product_archive,
+    write_cpio,
+    write_xar,
+)
 
 
 def test_info_json_reproduces_the_recorded_facts(pkgs: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -79,3 +89,31 @@ def test_control_characters_from_a_package_are_escaped(
     assert main(["pkg", "files", str(path)]) == 0
     out = capsys.readouterr().out
     assert "\x1b" not in out and "./evil\\x1b[2Jname" in out
+
+
+def test_files_flags_entries_outside_the_install_root(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    items = [
+        CpioItem(".", stat.S_IFDIR | 0o755),
+        CpioItem("./ok.txt", stat.S_IFREG | 0o644, b"ok"),
+        CpioItem("../escape", stat.S_IFREG | 0o644, b"x"),
+        CpioItem("./a/../../escape", stat.S_IFREG | 0o644, b"x"),
+        CpioItem("/etc/evil", stat.S_IFREG | 0o644, b"x"),
+        CpioItem("./..data", stat.S_IFREG | 0o644, b"a dotted name, not a climb"),
+    ]
+    buf = io.BytesIO()
+    write_cpio(buf, items)
+    info = b'<pkg-info identifier="com.example.evil" version="1"/>'
+    path = write_xar(
+        tmp_path / "evil.pkg", [XarSource("PackageInfo", info), XarSource("Payload", buf.getvalue())]
+    )
+    assert main(["pkg", "files", str(path)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        ".",
+        "./ok.txt",
+        "../escape  (refused: outside the install root)",
+        "./a/../../escape  (refused: outside the install root)",
+        "/etc/evil  (refused: outside the install root)",
+        "./..data",
+    ]

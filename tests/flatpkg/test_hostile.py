@@ -8,16 +8,19 @@ import io
 import os
 import stat
 import struct
+import time
 import zlib
 from pathlib import Path
 
 import pytest
 
+from bootstrapper.commands.pkg import payload_files
 from bootstrapper.errors import PackageError
-from bootstrapper.flatpkg import FlatPackage, read_package
+from bootstrapper.flatpkg import FlatPackage, der, read_package
 from bootstrapper.flatpkg.cpio import TRAILER, CpioReader, odc_header
 from bootstrapper.flatpkg.extract import extract, location_parts, scan
 from bootstrapper.flatpkg.xar import XarArchive
+from tests.support import hostile_pkgs
 from tests.support.pkgwriter import CpioItem, XarSource, build_component_pkg, write_cpio, write_xar
 
 INFO = b'<pkg-info identifier="com.example.evil" version="1" install-location="/"/>'
@@ -264,11 +267,11 @@ def test_writing_through_a_payload_symlink_is_refused(tmp_path: Path) -> None:
     path = payload_pkg(tmp_path, items)
     with pytest.raises(PackageError, match="would be written through the symlink 'etc'"):
         install(path, tmp_path / "root")
-    # And without the scan, extraction itself refuses to follow the link out of the root.
+    # And without the scan, extraction itself never enters a symlink it made.
     buf = io.BytesIO()
     write_cpio(buf, items)
     buf.seek(0)
-    with pytest.raises(PackageError, match="'etc' is a symlink that leads outside the install root"):
+    with pytest.raises(PackageError, match="would be written through the symlink 'etc'"):
         extract(CpioReader(buf, problem), tmp_path / "root2")
     assert list(outside.iterdir()) == []
 
@@ -379,3 +382,245 @@ def test_truncated_pbzx_chunk_is_refused(tmp_path: Path) -> None:
     path = write_xar(tmp_path / "p.pkg", [XarSource("PackageInfo", INFO), XarSource("Payload", data)])
     with pytest.raises(PackageError, match=r"p\.pkg: Payload: (truncated|corrupt) pbzx payload"):
         install(path, tmp_path / "root")
+
+
+# --- bytes that once raised something other than PackageError -------------------------------------
+
+
+@pytest.mark.parametrize("value", ["²", "١٢", "-1", "0x10", "1e3", "9" * 5000, "18446744073709551615" + "0"])
+def test_a_toc_number_that_is_not_plain_ascii_digits_is_refused(tmp_path: Path, value: str) -> None:
+    body = toc(
+        f'<file id="1"><name>PackageInfo</name><type>file</type><data><offset>{value}</offset>'
+        "<length>1</length></data></file>"
+    )
+    with pytest.raises(PackageError, match=r"PackageInfo: <offset> is .*expected a non-negative integer"):
+        read_package(raw_xar(tmp_path / "n.pkg", body, b"x"))
+
+
+def test_a_huge_compressed_toc_claim_is_refused_before_reading(tmp_path: Path) -> None:
+    path = tmp_path / "c.pkg"
+    path.write_bytes(struct.pack(">4sHHQQI", b"xar!", 28, 1, 2**64 - 1, 100, 1))
+    with pytest.raises(PackageError, match="the TOC claims 18446744073709551615 bytes compressed"):
+        read_package(path)
+
+
+def test_folders_nested_thousands_deep_in_the_toc_are_one_error(tmp_path: Path) -> None:
+    depth = 5000
+    nested = '<file id="d"><name>d</name><type>directory</type>' * depth + "</file>" * depth
+    with pytest.raises(PackageError, match="the TOC nests folders more than 64 deep"):
+        read_package(raw_xar(tmp_path / "deep.pkg", toc(nested)))
+
+
+def test_toc_members_keep_their_toc_order(tmp_path: Path) -> None:
+    body = toc(
+        '<file id="1"><name>a</name><type>directory</type><file id="2"><name>x</name></file></file>'
+        '<file id="3"><name>b</name><type>directory</type><file id="4"><name>y</name></file></file>'
+    )
+    with XarArchive(raw_xar(tmp_path / "o.pkg", body)) as x:
+        assert [m.path for m in x.members] == ["a", "a/x", "b", "b/y"]
+
+
+def test_a_signature_claiming_more_than_a_megabyte_is_refused(tmp_path: Path) -> None:
+    sig = '<signature style="RSA"><offset>20</offset><size>2000000</size></signature>'
+    with pytest.raises(PackageError, match="<signature> claims 2000000 bytes"):
+        read_package(raw_xar(tmp_path / "s.pkg", toc(sig)))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '<?xml version="1.0" encoding="UTF-16"?><!DOCTYPE x [<!ENTITY a "aa">]><pkg-info identifier="&a;"/>'.encode(
+            "utf-16"
+        ),
+        b'<!doctype x SYSTEM "file:///etc/passwd"><pkg-info identifier="x"/>',
+    ],
+)
+def test_a_dtd_in_any_encoding_is_refused(tmp_path: Path, body: bytes) -> None:
+    path = write_xar(tmp_path / "dtd.pkg", [XarSource("PackageInfo", body)])
+    with pytest.raises(
+        PackageError, match="PackageInfo: XML with a DOCTYPE or ENTITY declaration is refused"
+    ):
+        read_package(path)
+
+
+@pytest.mark.parametrize("encoding", ["x-no-such-codec", "utf-32"])
+def test_xml_in_an_unknown_or_unsupported_encoding_is_refused(tmp_path: Path, encoding: str) -> None:
+    body = f'<?xml version="1.0" encoding="{encoding}"?><pkg-info identifier="x"/>'.encode()
+    path = write_xar(tmp_path / "enc.pkg", [XarSource("PackageInfo", body)])
+    with pytest.raises(PackageError, match="PackageInfo: unreadable XML"):
+        read_package(path)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "field", "value"),
+    [("odc", (65, 11), b"-0000000001"), ("odc", (6, 6), b" 0x1f "), ("newc", (6 + 6 * 8, 8), b"-0000001")],
+)
+def test_a_cpio_header_field_with_a_sign_or_prefix_is_refused(
+    fmt: str, field: tuple[int, int], value: bytes
+) -> None:
+    buf = io.BytesIO()
+    write_cpio(buf, [CpioItem("./a", stat.S_IFREG | 0o644, b"abc")], fmt)  # type: ignore[arg-type]
+    data = buf.getvalue()
+    start, width = field
+    assert len(value) == width
+    bad = data[:start] + value + data[start + width :]
+    with pytest.raises(PackageError, match=r"corrupt cpio archive: a header field is not (octal|hex)"):
+        list(CpioReader(io.BytesIO(bad), problem))
+
+
+def test_a_payload_name_nested_past_the_limit_is_refused_by_scan_and_extract(tmp_path: Path) -> None:
+    name = "./" + "/".join(["d"] * 1500)
+    path = payload_pkg(tmp_path, [CpioItem(name, stat.S_IFREG | 0o644, b"deep")])
+    with pytest.raises(PackageError, match="nests 1500 folders deep; the limit is 256"):
+        install(path, tmp_path / "root")
+    buf = io.BytesIO()
+    write_cpio(buf, [CpioItem(name, stat.S_IFREG | 0o644, b"deep")])
+    buf.seek(0)
+    with pytest.raises(PackageError, match="nests 1500 folders deep"):
+        extract(CpioReader(buf, problem), tmp_path / "root2")
+
+
+def test_a_255_byte_name_extracts(tmp_path: Path) -> None:
+    """The temporary name beside it is short, so the longest name a folder allows still fits."""
+    name = "n" * 255
+    buf = io.BytesIO()
+    write_cpio(buf, [CpioItem(f"./{name}", stat.S_IFREG | 0o644, b"long")])
+    buf.seek(0)
+    extract(CpioReader(buf, problem), tmp_path)
+    assert (tmp_path / name).read_bytes() == b"long"
+
+
+def test_an_entry_named_like_a_temporary_file_does_not_break_extraction(tmp_path: Path) -> None:
+    items = [
+        CpioItem(f"./.bootstrapper-{os.getpid()}-1.tmp", stat.S_IFLNK | 0o755, b"elsewhere"),
+        CpioItem("./a", stat.S_IFLNK | 0o755, b"b"),
+        CpioItem("./b", stat.S_IFREG | 0o644, b"data"),
+    ]
+    buf = io.BytesIO()
+    write_cpio(buf, items)
+    buf.seek(0)
+    extract(CpioReader(buf, problem), tmp_path)
+    assert os.readlink(tmp_path / "a") == "b" and (tmp_path / "b").read_bytes() == b"data"
+
+
+def test_a_file_system_error_from_an_entry_is_that_entry_s_package_error(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "a").mkdir()
+    (root / "a" / "full").mkdir()
+    (root / "a" / "full" / "keep").write_text("x")
+    buf = io.BytesIO()
+    write_cpio(buf, [CpioItem("./a/full", stat.S_IFREG | 0o644, b"file over a folder")])
+    buf.seek(0)
+    with pytest.raises(PackageError, match=r"cannot place .*a/full: Is a directory"):
+        extract(CpioReader(buf, problem), root)
+
+
+def test_a_planted_folder_symlink_leading_out_of_the_root_is_not_followed(tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    root = tmp_path / "root"
+    root.mkdir()
+    os.symlink(outside, root / "etc")
+    buf = io.BytesIO()
+    write_cpio(buf, [CpioItem("./etc/passwd", stat.S_IFREG | 0o644, b"owned")])
+    buf.seek(0)
+    with pytest.raises(PackageError, match="'etc' is a symlink that leads outside the install root"):
+        extract(CpioReader(buf, problem), root)
+    assert list(outside.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        # hard link waiting for its data, then a symlink of the same name
+        [CpioItem("./x", 0o100644, b"", nlink=2, ino=7), CpioItem("./x", stat.S_IFLNK | 0o755, b"t")],
+        # hard link source replaced by a symlink before the second link arrives
+        [
+            CpioItem("./x", 0o100644, b"data", nlink=2, ino=7),
+            CpioItem("./x", stat.S_IFLNK | 0o755, b"t"),
+            CpioItem("./y", 0o100644, b"", nlink=2, ino=7),
+        ],
+        # a link to itself
+        [CpioItem("./x", 0o100644, b"data", nlink=2, ino=7), CpioItem("./x", 0o100644, b"", nlink=2, ino=7)],
+    ],
+)
+def test_hard_links_and_later_entries_of_the_same_name_never_follow_a_symlink(
+    tmp_path: Path, items: list[CpioItem]
+) -> None:
+    buf = io.BytesIO()
+    write_cpio(buf, items)
+    buf.seek(0)
+    root = tmp_path / "root"
+    extract(CpioReader(buf, problem), root)
+    assert not (tmp_path / "t").exists()
+    if items[1].mode == stat.S_IFLNK | 0o755:
+        assert os.readlink(root / "x") == "t"
+    for name in os.listdir(root):
+        assert not name.endswith(".tmp")
+
+
+def test_appledouble_members_are_not_installed_but_are_listed(tmp_path: Path) -> None:
+    items = [
+        CpioItem(".", stat.S_IFDIR | 0o755),
+        CpioItem("./a.txt", stat.S_IFREG | 0o644, b"a"),
+        CpioItem("./._a.txt", stat.S_IFREG | 0o644, b"\0\5\26\7 resource fork"),
+        CpioItem("./._dir", stat.S_IFDIR | 0o755),
+    ]
+    path = payload_pkg(tmp_path, items)
+    root = tmp_path / "root"
+    with FlatPackage(path) as pkg, pkg.open_payload(pkg.components[0]) as reader:
+        result = extract(reader, root)
+    assert sorted(os.listdir(root)) == ["._dir", "a.txt"]
+    assert result.skipped == 1 and result.files == 1
+    assert "./._a.txt" in list(payload_files(path))
+
+
+@pytest.mark.parametrize("raw", [b"\x30\x00", b"\x30\x02\x30\x00", b"\x30\x84\xff\xff\xff\xff", b""])
+def test_a_malformed_certificate_is_a_der_error(raw: bytes) -> None:
+    with pytest.raises(der.DERError):
+        der.parse_certificate(raw)
+
+
+def test_an_odd_length_bmpstring_name_still_reads() -> None:
+    cert = der.parse_certificate(hostile_pkgs.rsa_certificate((1 << 2047) | 1, 65537, b"\0A\0"))
+    assert cert.common_name.startswith("A")
+
+
+def test_an_absurd_rsa_key_is_not_raised_to_its_power() -> None:
+    """A 16384-bit exponent and modulus would take ~10 s in `pow()`: such keys simply do not match."""
+    big = (1 << 16383) | 1
+    for modulus, exponent in ((big, 65537), ((1 << 2047) | 1, big), (0, 3), (1, 3)):
+        cert = der.parse_certificate(hostile_pkgs.rsa_certificate(modulus, exponent, b"\0A"))
+        started = time.monotonic()
+        assert (
+            der.rsa_pkcs1_verify(cert, b"\1" * max(1, (modulus.bit_length() + 7) // 8), b"\0" * 20) is False
+        )
+        assert time.monotonic() - started < 1.0
+
+
+@pytest.mark.parametrize("minimum", ["9" * 5000, "١٢.٣", "14.x", "1.2.3.4.5.6.7"])
+def test_a_minimum_macos_that_is_not_a_version_is_refused(tmp_path: Path, minimum: str) -> None:
+    """The installer compares its numbers: 5000 digits would be a ValueError there, not a refusal."""
+    dist = (
+        '<installer-gui-script minSpecVersion="1"><allowed-os-versions>'
+        f'<os-version min="{minimum}"/></allowed-os-versions></installer-gui-script>'
+    ).encode()
+    path = write_xar(tmp_path / "os.pkg", [XarSource("Distribution", dist)])
+    with pytest.raises(PackageError, match=r"Distribution: <os-version min=.*> is not a macOS version"):
+        read_package(path)
+
+
+def test_a_plain_minimum_macos_is_kept(tmp_path: Path) -> None:
+    dist = (
+        b'<installer-gui-script minSpecVersion="1"><allowed-os-versions><os-version min=" 10.13.6 "/>'
+        b"</allowed-os-versions></installer-gui-script>"
+    )
+    comp = build_component_pkg(tmp_path / "c.pkg", "com.example.c", "1", {"a": b""})
+    with FlatPackage(comp) as pkg:
+        info = pkg.xar.read(pkg.xar.member("PackageInfo"))  # type: ignore[arg-type]
+    path = write_xar(
+        tmp_path / "os.pkg", [XarSource("Distribution", dist), XarSource("c.pkg/PackageInfo", info)]
+    )
+    facts = read_package(path)
+    assert facts.distribution is not None and facts.distribution.minimum_os == "10.13.6"
