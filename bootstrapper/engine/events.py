@@ -120,6 +120,19 @@ class RunFinished(_Event):
     failed_steps: tuple[str, ...] = ()
     duration: float = 0.0
 
+    @property
+    def headline(self) -> str:
+        """The outcome in words for the person at the Mac (progress windows, the console)."""
+        n = len(self.failed_steps)
+        items = f"{n} item" + ("" if n == 1 else "s")
+        if self.result == "failed":
+            return f"Setup could not finish: {items} failed"
+        if self.result == "already-set-up":
+            return "This Mac is already set up"
+        if n:
+            return f"Setup finished with {items} failed"
+        return "Setup complete"
+
 
 @dataclass(frozen=True)
 class Message(_Event):

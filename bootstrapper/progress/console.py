@@ -23,18 +23,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from bootstrapper.engine.events import (
-    DownloadProgress,
-    Event,
-    InstallProgress,
-    Message,
-    PhaseStarted,
-    RunFinished,
-    RunStarted,
-    StepFinished,
-    StepRetrying,
-    StepStarted,
-)
+from bootstrapper.engine import events as ev
 from bootstrapper.fetch.redact import redact_url
 from bootstrapper.text import one_line
 
@@ -83,41 +72,41 @@ class ConsoleSink:
 
     # --- the sink protocol --------------------------------------------------------------------
 
-    def handle(self, event: Event) -> None:
+    def handle(self, event: ev.Event) -> None:
         match event:
-            case RunStarted():
+            case ev.RunStarted():
                 self._run_started(event)
-            case PhaseStarted(phase=phase):
+            case ev.PhaseStarted(phase=phase):
                 self.console.print(f"[bold]phase[/] {one_line(phase, markup=True)}")
-            case StepStarted():
+            case ev.StepStarted():
                 row = self._row(event.step_id, event.name, event.kind, event.phase)
                 row.status, row.detail = "running", ""
                 if not self._live:
                     self.console.print(
                         f"→ {self._label(event.step_id)} ({one_line(event.kind, markup=True)}) started"
                     )
-            case DownloadProgress():
+            case ev.DownloadProgress():
                 self._download(event)
-            case InstallProgress():
+            case ev.InstallProgress():
                 row = self._row(event.step_id)
                 row.detail = f"{event.percent:.0f}% {one_line(event.phase_text, 60)}".strip()
                 if not self._live and self._crossed(event.step_id, "install", event.percent):
                     self.console.print(f"  {self._label(event.step_id)}: installing {event.percent:.0f}%")
-            case StepRetrying():
+            case ev.StepRetrying():
                 row = self._row(event.step_id)
                 row.detail = f"retry {event.attempt}: {one_line(event.reason, 80)}"
                 self.console.print(
                     f"[yellow]↻[/] {self._label(event.step_id)}: retrying (attempt {event.attempt}): "
                     f"{one_line(event.reason, markup=True)}"
                 )
-            case StepFinished():
+            case ev.StepFinished():
                 self._step_finished(event)
-            case RunFinished():
+            case ev.RunFinished():
                 self._stop_live()
                 self.console.print(self._table(summary=True, duration=event.duration))
                 style, text = _RESULT[event.result]
                 self.console.print(f"[{style}]{text}[/] in {_seconds(event.duration)}")
-            case Message(level=level, text=text):
+            case ev.Message(level=level, text=text):
                 style = {"warning": "yellow", "error": "bold red"}.get(level, "dim")
                 self.console.print(f"[{style}]{level}[/]: {one_line(text, 500, markup=True)}")
 
@@ -126,7 +115,7 @@ class ConsoleSink:
 
     # --- events -------------------------------------------------------------------------------
 
-    def _run_started(self, event: RunStarted) -> None:
+    def _run_started(self, event: ev.RunStarted) -> None:
         for step in event.steps:
             row = self._row(step.step_id, step.name, step.kind, step.phase)
             row.status = step.status
@@ -140,7 +129,7 @@ class ConsoleSink:
             )
             self._live.start()
 
-    def _download(self, event: DownloadProgress) -> None:
+    def _download(self, event: ev.DownloadProgress) -> None:
         row = self._row(event.step_id)
         finished = event.total_bytes is not None and event.done_bytes >= event.total_bytes
         row.detail = "downloaded" if finished else "downloading"
@@ -158,7 +147,7 @@ class ConsoleSink:
                     f"({_size(event.done_bytes)} of {_size(event.total_bytes)})"
                 )
 
-    def _step_finished(self, event: StepFinished) -> None:
+    def _step_finished(self, event: ev.StepFinished) -> None:
         row = self._row(event.step_id)
         row.status, row.duration = event.status, event.duration
         row.detail = one_line(event.reason, 80)

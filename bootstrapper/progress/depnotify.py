@@ -62,13 +62,7 @@ class DepNotifySink:
                     self._counted.add(event.step_id)
                     self._file.write("Command: DeterminateManualStep: 1")
             case RunFinished():
-                if event.result == "failed":
-                    text = f"Setup could not finish: {len(event.failed_steps)} item(s) failed"
-                elif event.result == "already-set-up":
-                    text = "This Mac is already set up"
-                else:
-                    text = "Setup complete"
-                self._file.write(f"Status: {text}")
+                self._file.write(f"Status: {event.headline}")
                 if self._quit_at_end:
                     self._file.write("Command: Quit")
             case _:

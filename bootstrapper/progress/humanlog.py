@@ -5,24 +5,12 @@ Every value is cleaned to one line, so a hostile item name cannot forge extra lo
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
 
-from bootstrapper.engine.events import (
-    DownloadProgress,
-    Event,
-    InstallProgress,
-    Message,
-    PhaseStarted,
-    RunFinished,
-    RunStarted,
-    StepFinished,
-    StepRetrying,
-    StepStarted,
-)
+from bootstrapper.engine import events as ev
 from bootstrapper.fetch.redact import redact_url
+from bootstrapper.progress.logfile import AppendLog
 from bootstrapper.text import one_line
 
 
@@ -33,68 +21,61 @@ class HumanLogSink:
         self.path = path
         self._names: dict[str, str] = {}
         self._quarters: dict[tuple[str, str], int] = {}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0), 0o600)
-        self._fh: IO[str] | None = os.fdopen(fd, "a", encoding="utf-8")
+        self._log = AppendLog(path)
 
-    def handle(self, event: Event) -> None:
+    def handle(self, event: ev.Event) -> None:
         line = self._format(event)
-        if line is not None and self._fh is not None:
+        if line is not None:
             level, text = line
             stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            self._fh.write(f"{stamp} {level:<7} {text}\n")
-            self._fh.flush()
+            self._log.write_line(f"{stamp} {level:<7} {text}")
 
     def close(self) -> None:
-        if self._fh is not None:
-            fh, self._fh = self._fh, None
-            fh.flush()
-            os.fsync(fh.fileno())
-            fh.close()
+        self._log.close()
 
-    def _format(self, event: Event) -> tuple[str, str] | None:
+    def _format(self, event: ev.Event) -> tuple[str, str] | None:
         match event:
-            case RunStarted():
+            case ev.RunStarted():
                 for step in event.steps:
                     self._names[step.step_id] = one_line(step.name, 100)
                 return "INFO", (
                     f"run {one_line(event.run_id)} started: {event.item_count} items from "
                     f"{one_line(redact_url(event.source), 300)} (attempt {event.attempt})"
                 )
-            case PhaseStarted(phase=phase):
+            case ev.PhaseStarted(phase=phase):
                 return "INFO", f"phase {one_line(phase)} started"
-            case StepStarted():
+            case ev.StepStarted():
                 self._names[event.step_id] = one_line(event.name, 100)
                 where = f"{one_line(event.kind)}, {one_line(event.phase)}"
                 return "INFO", f"step {self._name(event.step_id)} ({where}) started"
-            case DownloadProgress() if event.total_bytes:
+            case ev.DownloadProgress() if event.total_bytes:
                 percent = 100 * event.done_bytes / event.total_bytes
                 if self._crossed(event.step_id, "download", percent):
                     return "INFO", (
                         f"step {self._name(event.step_id)} downloaded {percent:.0f}% "
                         f"({event.done_bytes} of {event.total_bytes} bytes)"
                     )
-            case InstallProgress():
+            case ev.InstallProgress():
                 if self._crossed(event.step_id, "install", event.percent):
                     text = one_line(event.phase_text, 100)
                     return "INFO", f"step {self._name(event.step_id)} installing {event.percent:.0f}% {text}"
-            case StepRetrying():
+            case ev.StepRetrying():
                 return "WARNING", (
                     f"step {self._name(event.step_id)} retrying (attempt {event.attempt}): "
                     f"{one_line(event.reason, 500)}"
                 )
-            case StepFinished():
+            case ev.StepFinished():
                 return self._finished(event)
-            case RunFinished():
+            case ev.RunFinished():
                 failed = ", ".join(self._name(s) for s in event.failed_steps)
                 level = "ERROR" if event.result == "failed" else "INFO"
                 more = f"; failed: {failed}" if failed else ""
                 return level, f"run finished: {event.result} in {event.duration:.1f} s{more}"
-            case Message(level=level, text=text):
+            case ev.Message(level=level, text=text):
                 return level.upper(), one_line(text, 1000)
         return None
 
-    def _finished(self, event: StepFinished) -> tuple[str, str]:
+    def _finished(self, event: ev.StepFinished) -> tuple[str, str]:
         name = self._name(event.step_id)
         code = f" (exit {event.exit_code})" if event.exit_code is not None else ""
         reason = f": {one_line(event.reason, 500)}" if event.reason else ""

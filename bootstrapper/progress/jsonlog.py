@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
 
 from bootstrapper.engine.events import DownloadProgress, Event, RunStarted, from_json
 from bootstrapper.fetch.redact import redact_url
+from bootstrapper.progress.logfile import AppendLog
 
 log = logging.getLogger(__name__)
 
@@ -31,25 +30,18 @@ class JsonLogSink:
         self.path = path
         self._progress_step = progress_step
         self._last_percent: dict[str, float] = {}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0), 0o600)
-        self._fh: IO[str] | None = os.fdopen(fd, "a", encoding="utf-8")
+        self._log = AppendLog(path)
 
     def handle(self, event: Event) -> None:
-        if self._fh is None or not self._wanted(event):
+        if self._log.closed or not self._wanted(event):
             return
         record = {"ts": datetime.now(UTC).isoformat(timespec="milliseconds"), **event.to_json()}
         if isinstance(event, RunStarted):
             record["source"] = redact_url(event.source)  # the log outlives the run: no tokens in it
-        self._fh.write(json.dumps(record, ensure_ascii=False, allow_nan=False) + "\n")
-        self._fh.flush()
+        self._log.write_line(json.dumps(record, ensure_ascii=False, allow_nan=False))
 
     def close(self) -> None:
-        if self._fh is not None:
-            fh, self._fh = self._fh, None
-            fh.flush()
-            os.fsync(fh.fileno())
-            fh.close()
+        self._log.close()
 
     def _wanted(self, event: Event) -> bool:
         if not isinstance(event, DownloadProgress) or not event.total_bytes:

@@ -150,13 +150,7 @@ class SwiftDialogSink:
         self._file.write(f"progress: {self._percent()}")
 
     def _run_finished(self, event: RunFinished) -> None:
-        if event.result == "failed":
-            text = f"Setup could not finish: {len(event.failed_steps)} item(s) failed"
-        elif event.result == "already-set-up":
-            text = "This Mac is already set up"
-        else:
-            text = "Setup complete"
-        self._file.write("progress: 100", f"progresstext: {text}")
+        self._file.write("progress: 100", f"progresstext: {event.headline}")
         if self._quit_at_end:
             self._file.write("quit:")
 

@@ -53,7 +53,7 @@ def test_swiftdialog_command_file_holds_exactly_the_expected_lines(tmp_path: Pat
         f"listitem: title: {EVIL}, status: fail, statustext: exited with 3\u2236 boom\u201a badly",
         "progress: 100",
         "progress: 100",
-        "progresstext: Setup could not finish: 1 item(s) failed",
+        "progresstext: Setup could not finish: 1 item failed",
         "quit:",
     ]
     assert path.stat().st_mode & 0o777 == 0o644
@@ -115,7 +115,7 @@ def test_depnotify_command_file_holds_exactly_the_expected_lines(tmp_path: Path)
         f"Status: Retrying {EVIL_DEP} (attempt 2)",
         f"Status: {EVIL_DEP} failed",
         "Command: DeterminateManualStep: 1",
-        "Status: Setup could not finish: 1 item(s) failed",
+        "Status: Setup could not finish: 1 item failed",
         "Command: Quit",
     ]
 
