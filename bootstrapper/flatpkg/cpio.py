@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bootstrapper.errors import PackageError
+from bootstrapper.flatpkg._io import ChunkReader
 
 ODC = b"070707"
 NEWC = b"070701"
@@ -195,7 +196,7 @@ def _read_exact(stream: Readable, n: int) -> bytes:
     return data
 
 
-class PbzxReader(io.RawIOBase):
+class PbzxReader(ChunkReader):
     """Decode Apple's pbzx stream: 'pbzx', u64 chunk size, then (u64 size, u64 compressed size, data)*.
 
     Each chunk is its own xz stream, or stored as-is when both sizes are equal. Chunks are decoded
@@ -228,12 +229,7 @@ class PbzxReader(io.RawIOBase):
                     return 0
                 continue
             self._buf = self._step()
-        n = min(len(b), len(self._buf) - self._off)
-        b[:n] = self._buf[self._off : self._off + n]
-        self._off += n
-        if self._off == len(self._buf):
-            self._buf, self._off = b"", 0
-        return n
+        return self._take(b)
 
     def _next_chunk(self) -> bool:
         head = _read_exact(self._s, 16)

@@ -14,11 +14,11 @@ import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Literal
 
 from bootstrapper.errors import PackageError
 from bootstrapper.flatpkg import cpio, der
+from bootstrapper.flatpkg._io import Closing
 from bootstrapper.flatpkg.info import Distribution, PackageInfo, parse_distribution, parse_package_info
 from bootstrapper.flatpkg.xar import Member, SignatureBlock, XarArchive
 from bootstrapper.hashing import sha256_file
@@ -102,7 +102,7 @@ class PackageFacts:
         return None
 
 
-class FlatPackage:
+class FlatPackage(Closing):
     """An open flat package. Use as a context manager; everything is checked on open."""
 
     def __init__(self, path: Path) -> None:
@@ -116,14 +116,6 @@ class FlatPackage:
 
     def close(self) -> None:
         self.xar.close()
-
-    def __enter__(self) -> FlatPackage:
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def error(self, problem: str) -> PackageError:
         return self.xar.error(problem)

@@ -25,12 +25,12 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Protocol
 from xml.etree.ElementTree import Element
 
 from bootstrapper.errors import PackageError
 from bootstrapper.flatpkg import _xml
+from bootstrapper.flatpkg._io import ChunkReader, Closing
 from bootstrapper.flatpkg.cpio import LZMA_MEMLIMIT
 
 MAGIC = b"xar!"
@@ -135,7 +135,7 @@ class _Decoder(Protocol):
     def finished(self) -> bool: ...
 
 
-class XarArchive:
+class XarArchive(Closing):
     """An open xar file: header, TOC and members are parsed and checked when it is opened."""
 
     def __init__(self, path: Path) -> None:
@@ -156,14 +156,6 @@ class XarArchive:
 
     def close(self) -> None:
         self._fh.close()
-
-    def __enter__(self) -> XarArchive:
-        return self
-
-    def __exit__(
-        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
     def error(self, problem: str) -> PackageError:
         return PackageError(f"{self.path}: {problem}")
@@ -444,7 +436,7 @@ class XarArchive:
                 pass
 
 
-class _MemberStream(io.RawIOBase):
+class _MemberStream(ChunkReader):
     """Raw heap bytes → decoded bytes, checking archived/extracted checksums and the declared size."""
 
     def __init__(self, archive: XarArchive, extent: Extent | None, what: str) -> None:
@@ -467,12 +459,7 @@ class _MemberStream(io.RawIOBase):
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
         while not self._buf and not self._done:
             self._fill()
-        n = min(len(b), len(self._buf) - self._off)
-        b[:n] = self._buf[self._off : self._off + n]
-        self._off += n
-        if self._off == len(self._buf):
-            self._buf, self._off = b"", 0
-        return n
+        return self._take(b)
 
     def _fill(self) -> None:
         e = self._e
