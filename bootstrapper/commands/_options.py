@@ -13,7 +13,7 @@ AllowHttp = Annotated[
 
 Sandbox = Annotated[
     Path | None,
-    typer.Option("--sandbox", help="Use the simulated macOS under this folder, without root."),
+    typer.Option("--sandbox", metavar="DIR", help="Use the simulated macOS under this folder, without root."),
 ]
 
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]

@@ -11,7 +11,11 @@ import typer
 def agent(
     sandbox: Annotated[
         Path | None,
-        typer.Option("--sandbox", help="Use the simulated macOS under this folder; the daemon runs as you."),
+        typer.Option(
+            "--sandbox",
+            metavar="DIR",
+            help="Use the simulated macOS under this folder; the daemon runs as you.",
+        ),
     ] = None,
 ) -> None:
     """Serve the daemon's user steps from this login session (launchd starts it)."""

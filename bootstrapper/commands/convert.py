@@ -14,10 +14,14 @@ from bootstrapper.errors import ManifestError, UsageError
 def convert(
     bootstrap_json: Annotated[
         str,
-        typer.Argument(help="InstallApplications' bootstrap.json: a file or https URL.", show_default=False),
+        typer.Argument(
+            metavar="BOOTSTRAP_JSON",
+            help="InstallApplications' bootstrap.json: a file or https URL.",
+            show_default=False,
+        ),
     ],
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write here instead of printing.")
+        Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write here instead of printing.")
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace the output file if it exists.")] = False,
     allow_http: AllowHttp = False,

@@ -14,14 +14,18 @@ app = typer.Typer(help="Generate what ships beside the package: settings profile
 def profile(
     assignments: Annotated[
         list[str] | None,
-        typer.Option("--set", help="key=value (headers.NAME=value for headers); repeat for more."),
+        typer.Option(
+            "--set", metavar="KEY=VALUE", help="key=value (headers.NAME=value for headers); repeat for more."
+        ),
     ] = None,
     identifier: Annotated[
-        str, typer.Option(help="The profile's PayloadIdentifier.")
+        str, typer.Option(metavar="ID", help="The profile's PayloadIdentifier.")
     ] = "org.bootstrapper.profile",
-    organization: Annotated[str, typer.Option(help="PayloadOrganization shown to users.")] = "",
+    organization: Annotated[
+        str, typer.Option(metavar="NAME", help="PayloadOrganization shown to users.")
+    ] = "",
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write here instead of printing.")
+        Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write here instead of printing.")
     ] = None,
 ) -> None:
     """Print a .mobileconfig that sets bootstrapper's managed preferences (type-checked)."""

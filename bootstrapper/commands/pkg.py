@@ -101,7 +101,9 @@ def payload_files(path: Path) -> Iterator[str]:
 
 @app.command("info")
 def info(
-    file: Annotated[Path, typer.Argument(help="The .pkg file (component or product archive).")],
+    file: Annotated[
+        Path, typer.Argument(metavar="PKG", help="The .pkg file (component or product archive).")
+    ],
     as_json: AsJson = False,
 ) -> None:
     """Show a package's identifiers, versions, install location, scripts and signature."""
@@ -114,7 +116,7 @@ def info(
 
 
 @app.command("files")
-def files(file: Annotated[Path, typer.Argument(help="The .pkg file.")]) -> None:
+def files(file: Annotated[Path, typer.Argument(metavar="PKG", help="The .pkg file.")]) -> None:
     """List the paths a package's payload installs (like `pkgutil --payload-files`)."""
     for line in payload_files(file):
         typer.echo(line)

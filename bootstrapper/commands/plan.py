@@ -17,14 +17,18 @@ if TYPE_CHECKING:
 
 
 def plan(
-    manifest: Annotated[str, typer.Argument(help="A manifest file or https URL.", show_default=False)],
+    manifest: Annotated[
+        str, typer.Argument(metavar="MANIFEST", help="A manifest file or https URL.", show_default=False)
+    ],
     arch: Annotated[
-        str | None, typer.Option(help="Rehearse a Mac of this architecture: arm64 or x86_64.")
+        str | None, typer.Option(metavar="ARCH", help="Rehearse a Mac of this architecture: arm64 or x86_64.")
     ] = None,
     os_version: Annotated[
-        str | None, typer.Option("--os-version", help="Rehearse this macOS version.")
+        str | None, typer.Option("--os-version", metavar="VERSION", help="Rehearse this macOS version.")
     ] = None,
-    model: Annotated[str | None, typer.Option(help="Rehearse this model identifier, e.g. Mac15,3.")] = None,
+    model: Annotated[
+        str | None, typer.Option(metavar="MODEL", help="Rehearse this model identifier, e.g. Mac15,3.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
     allow_http: AllowHttp = False,
 ) -> None:

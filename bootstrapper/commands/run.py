@@ -16,22 +16,32 @@ def run(
     manifest: Annotated[
         str | None,
         typer.Option(
-            "--manifest", "-m", help="Manifest file or https URL (default: the manifest_url setting)."
+            "--manifest",
+            "-m",
+            metavar="MANIFEST",
+            help="Manifest file or https URL (default: the manifest_url setting).",
         ),
     ] = None,
     sandbox: Annotated[
         Path | None,
-        typer.Option("--sandbox", help="Run in a simulated macOS under this folder, without root."),
+        typer.Option(
+            "--sandbox", metavar="DIR", help="Run in a simulated macOS under this folder, without root."
+        ),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Download nothing, change nothing: print this Mac's plan.")
     ] = False,
     allow_http: AllowHttp = False,
-    arch: Annotated[str | None, typer.Option(help="Sandbox only: pretend to be arm64 or x86_64.")] = None,
-    os_version: Annotated[
-        str | None, typer.Option("--os-version", help="Sandbox only: pretend macOS version.")
+    arch: Annotated[
+        str | None, typer.Option(metavar="ARCH", help="Sandbox only: pretend to be arm64 or x86_64.")
     ] = None,
-    model: Annotated[str | None, typer.Option(help="Sandbox only: pretend model identifier.")] = None,
+    os_version: Annotated[
+        str | None,
+        typer.Option("--os-version", metavar="VERSION", help="Sandbox only: pretend macOS version."),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(metavar="MODEL", help="Sandbox only: pretend model identifier.")
+    ] = None,
 ) -> None:
     """Run the bootstrap in the foreground, with progress bars and a summary (exit 0 done, 1 failed)."""
     import asyncio

@@ -28,7 +28,10 @@ _STYLE = {"pending": "dim", "running": "cyan", "done": "green", "failed": "bold 
 def status(
     as_json: AsJson = False,
     sandbox: Annotated[
-        Path | None, typer.Option("--sandbox", help="Read the run of the simulated macOS under this folder.")
+        Path | None,
+        typer.Option(
+            "--sandbox", metavar="DIR", help="Read the run of the simulated macOS under this folder."
+        ),
     ] = None,
 ) -> None:
     """Show where the bootstrap run is, or how it ended. Exit 2 when no run has started here."""

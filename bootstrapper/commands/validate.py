@@ -22,10 +22,15 @@ if TYPE_CHECKING:
 
 
 def validate(
-    manifests: Annotated[list[str], typer.Argument(help="Manifest files or https URLs.", show_default=False)],
+    manifests: Annotated[
+        list[str],
+        typer.Argument(metavar="MANIFEST...", help="Manifest files or https URLs.", show_default=False),
+    ],
     output_format: Annotated[
         str,
-        typer.Option("--format", "-f", help="text, json, or github (annotations for GitHub Actions)."),
+        typer.Option(
+            "--format", "-f", metavar="FORMAT", help="text, json, or github (annotations for GitHub Actions)."
+        ),
     ] = "text",
     allow_http: AllowHttp = False,
     deep: Annotated[
