@@ -297,7 +297,8 @@ class AgentServer:
         self._connections: dict[asyncio.Task[Any], asyncio.StreamWriter | None] = {}
         self._held: Counter[int] = Counter()
         self._unauthenticated = 0
-        self._refused: dict[int, tuple[float, int]] = {}
+        #: (uid, why) → when it was last logged, and how many refusals since.
+        self._refused: dict[tuple[int, str], tuple[float, int]] = {}
         self._listener: socket.socket | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._resume: asyncio.TimerHandle | None = None
@@ -388,9 +389,9 @@ class AgentServer:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
-        for uid, (_, count) in self._refused.items():
+        for (uid, why), (_, count) in self._refused.items():
             if count:
-                log.warning("refused %d more connection(s) from uid %d: not an allowed user", count, uid)
+                log.warning("refused %d more connection(s) from uid %d: %s", count, uid, why)
         self._refused.clear()
         if self._dir_fd is not None:
             with contextlib.suppress(OSError):
@@ -446,19 +447,12 @@ class AgentServer:
             conn.close()
             return
         if not self._allowed_uid(cred.uid):
-            self._log_refused(cred)
+            self._log_refused(cred, "not an allowed user")
             _refuse_now(conn, f"uid {cred.uid} may not check in")
             return
-        if self._held[cred.uid] >= self.limits.max_per_uid:
-            log.info(
-                "refused a connection from uid %d (pid %s): it holds %d already",
-                cred.uid,
-                cred.pid,
-                self._held[cred.uid],
-            )
-            _refuse_now(
-                conn, f"uid {cred.uid} has {self._held[cred.uid]} connections open already; try again later"
-            )
+        if (held := self._held[cred.uid]) >= self.limits.max_per_uid:
+            self._log_refused(cred, f"it holds {held} connections already")
+            _refuse_now(conn, f"uid {cred.uid} has {held} connections open already; try again later")
             return
         if self._unauthenticated >= self.limits.max_unauthenticated:
             log.debug("dropped a connection: %d are already waiting to authenticate", self._unauthenticated)
@@ -470,20 +464,19 @@ class AgentServer:
         task = self._loop.create_task(self._connection(conn, cred))
         self._connections[task] = None
 
-    def _log_refused(self, cred: PeerCred) -> None:
-        """The first refusal of a uid is logged, then one line with a count per minute at most."""
+    def _log_refused(self, cred: PeerCred, why: str) -> None:
+        """The first refusal of a uid (for a reason) is logged, then a count once a minute at most."""
         now = time.monotonic()
-        last, count = self._refused.get(cred.uid, (-math.inf, 0))
+        key = (cred.uid, why)
+        last, count = self._refused.get(key, (-math.inf, 0))
         if now - last < _REFUSED_LOG_EVERY:
-            self._refused[cred.uid] = (last, count + 1)
+            self._refused[key] = (last, count + 1)
             return
         more = f" (and {count} more since the last report)" if count else ""
-        log.warning(
-            "refused a connection from uid %d (pid %s): not an allowed user%s", cred.uid, cred.pid, more
-        )
+        log.warning("refused a connection from uid %d (pid %s): %s%s", cred.uid, cred.pid, why, more)
         if len(self._refused) >= 1024:
             self._refused.clear()
-        self._refused[cred.uid] = (now, 0)
+        self._refused[key] = (now, 0)
 
     async def _connection(self, conn: socket.socket, cred: PeerCred) -> None:
         task = asyncio.current_task()

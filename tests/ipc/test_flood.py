@@ -86,12 +86,14 @@ def test_connection_flood_from_another_uid_neither_crashes_nor_starves_the_agent
     log = tmp_path / "agent.log"
     held: list[int] = []
     attacker_held: list[int] = []
+    tasks: list[int] = []
 
     async def sample(server: AgentServer) -> None:
         while True:
             counts = server.open_connections
             held.append(sum(counts.values()))
             attacker_held.append(counts.get(ATTACKER_UID, 0))
+            tasks.append(len(asyncio.all_tasks()))
             await asyncio.sleep(0.005)
 
     async def body(agent: AgentAs) -> tuple[protocol.Response, float, int, dict[str, int]]:
@@ -127,6 +129,8 @@ def test_connection_flood_from_another_uid_neither_crashes_nor_starves_the_agent
     # The attacker never held a connection in the daemon; the agent's uid at most its own few.
     assert max(attacker_held) == 0
     assert max(held) <= limits.max_per_uid
+    # No task per refused connection: the test body, its sampler, the agent's connection and heartbeat.
+    assert max(tasks) <= 5, max(tasks)
     assert log.read_text().count("Traceback") == 0
     # Tens of thousands of refusals are one log line (a count follows at most once a minute).
     assert caplog.text.count(f"from uid {ATTACKER_UID}") <= 2, caplog.text[:2000]
