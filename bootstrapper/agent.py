@@ -13,6 +13,7 @@ import contextlib
 import logging
 import os
 import pwd
+import random
 import signal
 import sys
 import time
@@ -24,7 +25,6 @@ from bootstrapper.engine.trust import untrusted_reason
 from bootstrapper.errors import (
     CommandError,
     DaemonAbsentError,
-    ImpostorError,
     IPCError,
     ProtocolError,
     ScriptRefusedError,
@@ -92,7 +92,12 @@ class Agent:
         self._cwd = Path(config.home) if Path(config.home).is_dir() else Path("/")
 
     async def serve_forever(self) -> None:
-        """Check in, serve, and dial again whenever the connection ends, until told to shut down."""
+        """Check in, serve, and dial again whenever the connection ends, until told to shut down.
+
+        Nothing that can happen while dialling ends the agent: a daemon that is absent, busy (its
+        queue full, perhaps flooded by another user), refusing or not who it should be is tried
+        again after a capped, jittered backoff. Each problem is logged once, not on every try.
+        """
         delay = self.config.backoff_initial
         last_problem = ""
         while True:
@@ -100,14 +105,14 @@ class Agent:
                 channel = await check_in(
                     self.config.socket, self.config.daemon_uid, timeout=self.config.timeout
                 )
-            except (ImpostorError, ProtocolError) as exc:
-                log.warning("%s", exc)
-            except DaemonAbsentError as exc:
-                if str(exc) != last_problem:
-                    log.info("waiting for the daemon: %s", exc)
-                last_problem = str(exc)
-            except IPCError as exc:
-                log.warning("%s", exc)
+            except (IPCError, OSError) as exc:
+                problem = str(exc)
+                if problem != last_problem:
+                    if isinstance(exc, DaemonAbsentError):
+                        log.info("waiting for the daemon: %s", problem)
+                    else:
+                        log.warning("%s; trying again", problem)
+                last_problem = problem
             else:
                 log.info("checked in with the daemon (protocol %d)", channel.version)
                 delay, last_problem = self.config.backoff_initial, ""
@@ -117,7 +122,8 @@ class Agent:
                         return
                 finally:
                     await channel.close()
-            await asyncio.sleep(delay)
+            # Jitter: agents (or tries) that failed together do not all come back together.
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))  # noqa: S311 - not for security
             delay = min(delay * 2, self.config.backoff_max)
 
     async def serve(self, channel: Channel) -> bool:

@@ -2,7 +2,9 @@
 
 The console user is read again for every user step, so a login that comes later, or a switch to
 another user, is followed. With nobody logged in the run waits (bounded by `user_wait_timeout`,
-0 = as long as it takes), saying so once, instead of failing.
+0 = as long as it takes), saying so once, instead of failing. An agent that does not check in within
+`checkin_timeout` (it may have died, say crashed by a flood of connections from another user) is
+started again, up to `AGENT_STARTS` times, before the user step fails; it never passes unrun.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from bootstrapper.engine.events import EventBus, Message
-from bootstrapper.errors import IPCError, NoUserError
+from bootstrapper.errors import IPCError, NoAgentError, NoUserError
 from bootstrapper.ipc.server import AgentServer, Session, ensure_agent
 
 if TYPE_CHECKING:
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
 
 #: Seconds between looks at the console while waiting for a login.
 LOGIN_POLL = 2.0
+#: How many times the agent is started for one user step before that step fails.
+AGENT_STARTS = 3
 
 
 class AgentGate:
@@ -73,15 +77,24 @@ class AgentGate:
             await self._sleep(LOGIN_POLL)
 
     async def session(self) -> Session:
-        user = await self.console_user()
-        if self._server is None:
-            raise IPCError("user items cannot run: the daemon has no agent socket (dry run?)")
+        """The console user's agent, started (again) as needed; `NoAgentError` after `AGENT_STARTS`."""
+        starts = 0
+        while True:
+            starts += 1
+            user = await self.console_user()
+            if self._server is None:
+                raise IPCError("user items cannot run: the daemon has no agent socket (dry run?)")
 
-        async def start() -> None:
-            self._bus.emit(Message("info", f"starting the agent for {user.name}"))
-            await self._platform.start_agent(user)
+            async def start(user: ConsoleUser = user) -> None:
+                self._bus.emit(Message("info", f"starting the agent for {user.name}"))
+                await self._platform.start_agent(user)
 
-        return await ensure_agent(self._server, user.uid, start, self._checkin)
+            try:
+                return await ensure_agent(self._server, user.uid, start, self._checkin)
+            except NoAgentError as exc:
+                if starts >= AGENT_STARTS:
+                    raise NoAgentError(f"{exc} ({AGENT_STARTS} starts); the step did not run") from None
+                self._bus.emit(Message("warning", f"{exc}: starting it again"))
 
     async def shutdown_all(self) -> None:
         """Ask every checked-in agent to exit (the run is over); an agent that is gone is fine."""

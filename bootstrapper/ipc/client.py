@@ -61,32 +61,60 @@ async def check_in(
     `IPCError` when the daemon refuses us, `ProtocolError` for a nonsensical answer.
     """
     loop = asyncio.get_running_loop()
+    sock = _connect(socket_path)
     try:
-        dir_fd = open_dir(socket_path.parent)
-    except FileNotFoundError:
-        raise DaemonAbsentError(f"the daemon is not listening: {socket_path.parent} does not exist") from None
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.setblocking(False)
-    try:
-        try:
-            async with asyncio.timeout(timeout):
-                await loop.sock_connect(sock, unix_address(dir_fd, socket_path))
-        except (FileNotFoundError, ConnectionRefusedError) as exc:
-            raise DaemonAbsentError(f"the daemon is not listening on {socket_path}") from exc
-        except (OSError, TimeoutError) as exc:
-            raise DaemonAbsentError(f"cannot connect to {socket_path}: {exc}") from exc
-        finally:
-            os.close(dir_fd)
         cred = _verified_daemon(sock, socket_path, daemon_uid)
+        # The hello goes out on the bare socket: a daemon that refuses us closes without reading
+        # it, and a failed send must not discard the refusal that is already waiting to be read.
+        hello = protocol.encode(protocol.Hello(versions, agent_version, os.getpid()), max_frame)
+        until = loop.time() + timeout
+        with contextlib.suppress(OSError):  # TimeoutError included: the read below times out too
+            async with asyncio.timeout_at(until):
+                await loop.sock_sendall(sock, hello)
         reader, writer = await asyncio.open_unix_connection(sock=sock)
     except BaseException:
         sock.close()
         raise
     channel = Channel(reader, writer, cred, version=0, max_frame=max_frame, frame_timeout=timeout)
+    return await _welcomed(channel, versions, until, timeout)
+
+
+def _connect(socket_path: Path) -> socket.socket:
+    """A non-blocking socket connected to the daemon, or `DaemonAbsentError` saying why not."""
     try:
-        async with asyncio.timeout(timeout):
-            with contextlib.suppress(OSError):  # a daemon that refuses may hang up first: read why
-                await channel.send(protocol.Hello(versions, agent_version, os.getpid()), timeout)
+        dir_fd = open_dir(socket_path.parent)
+    except FileNotFoundError:
+        raise DaemonAbsentError(f"the daemon is not listening: {socket_path.parent} does not exist") from None
+    try:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    except OSError as exc:
+        os.close(dir_fd)
+        raise DaemonAbsentError(f"cannot make a socket to reach the daemon: {exc}") from exc
+    sock.setblocking(False)
+    try:
+        # A Unix socket connects at once or not at all, so connect directly: asyncio would take
+        # Linux's EAGAIN (the daemon's queue is full) for "in progress" and report a connection.
+        sock.connect(unix_address(dir_fd, socket_path))
+    except BaseException as exc:
+        sock.close()
+        if isinstance(exc, FileNotFoundError | ConnectionRefusedError):
+            raise DaemonAbsentError(f"the daemon is not listening on {socket_path}") from exc
+        if isinstance(exc, BlockingIOError):
+            raise DaemonAbsentError(
+                f"the daemon's queue of connections on {socket_path} is full (busy, or flooded)"
+            ) from exc
+        if isinstance(exc, OSError):
+            raise DaemonAbsentError(f"cannot connect to {socket_path}: {exc}") from exc
+        raise
+    finally:
+        os.close(dir_fd)
+    return sock
+
+
+async def _welcomed(channel: Channel, versions: tuple[int, ...], until: float, timeout: float) -> Channel:
+    """The channel once the daemon welcomed us in a version we speak; closed and raised otherwise."""
+    try:
+        async with asyncio.timeout_at(until):
             reply = await channel.receive()
     except BaseException as exc:
         await channel.close()
@@ -107,7 +135,10 @@ async def check_in(
 
 
 def _verified_daemon(sock: socket.socket, socket_path: Path, daemon_uid: int) -> PeerCred:
-    cred = peer_credentials(sock)
+    try:
+        cred = peer_credentials(sock)
+    except OSError as exc:
+        raise DaemonAbsentError(f"cannot tell who listens on {socket_path}: {exc}") from exc
     if cred.uid != daemon_uid:
         raise ImpostorError(
             f"refusing the daemon at {socket_path}: it runs as uid {cred.uid}, expected uid {daemon_uid}"

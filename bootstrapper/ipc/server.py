@@ -5,17 +5,26 @@ and the connection is turned around. The socket is 0666 inside a 0755 directory 
 anyone may connect, and the kernel's peer credentials decide who is served. Each agent is one
 `Session` with at most one request in flight, every request has a deadline, and an agent that misses
 it is dropped: a stuck user session can never stall the daemon.
+
+Connections are accepted here, not by asyncio's server, so that the kernel's peer credentials are
+checked the moment a connection is accepted: a user who may not check in is told so and closed at
+once, before anything is read and before any task or buffer exists for it, so a flood from another
+local user costs the daemon one accept and one close per connection. A user who may check in holds
+at most `Limits.max_per_uid` connections at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import math
 import os
 import socket
 import stat
+import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +47,14 @@ log = logging.getLogger("bootstrapper.ipc")
 #: A run_script's deadline is its timeout plus this: time for the agent to hash, kill and reply.
 SCRIPT_DEADLINE_MARGIN = 10.0
 _WRITE_TIMEOUT = 5.0
+#: Connections accepted per wake-up: a flood cannot keep the loop from serving the agent.
+_ACCEPTS_PER_WAKEUP = 128
+#: After EMFILE and the like, accepting pauses this long (the queue holds meanwhile).
+_ACCEPT_PAUSE = 0.5
+#: A refused user's connections are logged once per this many seconds, with a count.
+_REFUSED_LOG_EVERY = 60.0
+#: What is drained from an allowed peer that is refused, so it can read why before the close.
+_DRAIN_BYTES = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -49,6 +66,10 @@ class Limits:
     heartbeat_interval: float = 15.0
     heartbeat_timeout: float = 5.0
     max_unauthenticated: int = 64
+    #: Connections one allowed uid may hold at once (its session included); more are closed at once.
+    max_per_uid: int = 4
+    #: The kernel's queue of connections not yet accepted (capped by the system: somaxconn).
+    listen_backlog: int = 1024
     max_frame: int = protocol.MAX_FRAME
 
 
@@ -273,9 +294,14 @@ class AgentServer:
         self._daemon_version = daemon_version
         self._sessions: dict[int, Session] = {}
         self._waiters: dict[int, set[asyncio.Future[Session]]] = {}
-        self._connections: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}
+        self._connections: dict[asyncio.Task[Any], asyncio.StreamWriter | None] = {}
+        self._held: Counter[int] = Counter()
         self._unauthenticated = 0
-        self._server: asyncio.AbstractServer | None = None
+        #: (uid, why) → when it was last logged, and how many refusals since.
+        self._refused: dict[tuple[int, str], tuple[float, int]] = {}
+        self._listener: socket.socket | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._resume: asyncio.TimerHandle | None = None
         self._dir_fd: int | None = None
         self._identity: tuple[int, int] | None = None
 
@@ -293,6 +319,11 @@ class AgentServer:
 
     def session(self, uid: int) -> Session | None:
         return self._sessions.get(uid)
+
+    @property
+    def open_connections(self) -> dict[int, int]:
+        """The connections held now (in check-in or checked in) by uid; refused ones are never held."""
+        return {uid: n for uid, n in self._held.items() if n}
 
     async def wait_for_agent(self, uid: int, timeout: float) -> Session:
         """The live session of `uid`, waiting up to `timeout` s for one to check in."""
@@ -327,7 +358,10 @@ class AgentServer:
                 st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
                 self._identity = (st.st_dev, st.st_ino)
                 sock.setblocking(False)
-                self._server = await asyncio.start_unix_server(self._accept, sock=sock, backlog=256)
+                sock.listen(self.limits.listen_backlog)
+                self._loop = asyncio.get_running_loop()
+                self._loop.add_reader(sock.fileno(), self._accept_ready)
+                self._listener = sock
             except BaseException:
                 sock.close()
                 raise
@@ -339,8 +373,7 @@ class AgentServer:
 
     async def close(self) -> None:
         """Stop listening, close every session and remove our socket (only if it is still ours)."""
-        if self._server is not None:
-            self._server.close()
+        self._stop_listening()
         for session in list(self._sessions.values()):
             session._abort("the daemon is shutting down", graceful=True)
         for waiters in self._waiters.values():
@@ -349,15 +382,17 @@ class AgentServer:
                     future.set_exception(IPCError("the agent server closed"))
         # Aborting the transports ends every connection's task by itself; cancelling is the last resort.
         for writer in self._connections.values():
-            writer.transport.abort()
+            if writer is not None:
+                writer.transport.abort()
         if self._connections:
             _, late = await asyncio.wait(list(self._connections), timeout=1.0)
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
+        for (uid, why), (_, count) in self._refused.items():
+            if count:
+                log.warning("refused %d more connection(s) from uid %d: %s", count, uid, why)
+        self._refused.clear()
         if self._dir_fd is not None:
             with contextlib.suppress(OSError):
                 st = os.stat(self.socket_path.name, dir_fd=self._dir_fd, follow_symlinks=False)
@@ -368,42 +403,119 @@ class AgentServer:
 
     # --- connections ------------------------------------------------------------------------------
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
+    def _stop_listening(self) -> None:
+        if self._resume is not None:
+            self._resume.cancel()
+            self._resume = None
+        if self._listener is not None:
+            assert self._loop is not None
+            self._loop.remove_reader(self._listener.fileno())
+            self._listener.close()
+            self._listener = None
+
+    def _accept_ready(self) -> None:
+        """Accept what is queued (a bounded number per wake-up) and decide on each at once."""
+        listener, loop = self._listener, self._loop
+        assert listener is not None and loop is not None
+        for _ in range(_ACCEPTS_PER_WAKEUP):
+            try:
+                conn, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno == errno.ECONNABORTED:
+                    continue
+                # Out of descriptors or memory: stop accepting for a moment (the kernel queues).
+                log.warning("cannot accept agent connections for now: %s", exc.strerror or exc)
+                loop.remove_reader(listener.fileno())
+                self._resume = loop.call_later(_ACCEPT_PAUSE, self._resume_accepting)
+                return
+            self._admit(conn)
+
+    def _resume_accepting(self) -> None:
+        self._resume = None
+        if self._listener is not None and self._loop is not None:
+            self._loop.add_reader(self._listener.fileno(), self._accept_ready)
+
+    def _admit(self, conn: socket.socket) -> None:
+        """Refuse a peer the kernel names as another user, or one over its limits, before any read."""
+        try:
+            conn.setblocking(False)
+            cred = peer_credentials(conn)
+        except OSError as exc:
+            log.warning("refused a connection: cannot read its peer credentials: %s", exc)
+            conn.close()
+            return
+        if not self._allowed_uid(cred.uid):
+            self._log_refused(cred, "not an allowed user")
+            _refuse_now(conn, f"uid {cred.uid} may not check in")
+            return
+        if (held := self._held[cred.uid]) >= self.limits.max_per_uid:
+            self._log_refused(cred, f"it holds {held} connections already")
+            _refuse_now(conn, f"uid {cred.uid} has {held} connections open already; try again later")
+            return
         if self._unauthenticated >= self.limits.max_unauthenticated:
             log.debug("dropped a connection: %d are already waiting to authenticate", self._unauthenticated)
-            writer.transport.abort()
+            conn.close()
             return
-        self._connections[task] = writer
+        assert self._loop is not None
+        self._held[cred.uid] += 1
+        self._unauthenticated += 1
+        task = self._loop.create_task(self._connection(conn, cred))
+        self._connections[task] = None
+
+    def _log_refused(self, cred: PeerCred, why: str) -> None:
+        """The first refusal of a uid (for a reason) is logged, then a count once a minute at most."""
+        now = time.monotonic()
+        key = (cred.uid, why)
+        last, count = self._refused.get(key, (-math.inf, 0))
+        if now - last < _REFUSED_LOG_EVERY:
+            self._refused[key] = (last, count + 1)
+            return
+        more = f" (and {count} more since the last report)" if count else ""
+        log.warning("refused a connection from uid %d (pid %s): %s%s", cred.uid, cred.pid, why, more)
+        if len(self._refused) >= 1024:
+            self._refused.clear()
+        self._refused[key] = (now, 0)
+
+    async def _connection(self, conn: socket.socket, cred: PeerCred) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        counted = True  # among the unauthenticated
+        writer: asyncio.StreamWriter | None = None
         try:
-            self._unauthenticated += 1
             try:
-                session = await self._handshake(reader, writer)
+                reader, writer = await asyncio.open_unix_connection(sock=conn)
+            except OSError:
+                conn.close()
+                return
+            self._connections[task] = writer
+            try:
+                session = await self._handshake(cred, reader, writer)
             finally:
                 self._unauthenticated -= 1
+                counted = False
             if session is None:
                 return
             self._register(session)
             await session._serve()
         except Exception:
             log.exception("unexpected error on an agent connection")
-            writer.transport.abort()
         finally:
+            # Whatever ended us (a refusal closes gracefully, a cancellation does not), nothing stays open.
+            if writer is not None and not writer.transport.is_closing():
+                writer.transport.abort()
+            if counted:
+                self._unauthenticated -= 1
+            self._held[cred.uid] -= 1
+            if not self._held[cred.uid]:
+                del self._held[cred.uid]
             self._connections.pop(task, None)
 
-    async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> Session | None:
-        try:
-            cred = peer_credentials(writer.get_extra_info("socket"))
-        except OSError as exc:
-            log.warning("refused a connection: cannot read its peer credentials: %s", exc)
-            writer.transport.abort()
-            return None
+    async def _handshake(
+        self, cred: PeerCred, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> Session | None:
         who = f"uid {cred.uid} (pid {cred.pid})"
-        if not self._allowed_uid(cred.uid):
-            log.warning("refused a connection from %s: not an allowed user", who)
-            await self._refuse(reader, writer, f"uid {cred.uid} may not check in")
-            return None
         if self._executable is not None:
             exe = _executable(cred.pid)
             if exe is None or not (exe == self._executable or exe.startswith(self._executable + os.sep)):
@@ -453,17 +565,19 @@ class AgentServer:
     async def _refuse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, reason: str) -> None:
         """Tell the peer why, then close; a peer that does not read cannot hold us up.
 
-        What the peer sent and we did not read is drained first (briefly): closing a socket with
-        unread input resets the connection, and the peer would lose the reason before reading it.
+        Only an allowed user gets here. What it sent and we did not read is drained first (briefly,
+        and at most 64 KiB): closing a socket with unread input resets the connection, and the peer
+        would lose the reason before reading it.
         """
         try:
             await write_frame(writer, protocol.Refuse(reason), timeout=1.0)
             if writer.can_write_eof():
                 writer.write_eof()
+            drained = 0
             with contextlib.suppress(TimeoutError, OSError):
                 async with asyncio.timeout(0.2):
-                    while await reader.read(65536):
-                        pass
+                    while drained < _DRAIN_BYTES and (chunk := await reader.read(_DRAIN_BYTES)):
+                        drained += len(chunk)
             writer.close()
         except (OSError, TimeoutError):
             writer.transport.abort()
@@ -505,6 +619,13 @@ async def ensure_agent(
         raise NoAgentError(
             f"the agent for uid {uid} was started but did not check in within {timeout:g} s"
         ) from None
+
+
+def _refuse_now(conn: socket.socket, reason: str) -> None:
+    """Say why in one non-blocking send (a fresh socket has room for it), close, read nothing."""
+    with contextlib.suppress(OSError):
+        conn.send(protocol.encode(protocol.Refuse(reason)))
+    conn.close()
 
 
 def _check_dir(dir_fd: int, path: Path, owner: int) -> None:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures.thread  # noqa: F401 - imported before a fork: see below
 import contextlib
 import hashlib
+import json
+import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import traceback
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -264,3 +268,212 @@ class Impostor:
         with contextlib.suppress(ProcessLookupError, ChildProcessError):
             os.kill(self.pid, signal.SIGKILL)
             os.waitpid(self.pid, 0)
+
+
+# --- other local users: an attacker's flood and an agent that is not root -----------------------
+#
+# These are forked, not executed: the interpreter lives in root's private home on the CI machine,
+# where another uid cannot run it. Fork them before any event loop runs, and import beforehand
+# what they use (a child that is no longer root cannot read the standard library either).
+
+
+def _flood(held_max: int, seconds: float, max_connects: int, hello: bytes, out: int) -> None:
+    """Keep `held_max` connections open (each says hello), replacing the oldest as fast as possible,
+    for `seconds` or `max_connects` connects or until SIGTERM; "flooding" once they are open."""
+    stop: list[int] = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    counts = {"connected": 0, "busy": 0, "refused": 0, "failed": 0}
+    held: list[socket.socket] = []
+    said, until = False, time.monotonic() + seconds
+    while not stop and time.monotonic() < until and counts["connected"] < max_connects:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            sock.connect("ipc.sock")
+        except BlockingIOError:
+            counts["busy"] += 1
+            sock.close()
+            continue
+        except ConnectionRefusedError:
+            counts["refused"] += 1
+            sock.close()
+            continue
+        except OSError:  # not listening yet
+            counts["failed"] += 1
+            sock.close()
+            time.sleep(0.01)
+            continue
+        counts["connected"] += 1
+        with contextlib.suppress(OSError):
+            sock.send(hello)
+        held.append(sock)
+        if len(held) >= held_max:
+            if not said:
+                os.write(out, b"flooding\n")
+                said = True
+            held.pop(0).close()
+    os.write(out, json.dumps(counts).encode() + b"\n")
+
+
+class Flood:
+    """A connection flood on the daemon's socket from another uid (root only), bounded in time and count."""
+
+    def __init__(
+        self, run_dir: Path, uid: int, held: int, seconds: float, max_connects: int = 2_000_000
+    ) -> None:
+        hello = protocol.encode(protocol.Hello((1,), "0.1.0", 1))
+
+        def child(out: int) -> None:
+            run_dir.mkdir(parents=True, exist_ok=True)  # the daemon may not have made it yet
+            _drop_to(uid, run_dir)
+            _flood(held, seconds, max_connects, hello, out)
+
+        self.pid, self._out = _fork(child)
+        self._lines = os.fdopen(self._out, "rb")
+
+    def wait_flooding(self) -> None:
+        """Blocks until `held` connections are open (the flood is real)."""
+        line = self._lines.readline()
+        assert line == b"flooding\n", line
+
+    def stop(self) -> dict[str, int]:
+        """End it and return its counts (blocks)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGTERM)
+        out = self._lines.read().decode()
+        self._lines.close()
+        os.waitpid(self.pid, 0)
+        counts: dict[str, int] = json.loads(out.strip().splitlines()[-1])
+        return counts
+
+
+class AgentAs:
+    """The real agent as `uid`, which has no account, trusting only a root daemon as on a Mac (root only).
+
+    It waits for `start()` before it dials; its log goes to `log`.
+    """
+
+    def __init__(self, uid: int, socket_path: Path, home: Path, log: Path) -> None:
+        from bootstrapper.agent import Agent, AgentConfig, _main
+
+        config = AgentConfig(
+            socket_path, 0, f"user{uid}", str(home), "/tmp", trusted_uids=frozenset({0, uid})
+        )
+        self.log = log
+        go_r, self._go = os.pipe()
+        log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self.pid = os.fork()
+        if self.pid == 0:  # pragma: no cover - runs in the child
+            code = 1
+            try:
+                os.close(self._go)
+                _drop_to(uid, home)
+                os.read(go_r, 1)
+                stream = os.fdopen(log_fd, "w", buffering=1)
+                fmt = "%(asctime)s agent %(levelname)s %(message)s"
+                logging.basicConfig(level=logging.INFO, stream=stream, format=fmt, force=True)
+                asyncio.run(_main(Agent(config)))
+                code = 0
+            except BaseException:
+                traceback.print_exc(file=os.fdopen(log_fd, "w"))
+            finally:
+                os._exit(code)
+        os.close(go_r)
+        os.close(log_fd)
+        self.returncode: int | None = None
+
+    def start(self) -> None:
+        os.write(self._go, b"g")
+        os.close(self._go)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    async def wait(self, timeout: float) -> int:
+        until = time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if time.monotonic() > until:
+                raise TimeoutError(f"the agent (pid {self.pid}) still runs after {timeout} s")
+            await asyncio.sleep(0.02)
+        return code
+
+    def stop(self) -> None:
+        if self.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            self.returncode = -signal.SIGKILL
+
+
+class QueuedPeer:
+    """A peer as `uid` (root only) whose connect and `payload` are both done before the daemon can
+    accept: the constructor blocks the caller, and so its event loop, until then.
+
+    `result()` is what it received and how the connection ended: "eof" when the daemon closed it
+    cleanly (it had read what we sent), "reset" when Linux reports it closed with our bytes unread,
+    "epipe" when it was gone before we could send.
+    """
+
+    def __init__(self, run_dir: Path, uid: int, payload: bytes) -> None:
+        def child(out: int) -> None:
+            _drop_to(uid, run_dir)
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(5)
+                sock.connect("ipc.sock")
+                ending = "eof"
+                try:
+                    sock.sendall(payload)
+                except BrokenPipeError:
+                    ending = "epipe"
+                os.write(out, b"sent\n")
+                data = b""
+                try:
+                    while chunk := sock.recv(65536):
+                        data += chunk
+                except ConnectionResetError:
+                    ending = "reset"
+            os.write(out, f"{data.hex()} {ending}\n".encode())
+
+        self.pid, self._out = _fork(child)
+        line = b""
+        while not line.endswith(b"\n"):
+            chunk = os.read(self._out, 1)
+            if not chunk:
+                break
+            line += chunk
+        assert line == b"sent\n", line
+
+    def result(self) -> tuple[bytes, str]:
+        """Blocks until the peer is done."""
+        text = _read_all(self._out).strip()
+        os.waitpid(self.pid, 0)
+        data, _, ending = text.rpartition(" ")
+        assert ending in ("eof", "reset", "epipe"), text
+        return bytes.fromhex(data), ending
+
+
+def fill_backlog(sock_path: Path) -> list[socket.socket]:
+    """Connect until the listener's queue is full (Linux answers EAGAIN); the caller keeps them open."""
+    held: list[socket.socket] = []
+    fd = open_dir(sock_path.parent)
+    try:
+        address = unix_address(fd, sock_path)
+        for _ in range(10_000):
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            try:
+                sock.connect(address)
+            except BlockingIOError:
+                sock.close()
+                return held
+            held.append(sock)
+    finally:
+        os.close(fd)
+    raise AssertionError("the listener's queue never filled")
