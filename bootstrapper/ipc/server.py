@@ -253,8 +253,7 @@ class Session:
         self.close_reason = reason
         log.log(logging.WARNING if warn else logging.INFO, "closed %s: %s", self, reason)
         for _, future in self._pending.values():
-            if not future.done():
-                future.set_exception(AgentDisconnectedError(f"{self} went away: {reason}"))
+            _fail(future, AgentDisconnectedError(f"{self} went away: {reason}"))
         self._pending.clear()
         if graceful:
             self._writer.close()
@@ -378,8 +377,7 @@ class AgentServer:
             session._abort("the daemon is shutting down", graceful=True)
         for waiters in self._waiters.values():
             for future in waiters:
-                if not future.done():
-                    future.set_exception(IPCError("the agent server closed"))
+                _fail(future, IPCError("the agent server closed"))
         # Aborting the transports ends every connection's task by itself; cancelling is the last resort.
         for writer in self._connections.values():
             if writer is not None:
@@ -672,3 +670,11 @@ def _kind(mode: int) -> str:
     if stat.S_ISREG(mode):
         return "regular file"
     return "special file"
+
+
+def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
+    """Fail a waiting caller's future. It counts as seen at once: the caller may already have given up
+    on it (its send failed, its deadline passed), and asyncio would log it as never retrieved."""
+    if not future.done():
+        future.set_exception(error)
+        future.exception()

@@ -381,3 +381,40 @@ def test_bad_deadline_is_a_caller_error(sandbox: Paths) -> None:
             await channel.close()
 
     run(body())
+
+
+def test_a_call_whose_send_fails_as_the_agent_goes_leaves_no_unretrieved_exception(
+    sandbox: Paths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The agent goes away while a request is being sent: the session fails the call's future and the
+    send fails too. Nobody awaits that future any more; asyncio must not log it as never retrieved."""
+    import gc
+
+    from bootstrapper.ipc import server as server_module
+
+    unretrieved: list[str] = []
+    real_write = server_module.write_frame
+
+    async def body() -> None:
+        asyncio.get_running_loop().set_exception_handler(
+            lambda _loop, ctx: unretrieved.append(ctx["message"])
+        )
+        async with _server(sandbox) as server:
+            channel, session = await _fake_agent(server)
+
+            async def write_as_the_agent_leaves(writer: object, message: object, **kwargs: object) -> None:
+                if isinstance(message, protocol.Request | protocol.Ping):
+                    session._abort("disconnected", graceful=False)
+                    raise ConnectionResetError("reset by peer")
+                await real_write(writer, message, **kwargs)  # type: ignore[arg-type]
+
+            monkeypatch.setattr(server_module, "write_frame", write_as_the_agent_leaves)
+            with pytest.raises(AgentDisconnectedError):
+                await session.ping(deadline=5)
+            await channel.close()
+        gc.collect()
+        await asyncio.sleep(0)
+
+    run(body())
+    gc.collect()
+    assert [m for m in unretrieved if "never retrieved" in m] == []
