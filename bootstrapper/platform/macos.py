@@ -30,18 +30,7 @@ from bootstrapper.platform.base import (
     Receipt,
     ServiceInfo,
 )
-from bootstrapper.platform.launchctl import (  # noqa: F401  (re-exported: the parsers' home was here)
-    LAUNCHCTL_ALREADY,
-    LAUNCHCTL_IN_PROGRESS,
-    LAUNCHCTL_INVALID_PLIST,
-    LAUNCHCTL_IO_ERROR,
-    LAUNCHCTL_NO_PROCESS,
-    LAUNCHCTL_NOT_FOUND,
-    SHORT,
-    LaunchctlClient,
-    checked_id,
-    parse_launchctl_print,
-)
+from bootstrapper.platform.launchctl import SHORT, LaunchctlClient, checked_id
 
 _NO_RECEIPT = re.compile(r"No receipt for '([^']*)' found at '([^']*)'\.?")
 

@@ -11,10 +11,10 @@ from bootstrapper.platform.macos import (
     InstallerOutput,
     console_from_scutil,
     console_from_stat,
-    parse_launchctl_print,
     parse_pkg_info_plist,
     parse_scutil,
 )
+from bootstrapper.platform.launchctl import parse_launchctl_print
 from tests.support.fake_macos import recording
 
 
