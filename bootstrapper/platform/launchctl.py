@@ -141,6 +141,11 @@ class LaunchctlClient:
     async def is_loaded(self, domain: str, label: str) -> bool:
         return await self.service(domain, label) is not None
 
+    async def enable(self, domain: str, label: str) -> bool:
+        """Clear a disabled override (left by `unload -w`), which would make bootstrap fail with 5."""
+        result = await self._run("enable", service_target(check_domain(domain), checked_id("label", label)))
+        return result.ok
+
     async def start_agent(self, uid: int, plist: Path, label: str) -> None:
         """Our LaunchAgent in the user's GUI domain, started (bootstrap may already have started it)."""
         domain = gui_domain(uid)

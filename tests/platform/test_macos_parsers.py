@@ -7,6 +7,7 @@ import plistlib
 import pytest
 
 from bootstrapper.errors import PlatformError
+from bootstrapper.platform.launchctl import parse_launchctl_print
 from bootstrapper.platform.macos import (
     InstallerOutput,
     console_from_scutil,
@@ -14,7 +15,6 @@ from bootstrapper.platform.macos import (
     parse_pkg_info_plist,
     parse_scutil,
 )
-from bootstrapper.platform.launchctl import parse_launchctl_print
 from tests.support.fake_macos import recording
 
 

@@ -38,6 +38,8 @@ async def dispatch(launchd: Launchd, message: dict[str, Any]) -> Reply:
             user = str(message.get("user", ""))
             action = {"login": launchd.login, "switch": launchd.switch, "logout": launchd.logout}[op]
             return await action(user)
+        if op == "console":
+            return launchd.manage()
         if op == "ps":
             return Reply(0, json.dumps(launchd.ps()))
         if op == "scutil":

@@ -1,4 +1,4 @@
-"""`launchctl` for the sandbox: `python -m bootstrapper.platform.sandbox.launchctl ROOT ARGS...`.
+"""`launchctl` for the sandbox: `python -m bootstrapper.platform.sandbox ROOT ARGS...`.
 
 The shim `<root>/.sandbox/bin/launchctl` runs this with the root it sits in, so the sandbox platform can
 call it with exactly the argv a Mac's `/bin/launchctl` gets. `asuser UID CMD...` runs CMD here (as on
@@ -25,7 +25,7 @@ def shim_text() -> str:
         "#!/bin/sh\n"
         "# launchctl for the simulated Mac this folder belongs to (written by bootstrapper).\n"
         'root=$(cd "$(dirname "$0")/../.." && pwd)\n'
-        f'exec {shlex.quote(sys.executable)} -m bootstrapper.platform.sandbox.launchctl "$root" "$@"\n'
+        f'exec {shlex.quote(sys.executable)} -m bootstrapper.platform.sandbox "$root" "$@"\n'
     )
 
 
@@ -69,7 +69,7 @@ def launchctl(root: Path, args: list[str]) -> int:
 
 def main(argv: list[str]) -> int:
     if not argv:
-        print("usage: python -m bootstrapper.platform.sandbox.launchctl ROOT ARGS...", file=sys.stderr)
+        print("usage: python -m bootstrapper.platform.sandbox ROOT ARGS...", file=sys.stderr)
         return 64
     root = Path(argv[0])
     if not root.is_dir():
@@ -79,8 +79,3 @@ def main(argv: list[str]) -> int:
         )
         return 2
     return launchctl(root.resolve(), argv[1:])
-
-
-if __name__ == "__main__":
-    sys.stdout.flush()
-    raise SystemExit(main(sys.argv[1:]))

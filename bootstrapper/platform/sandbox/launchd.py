@@ -362,6 +362,14 @@ class Launchd:
         self.save()
         return Reply(0, f"{name} (uid {info['uid']}) has the console\n")
 
+    def manage(self) -> Reply:
+        """From now on the console is the sessions': the login window until somebody logs in."""
+        if not self.managed:
+            self.managed = True
+            self.console = self.sessions[-1] if self.sessions else "loginwindow"
+            self.save()
+        return Reply(0, f"console: {self.console}\n")
+
     async def switch(self, name: str) -> Reply:
         return await self.login(name)
 
