@@ -394,15 +394,18 @@ class Launchd:
             if self.console == name:
                 self.console = "loginwindow"
 
-    async def _load_agents(self, uid: int) -> None:
+    async def _load_agents(self, uid: int, *, start: bool = True) -> None:
         """What a login does: every Aqua LaunchAgent in /Library/LaunchAgents loaded in gui/<uid>."""
         for plist in sorted(self.paths.system("/Library/LaunchAgents").glob("*.plist")):
-            await self._bootstrap(f"gui/{uid}", plist, quiet=True)
+            await self._bootstrap(f"gui/{uid}", plist, quiet=True, start=start)
 
     # --- booting -----------------------------------------------------------------------------------
 
     async def boot(self) -> None:
-        """Start from what is on disk: the state's jobs, every LaunchDaemon, each session's agents."""
+        """Start from what is on disk: every LaunchDaemon, each session's agents (plists read afresh), and
+        the jobs bootstrapped from elsewhere while the sandbox was down."""
+        folders = ("/Library/LaunchDaemons/", "/Library/LaunchAgents/")
+        self.jobs = {t: j for t, j in self.jobs.items() if not j.plist.startswith(folders)}
         for job in self.jobs.values():
             job.pid = None
         self.managed = True
@@ -412,16 +415,12 @@ class Launchd:
             await self._bootstrap("system", plist, quiet=True, start=False)
         for name in self.sessions:
             if name in self.users:
-                await self._load_agents_quiet(self.users[name]["uid"])
+                await self._load_agents(self.users[name]["uid"], start=False)
         self.journal("boot", result="booted")
         self.save()
         for job in sorted(self.jobs.values(), key=lambda j: j.domain != "system"):
             if job.definition.get("RunAtLoad") is True and job.target not in self.disabled:
                 self._start(job)
-
-    async def _load_agents_quiet(self, uid: int) -> None:
-        for plist in sorted(self.paths.system("/Library/LaunchAgents").glob("*.plist")):
-            await self._bootstrap(f"gui/{uid}", plist, quiet=True, start=False)
 
     async def halt(self) -> None:
         """Shutdown: SIGTERM every job, ExitTimeOut, SIGKILL; the state is kept for the next boot."""
