@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from bootstrapper.commands._options import AllowHttp, AsJson
-from bootstrapper.errors import UsageError
+from bootstrapper.errors import PlatformError, UsageError
 
 if TYPE_CHECKING:
     from bootstrapper.platform.sandbox.launchd import Reply
@@ -44,10 +44,13 @@ def _ask(folder: Path, message: dict[str, Any]) -> Reply:
     from bootstrapper.platform.sandbox.control import request
     from bootstrapper.platform.sandbox.launchd import SandboxStateError
 
+    root = _existing(folder)
     try:
-        return request(_existing(folder), message)
+        return request(root, message)
     except SandboxStateError as exc:
         raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise PlatformError(f"cannot use the sandbox at {root}: {exc.strerror or exc}") from None
 
 
 def _finish(reply: Reply) -> None:

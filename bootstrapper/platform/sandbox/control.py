@@ -165,6 +165,8 @@ async def _run(root: Path, note: Callable[[str], None]) -> int:
 
     path = socket_path(root)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Only whoever booted it may talk to it: a root launchd starts jobs as root.
+    path.parent.chmod(0o700)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
     address, fd = _address(path)

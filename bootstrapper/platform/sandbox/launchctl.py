@@ -62,6 +62,9 @@ def launchctl(root: Path, args: list[str]) -> int:
     except SandboxStateError as exc:
         print(f"launchctl: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        print(f"launchctl: cannot use the sandbox at {root}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     sys.stdout.write(reply.out)
     sys.stderr.write(reply.err)
     return reply.rc

@@ -722,6 +722,9 @@ class Launchd:
             self.journal("spawn", target=job.target, pid=proc.pid, argv=job.argv)
             return
         if job.task is not None and not job.task.done():
+            if now and job.wake is not None:  # waiting out its throttle: kickstart starts it at once
+                job.started_at = 0.0
+                job.wake.set()
             return
         job.stopping = False
         job.wake = asyncio.Event()
