@@ -23,6 +23,7 @@ from bootstrapper.commands import (
     pkg,
     plan,
     run,
+    sandbox,
     schema,
     status,
     validate,
@@ -68,6 +69,7 @@ app.command()(agent.agent)
 app.add_typer(mdm.app, name="mdm")
 app.add_typer(deploy.app, name="deploy")
 app.add_typer(pkg.app, name="pkg")
+app.add_typer(sandbox.app, name="sandbox")
 
 
 def _crash_log() -> Path | None:

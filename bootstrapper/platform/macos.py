@@ -19,14 +19,7 @@ from typing import Any
 from xml.parsers.expat import ExpatError
 
 from bootstrapper import process
-from bootstrapper.errors import (
-    CommandError,
-    InstallError,
-    LaunchdError,
-    PackageError,
-    PlatformError,
-    ServiceNotLoadedError,
-)
+from bootstrapper.errors import CommandError, InstallError, PackageError, PlatformError
 from bootstrapper.manifest.facts import Facts
 from bootstrapper.paths import Paths
 from bootstrapper.platform.base import (
@@ -36,20 +29,9 @@ from bootstrapper.platform.base import (
     ProgressCallback,
     Receipt,
     ServiceInfo,
-    check_domain,
-    gui_domain,
-    service_target,
 )
+from bootstrapper.platform.launchctl import SHORT, LaunchctlClient, checked_id
 
-#: launchctl exit codes, as recorded on real Macs (tests/data/macos/SOURCES.md).
-LAUNCHCTL_NOT_FOUND = 113  # "Could not find service … in domain …"
-LAUNCHCTL_NO_PROCESS = 3  # "No such process": older macOS's not-loaded
-LAUNCHCTL_IO_ERROR = 5  # "Input/output error": already loaded, or disabled, or broken
-LAUNCHCTL_ALREADY = 37  # "Operation already in progress": already bootstrapped
-LAUNCHCTL_IN_PROGRESS = 36  # "Operation now in progress": bootout under way
-LAUNCHCTL_INVALID_PLIST = 133  # "<path>: Invalid property list"
-
-SHORT = 30.0
 _NO_RECEIPT = re.compile(r"No receipt for '([^']*)' found at '([^']*)'\.?")
 
 
@@ -262,41 +244,6 @@ def _num(value: object) -> int | None:
         return None
 
 
-# --- launchctl -----------------------------------------------------------------------------------
-
-
-def parse_launchctl_print(text: str, target: str) -> ServiceInfo:
-    """The top-level `key = value` lines of `launchctl print <target>` (nested blocks skipped)."""
-    props: dict[str, str] = {}
-    depth = 0
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line.endswith("{"):
-            depth += 1
-            continue
-        if line == "}":
-            depth -= 1
-            continue
-        if depth == 1 and " = " in line:
-            key, _, value = line.partition(" = ")
-            props[key.strip()] = value.strip()
-    return ServiceInfo(
-        target=target,
-        state=props.get("state", ""),
-        pid=_num(props.get("pid")),
-        last_exit_code=props.get("last exit code"),
-        path=props.get("path"),
-        properties=props,
-    )
-
-
-def _checked_id(kind: str, value: str) -> str:
-    """A pkgid or label goes into argv: it must not pass for an option or carry line breaks."""
-    if not value or value.startswith("-") or any(c in value for c in "\0\n\r/"):
-        raise PlatformError(f"invalid {kind} {value!r}")
-    return value
-
-
 # --- the platform --------------------------------------------------------------------------------
 
 
@@ -320,6 +267,7 @@ class MacOSPlatform:
     ) -> None:
         self.paths = paths or Paths()
         self.cmd = commands or Commands()
+        self.launchd = LaunchctlClient(self.cmd.launchctl)
         self._lookup = user_lookup
 
     async def _run(self, *argv: str, timeout: float = SHORT) -> process.Completed:
@@ -418,7 +366,7 @@ class MacOSPlatform:
         )
 
     async def receipt(self, pkgid: str) -> Receipt | None:
-        result = await self._run(self.cmd.pkgutil, "--pkg-info-plist", _checked_id("package id", pkgid))
+        result = await self._run(self.cmd.pkgutil, "--pkg-info-plist", checked_id("package id", pkgid))
         if _NO_RECEIPT.search(result.tail):
             return None
         if not result.ok:
@@ -428,75 +376,32 @@ class MacOSPlatform:
         return parse_pkg_info_plist(result.tail, pkgid)
 
     async def forget_receipt(self, pkgid: str) -> bool:
-        result = await self._run(self.cmd.pkgutil, "--forget", _checked_id("package id", pkgid))
+        result = await self._run(self.cmd.pkgutil, "--forget", checked_id("package id", pkgid))
         if _NO_RECEIPT.search(result.tail):
             return False
         if not result.ok:
             raise PlatformError(f"pkgutil --forget {pkgid} exited with {result.returncode}: {_last(result)}")
         return True
 
-    # --- launchd ---------------------------------------------------------------------------------
+    # --- launchd: one client shared with the sandbox -------------------------------------------
 
     async def bootstrap(self, domain: str, plist: Path) -> bool:
-        label = _plist_label(plist)
-        result = await self._run(self.cmd.launchctl, "bootstrap", check_domain(domain), str(plist))
-        if result.ok:
-            return True
-        rc = result.returncode
-        if rc == LAUNCHCTL_INVALID_PLIST:
-            raise LaunchdError(f"{plist}: invalid property list (launchctl bootstrap exit 133)", rc, domain)
-        if rc in (LAUNCHCTL_IO_ERROR, LAUNCHCTL_ALREADY) and await self.is_loaded(domain, label):
-            return False
-        raise LaunchdError(
-            f"launchctl bootstrap {domain} {plist} failed (exit {rc}): {_last(result)}",
-            rc,
-            f"{domain}/{label}",
-        )
+        return await self.launchd.bootstrap(domain, plist)
 
     async def bootout(self, domain: str, label: str) -> bool:
-        target = service_target(check_domain(domain), _checked_id("label", label))
-        result = await self._run(self.cmd.launchctl, "bootout", target)
-        rc = result.returncode
-        if result.ok or rc == LAUNCHCTL_IN_PROGRESS:
-            return True
-        if rc in (LAUNCHCTL_NOT_FOUND, LAUNCHCTL_NO_PROCESS):
-            return False
-        if rc == LAUNCHCTL_IO_ERROR and not await self.is_loaded(domain, label):
-            return False
-        raise LaunchdError(f"launchctl bootout {target} failed (exit {rc}): {_last(result)}", rc, target)
+        return await self.launchd.bootout(domain, label)
 
     async def kickstart(self, domain: str, label: str, *, restart: bool = False) -> None:
-        target = service_target(check_domain(domain), _checked_id("label", label))
-        argv = [self.cmd.launchctl, "kickstart", *(["-k"] if restart else []), target]
-        result = await self._run(*argv)
-        rc = result.returncode
-        if rc in (LAUNCHCTL_NOT_FOUND, LAUNCHCTL_NO_PROCESS):
-            raise ServiceNotLoadedError(f"{target} is not loaded (launchctl kickstart exit {rc})", rc, target)
-        if not result.ok:
-            raise LaunchdError(
-                f"launchctl kickstart {target} failed (exit {rc}): {_last(result)}", rc, target
-            )
+        await self.launchd.kickstart(domain, label, restart=restart)
 
     async def service(self, domain: str, label: str) -> ServiceInfo | None:
-        target = service_target(check_domain(domain), _checked_id("label", label))
-        result = await self._run(self.cmd.launchctl, "print", target)
-        if result.returncode == LAUNCHCTL_NOT_FOUND:
-            return None
-        if not result.ok:
-            raise LaunchdError(
-                f"launchctl print {target} failed (exit {result.returncode}): {_last(result)}",
-                result.returncode,
-                target,
-            )
-        return parse_launchctl_print(result.tail, target)
+        return await self.launchd.service(domain, label)
 
     async def is_loaded(self, domain: str, label: str) -> bool:
-        return await self.service(domain, label) is not None
+        return await self.launchd.is_loaded(domain, label)
 
     async def start_agent(self, user: ConsoleUser) -> None:
-        domain = gui_domain(user.uid)
-        await self.bootstrap(domain, self.paths.launch_agent_plist)
-        await self.kickstart(domain, self.paths.agent_label)
+        await self.launchd.start_agent(user.uid, self.paths.launch_agent_plist, self.paths.agent_label)
 
     async def run_as_user(
         self,
@@ -510,10 +415,8 @@ class MacOSPlatform:
         if user.uid == 0 or user.name in NOT_A_USER:
             raise PlatformError(f"refusing to run as {user.name!r}: user steps never run as root")
         assigns = [f"{k}={v}" for k, v in (env or {}).items()]
-        full = [
-            self.cmd.launchctl,
-            "asuser",
-            str(user.uid),
+        full = self.launchd.asuser(
+            user.uid,
             self.cmd.sudo,
             "-u",
             user.name,
@@ -522,7 +425,7 @@ class MacOSPlatform:
             self.cmd.env,
             *assigns,
             *argv,
-        ]
+        )
         return await process.run(full, timeout=timeout, on_line=on_line)
 
     async def reboot(self) -> None:
@@ -531,25 +434,7 @@ class MacOSPlatform:
             raise PlatformError(f"shutdown -r now failed (exit {result.returncode}): {_last(result)}")
 
     async def logout(self, user: ConsoleUser) -> None:
-        target = gui_domain(user.uid)
-        result = await self._run(self.cmd.launchctl, "bootout", target)
-        if not result.ok and result.returncode not in (LAUNCHCTL_NOT_FOUND, LAUNCHCTL_NO_PROCESS):
-            raise LaunchdError(
-                f"launchctl bootout {target} failed (exit {result.returncode}): {_last(result)}",
-                result.returncode,
-                target,
-            )
-
-
-def _plist_label(plist: Path) -> str:
-    try:
-        data = plistlib.loads(plist.read_bytes())
-    except (OSError, plistlib.InvalidFileException, ExpatError, ValueError) as exc:
-        raise LaunchdError(f"{plist}: invalid property list ({exc})", LAUNCHCTL_INVALID_PLIST) from None
-    label = data.get("Label") if isinstance(data, dict) else None
-    if not isinstance(label, str) or not label:
-        raise LaunchdError(f"{plist}: invalid property list (no Label)", LAUNCHCTL_INVALID_PLIST)
-    return label
+        await self.launchd.logout(user.uid)
 
 
 def _package_intent(package: Path) -> tuple[str, tuple[str, ...]]:

@@ -7,11 +7,11 @@ import plistlib
 import pytest
 
 from bootstrapper.errors import PlatformError
+from bootstrapper.platform.launchctl import parse_launchctl_print
 from bootstrapper.platform.macos import (
     InstallerOutput,
     console_from_scutil,
     console_from_stat,
-    parse_launchctl_print,
     parse_pkg_info_plist,
     parse_scutil,
 )

@@ -320,11 +320,12 @@ def test_launchd_operations_are_journaled(box: SandboxPlatform) -> None:
     assert ops == [
         ("bootstrap", "loaded"),
         ("bootstrap", "already loaded"),
+        ("spawn", None),
         ("kickstart", "started"),
         ("bootout", "unloaded"),
         ("bootout", "not loaded"),
         ("kickstart", "not loaded"),
-        ("logout", "recorded"),
+        ("bootout", "not loaded"),
         ("reboot", "recorded"),
     ]
     assert box.paths.launchd_journal.is_relative_to(box.paths.root)
@@ -345,10 +346,14 @@ def test_logout_unloads_the_users_agents(box: SandboxPlatform) -> None:
     assert not run(box.is_loaded("gui/501", "org.example.agent"))
 
 
-def test_start_agent_spawns_the_agent_detached_as_launchd_would(tmp_path: Path) -> None:
+def test_start_agent_bootstraps_and_kickstarts_the_installed_agent(tmp_path: Path) -> None:
     pidfile = tmp_path / "agent.pid"
     code = f"import os, time; open({str(pidfile)!r}, 'w').write(str(os.getpid())); time.sleep(60)"
-    box = SandboxPlatform(Paths(root=tmp_path / "root"), agent_argv=[sys.executable, "-c", code])
+    box = SandboxPlatform(Paths(root=tmp_path / "root"))
+    plist = box.paths.launch_agent_plist
+    plist.parent.mkdir(parents=True)
+    definition = {"Label": box.paths.agent_label, "ProgramArguments": [sys.executable, "-c", code]}
+    plist.write_bytes(plistlib.dumps(definition))
     user = run(box.console_user())
     assert user is not None
     run(box.start_agent(user))
@@ -363,6 +368,8 @@ def test_start_agent_spawns_the_agent_detached_as_launchd_would(tmp_path: Path) 
         assert os.getsid(pid) == pid, "the agent leads its own session, like a launchd job"
         info = run(box.service(f"gui/{user.uid}", box.paths.agent_label))
         assert info is not None and info.pid == pid and info.state == "running"
+        run(box.start_agent(user))  # already loaded and running: nothing new starts
+        assert len([e for e in box.journal() if e["op"] == "spawn"]) == 1
     finally:
         os.kill(pid, signal.SIGKILL)
 

@@ -81,7 +81,11 @@ def launchctl(args: list[str]) -> int:
             return 0
         case ["print", target]:
             if target not in loaded:
-                return _fail(f'Bad request.\nCould not find service "{target}"', NOT_FOUND)
+                domain, _, label = target.rpartition("/")
+                words = "system" if domain == "system" else f"user gui: {domain.partition('/')[2]}"
+                return _fail(
+                    f'Bad request.\nCould not find service "{label}" in domain for {words}', NOT_FOUND
+                )
             print(f"{target} = {{\n\tstate = running\n}}")
             return 0
         case _:

@@ -7,11 +7,14 @@ What it does, and how that mirrors the real thing:
   (with installer's four arguments), and writes a receipt plist with the fields that
   `pkgutil --pkg-info-plist` prints. Progress phases are the English ones `installer` prints.
 - facts are this machine's unless overridden (`arch`, `os_version`, `model`) to rehearse another Mac.
-- the console user is whoever runs the sandbox, with a home under the root, after an optional
-  simulated login delay.
-- launchd operations are appended to a JSON-lines journal (`Paths.launchd_journal`); what is
-  loaded is derived from it. `start_agent` spawns the real agent, detached, as launchd would.
-- reboot and logout are recorded, never performed.
+- before any `sandbox login`, the console user is whoever runs the sandbox, with a home under the
+  root, after an optional simulated login delay.
+- launchd calls go through the same `LaunchctlClient` as on the Mac, with the same argv, to the
+  sandbox's own `launchctl` (`<root>/.sandbox/bin/launchctl`, see `launchd.py`): real jobs, real
+  processes, exit codes as recorded on Macs. Each operation is also a line of a JSON journal
+  (`Paths.launchd_journal`).
+- the console user is who `bootstrapper sandbox login` put there (scutil's view of it); reboot and
+  logout go to the sandbox's launchd, which carries them out when it is booted.
 """
 
 from __future__ import annotations
@@ -36,22 +39,25 @@ from xml.parsers.expat import ExpatError
 from bootstrapper import process
 from bootstrapper.atomic import write_atomic
 from bootstrapper.errors import CommandError, InstallError, LaunchdError, PackageError, PlatformError
-from bootstrapper.errors import ServiceNotLoadedError as NotLoaded
 from bootstrapper.flatpkg import Component, FlatPackage
 from bootstrapper.flatpkg.extract import extract, location_parts, scan
 from bootstrapper.manifest.facts import Facts
 from bootstrapper.paths import Paths
 from bootstrapper.platform.base import (
+    NOT_A_USER,
     ConsoleUser,
     InstallResult,
     ProgressCallback,
     Receipt,
     ServiceInfo,
-    check_domain,
     gui_domain,
     service_target,
 )
-from bootstrapper.platform.macos import LAUNCHCTL_INVALID_PLIST, LAUNCHCTL_NOT_FOUND, receipt_from_plist
+from bootstrapper.platform.launchctl import LaunchctlClient
+from bootstrapper.platform.macos import console_from_scutil, receipt_from_plist
+from bootstrapper.platform.sandbox.control import request
+from bootstrapper.platform.sandbox.launchctl import ensure_shim
+from bootstrapper.platform.sandbox.launchd import launcher_argv, read_state, scutil_console
 
 #: installer's own words when a script fails (the real message, from the recorded transcripts).
 SCRIPT_FAILED = (
@@ -100,9 +106,8 @@ class SandboxPlatform:
         self._clock = clock
         self._login_at = clock() + login_delay
         self._user = user
-        self.agent_argv = list(
-            agent_argv or [sys.executable, "-m", "bootstrapper", "agent", "--sandbox", str(paths.root)]
-        )
+        self._agent_argv = list(agent_argv) if agent_argv else None
+        self.agent_argv = self._agent_argv or launcher_argv(paths.root, ["agent"])
         self._script_timeout = script_timeout
         self._install_lock = asyncio.Lock()
 
@@ -112,10 +117,19 @@ class SandboxPlatform:
         return self._facts
 
     async def console_user(self) -> ConsoleUser | None:
+        """Who `sandbox login` put on the console, read as scutil reports it; before any login
+        session is managed there, whoever runs the sandbox (a plain `run --sandbox`)."""
         if self._clock() < self._login_at:
             return None
         if self._user is not None:
             return self._user
+        state = read_state(self.paths.root)
+        if "console" in state:
+            answer = console_from_scutil(scutil_console(state))
+            if not answer.decided or answer.name in NOT_A_USER or not answer.uid:
+                return None
+            home = self.paths.system(f"/Users/{answer.name}")
+            return ConsoleUser(answer.name, answer.uid, answer.gid if answer.gid is not None else 20, home)
         entry = pwd.getpwuid(os.getuid())
         home = self.paths.system(f"/Users/{entry.pw_name}")
         home.mkdir(parents=True, exist_ok=True)
@@ -374,7 +388,12 @@ class SandboxPlatform:
             return False
         return True
 
-    # --- launchd ---------------------------------------------------------------------------------
+    # --- launchd: the Mac's client, pointed at the sandbox's launchctl ---------------------------
+
+    @property
+    def launchd(self) -> LaunchctlClient:
+        """`launchctl` calls with the Mac's argv; only the executable differs (the sandbox's shim)."""
+        return LaunchctlClient(str(ensure_shim(self.paths.root)))
 
     def journal(self) -> list[dict[str, Any]]:
         """Every launchd operation recorded so far (a torn last line is skipped)."""
@@ -388,107 +407,35 @@ class SandboxPlatform:
                 entries.append(json.loads(line))
         return entries
 
-    def _record(self, op: str, **fields: object) -> None:
-        entry = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"), "op": op, **fields}
-        file = self.paths.launchd_journal
-        file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            os.write(fd, (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8"))
-        finally:
-            os.close(fd)
-
     def loaded(self) -> dict[str, dict[str, Any]]:
-        """target → the bootstrap entry that loaded it (and the agent's pid, once spawned)."""
-        state: dict[str, dict[str, Any]] = {}
-        for e in self.journal():
-            op, target = e.get("op"), e.get("target", "")
-            if op == "bootstrap" and e.get("result") == "loaded":
-                state[target] = dict(e)
-            elif op == "bootout" and e.get("result") == "unloaded":
-                state.pop(target, None)
-            elif op == "logout":
-                prefix = f"{e.get('domain')}/"
-                state = {t: v for t, v in state.items() if not t.startswith(prefix)}
-            elif op == "spawn" and target in state:
-                state[target]["pid"] = e.get("pid")
-        return state
+        """target → what the sandbox's launchd has loaded (its definition, pid, last exit)."""
+        return dict(read_state(self.paths.root)["jobs"])
 
     async def bootstrap(self, domain: str, plist: Path) -> bool:
-        check_domain(domain)
-        try:
-            data = plistlib.loads(await asyncio.to_thread(Path(plist).read_bytes))
-        except (OSError, plistlib.InvalidFileException, ExpatError, ValueError) as exc:
-            self._record("bootstrap", domain=domain, plist=str(plist), result="invalid plist")
-            raise LaunchdError(
-                f"{plist}: invalid property list ({exc})", LAUNCHCTL_INVALID_PLIST, domain
-            ) from None
-        label = data.get("Label") if isinstance(data, dict) else None
-        if not isinstance(label, str) or not _ID.match(label):
-            raise LaunchdError(
-                f"{plist}: invalid property list (no usable Label)", LAUNCHCTL_INVALID_PLIST, domain
-            )
-        target = service_target(domain, label)
-        already = target in self.loaded()
-        self._record(
-            "bootstrap",
-            domain=domain,
-            label=label,
-            target=target,
-            plist=str(plist),
-            result="already loaded" if already else "loaded",
-        )
-        return not already
+        return await self.launchd.bootstrap(domain, plist)
 
     async def bootout(self, domain: str, label: str) -> bool:
-        target = service_target(check_domain(domain), label)
-        was = target in self.loaded()
-        self._record(
-            "bootout", domain=domain, label=label, target=target, result="unloaded" if was else "not loaded"
-        )
-        return was
+        return await self.launchd.bootout(domain, label)
 
     async def kickstart(self, domain: str, label: str, *, restart: bool = False) -> None:
-        target = service_target(check_domain(domain), label)
-        if target not in self.loaded():
-            self._record("kickstart", target=target, restart=restart, result="not loaded")
-            raise NotLoaded(
-                f"{target} is not loaded (launchctl kickstart exit 113)", LAUNCHCTL_NOT_FOUND, target
-            )
-        self._record("kickstart", target=target, restart=restart, result="started")
+        await self.launchd.kickstart(domain, label, restart=restart)
 
     async def service(self, domain: str, label: str) -> ServiceInfo | None:
-        target = service_target(check_domain(domain), label)
-        entry = self.loaded().get(target)
-        if entry is None:
-            return None
-        pid = entry.get("pid")
-        alive = isinstance(pid, int) and _alive(pid)
-        return ServiceInfo(
-            target=target,
-            state="running" if alive else "not running",
-            pid=pid if alive else None,
-            last_exit_code=None,
-            path=entry.get("plist"),
-            properties={"state": "running" if alive else "not running"},
-        )
+        return await self.launchd.service(domain, label)
 
     async def is_loaded(self, domain: str, label: str) -> bool:
-        return await self.service(domain, label) is not None
+        return await self.launchd.is_loaded(domain, label)
 
     async def start_agent(self, user: ConsoleUser) -> None:
-        """Load the agent in the user's GUI domain and start it, detached, as launchd would."""
+        """As on the Mac: bootstrap our LaunchAgent in gui/<uid> and kickstart it. With `agent_argv`
+        given (a test seam), that program is started instead of the plist's, detached, as launchd would."""
+        if self._agent_argv is None:
+            await self.launchd.start_agent(user.uid, self.paths.launch_agent_plist, self.paths.agent_label)
+            return
         domain = gui_domain(user.uid)
         target = service_target(domain, self.paths.agent_label)
-        if target not in self.loaded():
-            self._record(
-                "bootstrap",
-                domain=domain,
-                label=self.paths.agent_label,
-                target=target,
-                plist=str(self.paths.launch_agent_plist),
-                result="loaded",
-            )
+        if self.paths.launch_agent_plist.exists():
+            await self.launchd.bootstrap(domain, self.paths.launch_agent_plist)
         log = self.paths.log_dir / "sandbox-agent.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         argv = [sys.executable, "-m", "bootstrapper.platform._spawn", str(log), *self.agent_argv]
@@ -499,6 +446,16 @@ class SandboxPlatform:
                 f"could not start the agent: {result.tail.strip()[-200:]}", result.returncode, target
             )
         self._record("spawn", target=target, pid=pid, argv=self.agent_argv, user=user.name)
+
+    def _record(self, op: str, **fields: object) -> None:
+        entry = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"), "op": op, **fields}
+        file = self.paths.launchd_journal
+        file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8"))
+        finally:
+            os.close(fd)
 
     async def run_as_user(
         self,
@@ -520,10 +477,12 @@ class SandboxPlatform:
         return await process.run(list(argv), timeout=timeout, env=full_env, on_line=on_line)
 
     async def reboot(self) -> None:
+        """A booted sandbox shuts every job down and boots again; otherwise it is only recorded."""
         self._record("reboot", result="recorded")
+        await asyncio.to_thread(request, self.paths.root, {"op": "reboot"})
 
     async def logout(self, user: ConsoleUser) -> None:
-        self._record("logout", domain=gui_domain(user.uid), user=user.name, result="recorded")
+        await self.launchd.logout(user.uid)
 
 
 def _severity(action: str) -> int:
