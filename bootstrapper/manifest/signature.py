@@ -114,7 +114,7 @@ def parse_trusted_comment(text: str) -> tuple[int | None, datetime | None]:
         seen.add(name)
         if name == "serial":
             if not (value.isascii() and value.isdigit()) or len(value) > 18:
-                raise ValueError(f"serial={value!r} is not a whole number")
+                raise ValueError(f"serial={value!r} is not a whole number below 10^18")
             serial = int(value)
         else:
             try:
@@ -202,6 +202,8 @@ def verify(
     serial must reach both `min_serial` (the profile's floor) and `last_serial` (the highest one this Mac
     already accepted), which is what stops an old, validly signed manifest from being replayed.
     """
+    if now.tzinfo is None:
+        raise ValueError("verify() needs an aware `now`, e.g. datetime.now(UTC)")
     sig_source = f"{source}.minisig"
     if sig_text is None or not sig_text.strip():
         raise SignatureError(
@@ -241,8 +243,6 @@ def verify(
         serial, expires = parse_trusted_comment(sig.trusted_comment)
     except ValueError as err:
         raise _malformed(sig_source, str(err)) from None
-    if now.tzinfo is None:
-        raise ValueError("verify() needs an aware `now`, e.g. datetime.now(UTC)")
     if expires is not None and now >= expires:
         raise SignatureError(
             f"{source}: signature expired at {format_expires(expires)} (now {format_expires(now)}); "
