@@ -436,3 +436,8 @@ def test_we_verify_what_minisign_signs(tmp_path: Path, legacy: bool) -> None:
     assert result.key_id == pub.read_text().split()[-2]
     with pytest.raises(SignatureError, match="bad signature"):
         verify(b"format: 2\n", sig, [parse_public_key(pub.read_text())], now=NOW)
+
+
+def test_verify_needs_an_aware_clock() -> None:
+    with pytest.raises(ValueError, match="aware"):
+        verify(b"x", SIG, [key("minisign.pub")], now=datetime(2026, 1, 1))
