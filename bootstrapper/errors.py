@@ -52,6 +52,13 @@ class ManifestError(UsageError):
         super().__init__(head + more)
 
 
+class SignatureError(ManifestError):
+    """A manifest's minisign signature is missing, malformed, untrusted, wrong, expired or rolled back."""
+
+    def __init__(self, message: str, source: str = "") -> None:
+        super().__init__([message], source)
+
+
 class PackageError(UsageError):
     """A file is not a readable macOS flat package, or is hostile (traversal, bad checksum)."""
 

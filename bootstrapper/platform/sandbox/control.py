@@ -134,26 +134,25 @@ async def serve(root: Path, *, note: Callable[[str], None] = print) -> int:
         return await _run(root, note)
 
 
-async def _run(root: Path, note: Callable[[str], None]) -> int:
-    loop = asyncio.get_running_loop()
-    launchd = Launchd(root, live=True)
-    if os.geteuid() != 0:
-        note(f"not running as root: every user's jobs run as uid {os.getuid()} (you), not as their own uid")
-    await launchd.boot()
-    lock = asyncio.Lock()
-    wanted: asyncio.Queue[str] = asyncio.Queue()
+class _Booted:
+    """The running launchd and the requests that reach it over the control socket."""
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(self, launchd: Launchd) -> None:
+        self.launchd = launchd
+        self.lock = asyncio.Lock()
+        self.wanted: asyncio.Queue[str] = asyncio.Queue()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             line = await reader.readline()
             message = json.loads(line) if line else {}
             op = message.get("op") if isinstance(message, dict) else None
             if op in ("reboot", "shutdown"):
                 reply = Reply(0, f"{op} under way\n")
-                wanted.put_nowait(str(op))
+                self.wanted.put_nowait(str(op))
             else:
-                async with lock:
-                    reply = await dispatch(launchd, message if isinstance(message, dict) else {})
+                async with self.lock:
+                    reply = await dispatch(self.launchd, message if isinstance(message, dict) else {})
             writer.write(json.dumps(reply.to_json()).encode("utf-8") + b"\n")
             await writer.drain()
         except (ValueError, ConnectionError):
@@ -163,6 +162,8 @@ async def _run(root: Path, note: Callable[[str], None]) -> int:
             with contextlib.suppress(ConnectionError):
                 await writer.wait_closed()
 
+
+async def _listen(root: Path, booted: _Booted) -> tuple[asyncio.Server, Path]:
     path = socket_path(root)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Only whoever booted it may talk to it: a root launchd starts jobs as root.
@@ -170,23 +171,33 @@ async def _run(root: Path, note: Callable[[str], None]) -> int:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
     address, fd = _address(path)
-    server = await asyncio.start_unix_server(handle, path=address, limit=_MAX_LINE)
+    server = await asyncio.start_unix_server(booted.handle, path=address, limit=_MAX_LINE)
     if fd is not None:
         os.close(fd)
-    loop.add_signal_handler(signal.SIGTERM, wanted.put_nowait, "shutdown")
-    loop.add_signal_handler(signal.SIGINT, wanted.put_nowait, "interrupt")
-    note(f"sandbox {root} booted; console: {launchd.console}")
+    return server, path
+
+
+async def _run(root: Path, note: Callable[[str], None]) -> int:
+    loop = asyncio.get_running_loop()
+    booted = _Booted(Launchd(root, live=True))
+    if os.geteuid() != 0:
+        note(f"not running as root: every user's jobs run as uid {os.getuid()} (you), not as their own uid")
+    await booted.launchd.boot()
+    server, path = await _listen(root, booted)
+    loop.add_signal_handler(signal.SIGTERM, booted.wanted.put_nowait, "shutdown")
+    loop.add_signal_handler(signal.SIGINT, booted.wanted.put_nowait, "interrupt")
+    note(f"sandbox {root} booted; console: {booted.launchd.console}")
     try:
         while True:
-            why = await wanted.get()
-            async with lock:
-                await launchd.halt()
+            why = await booted.wanted.get()
+            async with booted.lock:
+                await booted.launchd.halt()
                 if why != "reboot":
                     break
-                launchd.journal("reboot", result="rebooting")
+                booted.launchd.journal("reboot", result="rebooting")
                 note("rebooting")
-                launchd = _fresh(launchd)
-                await launchd.boot()
+                booted.launchd = _fresh(booted.launchd)
+                await booted.launchd.boot()
     finally:
         loop.remove_signal_handler(signal.SIGTERM)
         loop.remove_signal_handler(signal.SIGINT)
