@@ -373,7 +373,8 @@ def build_package(
     problems = verify(payload, runtime=True)
     if problems:
         raise UsageError("payload check failed: " + "; ".join(problems))
-    shown = _run([str(payload.file(LAUNCHER)), "--version"]).strip()
+    # the launcher execs the installed path, which does not exist on the build Mac: run the bundle's own
+    shown = _run([str(python), "-I", "-m", "bootstrapper", "--version"]).strip()
     log(f"runtime: {shown}, {_size(framework) / 1e6:.0f} MB installed (measured)")
     analyzed = build / "component.plist"
     _run(["/usr/bin/pkgbuild", "--analyze", "--root", str(payload.root), str(analyzed)])
