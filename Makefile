@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench venv clean pkg-payload pkg mac-smoke
+.PHONY: demo test lint bench venv clean pkg-payload pkg mac-smoke lock
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -33,6 +33,10 @@ pkg-payload: $(STAMP)
 
 pkg: $(STAMP)
 	$(BIN)/python pkg/build.py pkg
+
+# Regenerate pkg/requirements.lock (hashed wheels for the bundled runtime) after changing dependencies.
+lock: $(STAMP)
+	$(BIN)/python pkg/build.py lock
 
 mac-smoke: $(STAMP)
 	$(BIN)/python pkg/build.py mac-smoke

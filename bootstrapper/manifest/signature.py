@@ -48,7 +48,7 @@ _EXPIRES_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 @dataclass(frozen=True)
 class PublicKey:
-    """A trusted minisign public key. `key_id` is shown the way minisign prints it (upper hex, no leading zeros)."""
+    """A trusted minisign public key; `key_id` as minisign prints it (upper hex, no leading zeros)."""
 
     key_id: str
     key: bytes
