@@ -96,7 +96,9 @@ def test_every_locked_package_has_hashes_and_no_dev_tool_is_locked() -> None:
 def test_a_new_runtime_dependency_makes_the_lock_stale(tmp_path: Path) -> None:
     project = tmp_path / "pyproject.toml"
     text = (REPO / "pyproject.toml").read_text()
-    project.write_text(text.replace('"tenacity>=8.2",', '"tenacity>=8.2",\n    "cryptography>=44",'))
+    anchor = '"pyyaml>=6.0.1",'
+    assert anchor in text
+    project.write_text(text.replace(anchor, anchor + '\n    "truststore>=0.10",'))
     assert lock.parse(lock.LOCK.read_text()).requires != lock.top_level(project)
 
 
