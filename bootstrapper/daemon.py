@@ -208,7 +208,7 @@ async def run_daemon(request: RunRequest, config: Config, paths: Paths, platform
         if finished or give_up:
             if config.cleanup:
                 await remove_ourselves(platform, paths, gate.uids_seen)
-            if finished and report.result == "success" and final is not FinalAction.NONE:
+            if report.result in ("success", "partial") and final is not FinalAction.NONE:
                 await _final_action(platform, final)
             if config.cleanup:
                 await boot_out_daemon(platform, paths)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 
+from bootstrapper import process
 from bootstrapper.engine import events as ev
 from bootstrapper.engine.context import RunContext
 from bootstrapper.engine.kinds import RUNNERS
@@ -53,6 +54,21 @@ def fingerprint(item: Item) -> str:
     """What identifies an item across manifest edits: a changed hash or version makes it a new step."""
     text = "\0".join([item.type.value, item.hash or "", item.version or "", item.url or "", item.path or ""])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _background_failure(task: asyncio.Task[object]) -> tuple[str | None, int | None]:
+    """What went wrong with a finished `donotwait` script, if anything, and its exit code."""
+    if task.cancelled():
+        return "was stopped", None
+    if (exc := task.exception()) is not None:
+        return f"failed: {exc}", None
+    result = task.result()
+    if isinstance(result, process.Completed) and not result.ok:
+        why = "timed out" if result.timed_out else f"exited with {result.returncode}"
+        return why, result.returncode
+    if isinstance(result, Outcome) and not result.ok:
+        return f"failed: {result.reason}", result.exit_code
+    return None, None
 
 
 def stops_run(item: Item, outcome: Outcome) -> bool:
@@ -168,6 +184,8 @@ class Scheduler:
                         report.result = "failed"
                         report.stopped_by = f"{step.item.label}: {outcome.reason}"
                         return report
+        if report.failed:
+            report.result = "partial"  # went on past failable failures: never called success
         return report
 
     def _downloads(self, steps: list[Step]) -> list[Download]:
@@ -264,5 +282,14 @@ class Scheduler:
                 )
             )
         for task in done:
-            if task.exception() is not None:
-                self.ctx.bus.emit(ev.Message("warning", f"a background script failed: {task.exception()}"))
+            problem, code = _background_failure(task)
+            if problem is None:
+                continue
+            step_id = task.get_name()
+            label = next((i.label for i in self.manifest.items if i.id == step_id), step_id)
+            self.ctx.bus.emit(ev.Message("warning", f"background script {label} {problem}"))
+            if step_id in self.state.state.steps:
+                self.state.mark_failed(step_id, f"in the background: {problem}", code)
+            report.failed.append(step_id)
+            if report.result == "success":
+                report.result = "partial"

@@ -42,7 +42,7 @@ log = logging.getLogger(__name__)
 STATE_VERSION = 1
 
 StepStatus: TypeAlias = Literal["pending", "running", "done", "failed", "skipped"]
-RunResult: TypeAlias = Literal["success", "failed", "already-set-up"]
+RunResult: TypeAlias = Literal["success", "partial", "failed", "already-set-up"]
 _STEP_STATUSES = frozenset(get_args(StepStatus))
 _RUN_RESULTS = frozenset(get_args(RunResult))
 

@@ -23,7 +23,8 @@ class RootScript:
         timeout = item.timeout or DEFAULT_SCRIPT_TIMEOUT
         call = process.run([file, *item.arguments], timeout=timeout, env=ctx.script_env())
         if item.donotwait:
-            ctx.background.append(asyncio.create_task(call))
+            # named after the step: its exit code is reported when the run reaps it
+            ctx.background.append(asyncio.create_task(call, name=item.id))
             return Outcome.done("started in the background")
         try:
             result = await call
