@@ -453,3 +453,48 @@ def test_condition_scripts_and_paths_are_decided_on_the_machine(site: Site, sand
         "setupassistant[1]": "skipped",
         "setupassistant[2]": "skipped",
     }
+
+
+def test_conditions_are_decided_when_the_step_is_reached(site: Site, sandbox: Paths) -> None:
+    """A condition about a path or a script is asked when its step comes up, so an earlier step's
+    work counts (InstallApplications decides per item too)."""
+    make = site.script("make.sh", "touch $BOOTSTRAPPER_ROOT/Library/made")
+    by_path = site.script("by-path.sh", "touch $BOOTSTRAPPER_ROOT/by-path-ran")
+    by_script = site.script("by-script.sh", "touch $BOOTSTRAPPER_ROOT/by-script-ran")
+    url = site.manifest(
+        {
+            "setupassistant": [
+                {"name": "make", "type": "rootscript", **make},
+                {
+                    "name": "by path",
+                    "type": "rootscript",
+                    "skip_if": {"path_exists": "/Library/made"},
+                    **by_path,
+                },
+                {
+                    "name": "by script",
+                    "type": "rootscript",
+                    "skip_if": {"script": 'test -e "$BOOTSTRAPPER_ROOT/Library/made"'},
+                    **by_script,
+                },
+            ]
+        }
+    )
+    assert run_sandbox(sandbox, url) == 0
+    assert statuses(sandbox) == {
+        "setupassistant[0]": "done",
+        "setupassistant[1]": "skipped",
+        "setupassistant[2]": "skipped",
+    }
+    assert not (sandbox.root / "by-path-ran").exists() and not (sandbox.root / "by-script-ran").exists()
+
+
+def test_a_package_installed_by_an_earlier_step_is_not_installed_again(site: Site, sandbox: Paths) -> None:
+    from tests.support.pkgwriter import build_component_pkg
+
+    pkg = build_component_pkg(site.root / "tool.pkg", "com.example.tool", "2.0", {"usr/local/tool": b"x"})
+    name, digest = site.add("tool.pkg", pkg.read_bytes())
+    item = {"type": "package", "url": name, "hash": digest, "packageid": "com.example.tool", "version": "2.0"}
+    url = site.manifest({"setupassistant": [{"name": "first", **item}, {"name": "again", **item}]})
+    assert run_sandbox(sandbox, url) == 0
+    assert statuses(sandbox) == {"setupassistant[0]": "done", "setupassistant[1]": "skipped"}
