@@ -25,6 +25,7 @@ from bootstrapper.engine.agents import AgentGate
 from bootstrapper.engine.cleanup import boot_out_daemon, remove_ourselves
 from bootstrapper.engine.context import RunContext
 from bootstrapper.engine.events import EventBus, Message, Sink
+from bootstrapper.engine.leftovers import remove_leftovers
 from bootstrapper.engine.probe import LiveProbe
 from bootstrapper.engine.run import RunReport, Scheduler
 from bootstrapper.engine.source import load_manifest
@@ -180,6 +181,8 @@ async def run_daemon(request: RunRequest, config: Config, paths: Paths, platform
         _write_result(paths, manifest, report, state, started, retrying=not finished and not give_up)
         if finished or give_up:
             if config.cleanup:
+                for gone in remove_leftovers(manifest, state.state.created_folders, ctx.host_path):
+                    log.info("removed %s (downloaded by this run)", gone)
                 await remove_ourselves(platform, paths, gate.uids_seen)
             if report.result in ("success", "partial") and final is not FinalAction.NONE:
                 await _final_action(platform, final)

@@ -25,6 +25,7 @@ from bootstrapper.engine import events as ev
 from bootstrapper.engine.context import RunContext
 from bootstrapper.engine.kinds import RUNNERS
 from bootstrapper.engine.kinds.base import Outcome
+from bootstrapper.engine.leftovers import folders_to_create
 from bootstrapper.engine.plan import Step, decide_step, plan
 from bootstrapper.engine.prefetch import Prefetcher
 from bootstrapper.engine.probe import StepProbe
@@ -119,6 +120,7 @@ class Scheduler:
         self._facts = facts
         run_id = uuid.uuid4().hex[:12]
         attempt = state.begin_attempt(run_id, self.manifest.source)
+        state.note_folders(folders_to_create(self.manifest, ctx.host_path))
         ctx.bus.emit(
             ev.RunStarted(
                 run_id=run_id,

@@ -498,3 +498,49 @@ def test_a_package_installed_by_an_earlier_step_is_not_installed_again(site: Sit
     url = site.manifest({"setupassistant": [{"name": "first", **item}, {"name": "again", **item}]})
     assert run_sandbox(sandbox, url) == 0
     assert statuses(sandbox) == {"setupassistant[0]": "done", "setupassistant[1]": "skipped"}
+
+
+def test_installapplications_downloads_are_removed_at_the_end_and_placements_stay(
+    site: Site, sandbox: Paths
+) -> None:
+    from tests.support.pkgwriter import build_component_pkg
+
+    script, script_hash = site.add("setup.sh", b"#!/bin/sh\necho secret-token-in-a-script\n")
+    pkg = build_component_pkg(site.root / "app.pkg", "com.example.app", "1.0", {"Applications/App.txt": b"x"})
+    pkg_url, pkg_hash = site.add("app.pkg", pkg.read_bytes())
+    conf, conf_hash = site.add("app.conf", b"key=value\n")
+    folder = "/Library/Application Support/installapplications"
+    doc = {
+        "setupassistant": [
+            {
+                "name": "setup",
+                "type": "rootscript",
+                "url": script,
+                "file": f"{folder}/setup.sh",
+                "hash": script_hash,
+            },
+            {
+                "name": "app",
+                "type": "package",
+                "url": pkg_url,
+                "file": f"{folder}/pkgs/app.pkg",
+                "hash": pkg_hash,
+                "packageid": "com.example.app",
+                "version": "1.0",
+            },
+            {
+                "name": "conf",
+                "type": "rootfile",
+                "url": conf,
+                "file": "/Library/Preferences/app.conf",
+                "hash": conf_hash,
+            },
+        ]
+    }
+    sandbox.system("/Library/Application Support").mkdir(parents=True)
+    site.add("bootstrap.json", json.dumps(doc).encode())
+    assert run_sandbox(sandbox, f"{site.base}/bootstrap.json") == 0
+    assert not sandbox.system(folder).exists()  # its files gone, and the folders the run made
+    assert sandbox.system("/Library/Application Support").is_dir()  # it was there before: stays
+    assert sandbox.system("/Library/Preferences/app.conf").read_bytes() == b"key=value\n"
+    assert sandbox.system("/Applications/App.txt").exists()
