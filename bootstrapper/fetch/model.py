@@ -37,6 +37,8 @@ def _check_headers(headers: Mapping[str, str], where: str) -> Mapping[str, str]:
 def check_url(url: str, where: str) -> None:
     """Refuse what can never be fetched safely; the scheme policy (allow_http) is checked per request."""
     parts = urlsplit(url)
+    if parts.scheme == "file" and parts.path.startswith("/") and not parts.netloc:
+        return  # an item beside a local manifest (the loader allows these only for a local manifest)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ValueError(f"{where}: expected an https:// URL, got {parts.scheme or 'no'} scheme")
     if parts.username is not None or parts.password is not None:
