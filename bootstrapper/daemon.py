@@ -76,6 +76,7 @@ def fetch_options(config: Config, manifest_url: str | None = None) -> FetchOptio
         client_key=Path(config.client_key) if config.client_key else None,
         proxy=config.proxy,
         auth_headers=auth,
+        local_files=manifest_url is not None and "://" not in manifest_url,
     )
 
 

@@ -31,6 +31,7 @@ from bootstrapper.errors import (
     SizeLimitError,
     StagingError,
     TransferError,
+    UnsafeURLError,
 )
 from bootstrapper.fetch import staging
 from bootstrapper.fetch.events import Failed as FailedEvent
@@ -120,6 +121,8 @@ class Downloader:
         try:
             async with lock:
                 if urlsplit(item.url).scheme == "file":
+                    if not self._options.local_files:
+                        raise UnsafeURLError(f"{item.url}: file:// items belong to a manifest on this disk")
                     return await self._copy_local(item, part)
                 return await self._fetch(self._client, item, part, redact)
         except FetchError as exc:

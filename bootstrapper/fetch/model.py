@@ -103,6 +103,8 @@ class FetchOptions:
     min_rate_window: float = 60.0
     #: Plain http for items and redirects; off by default and nothing in a manifest can turn it on.
     allow_http: bool = False
+    #: file:// items: only for a manifest read from this machine's disk (its items sit beside it).
+    local_files: bool = False
     #: Extra trusted CAs (PEM), added to the default public roots.
     ca_bundle: Path | None = None
     #: Client certificate (PEM) for mutual TLS, and its key when not in the same file.
