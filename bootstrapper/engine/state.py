@@ -5,8 +5,10 @@ crash it holds either the state before or after the last change. A step is `done
 succeeded; a step found `running` at load time was interrupted and is run again.
 
 A state file that cannot be read (truncated, not JSON, an unknown version) is never fatal: it is moved
-aside with a clear log line and the run starts over, which is safe because package receipts keep
-installs idempotent. Crashing on it instead would make launchd restart us into the same crash forever.
+aside with a clear log line and the run resumes from `state.json.prev`, the last good copy written
+after every successful save; only when that is unreadable too does the run start over. Starting over
+is safe for packages (receipts keep them idempotent) but not for root scripts, which would run twice.
+Crashing on it instead would make launchd restart us into the same crash forever.
 
 Steps are matched by (name, fingerprint), not by position, so a manifest edited between two attempts
 keeps the progress of the items that did not change.
@@ -45,6 +47,7 @@ StepStatus: TypeAlias = Literal["pending", "running", "done", "failed", "skipped
 RunResult: TypeAlias = Literal["success", "failed", "already-set-up"]
 _STEP_STATUSES = frozenset(get_args(StepStatus))
 _RUN_RESULTS = frozenset(get_args(RunResult))
+_NOSPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 Clock: TypeAlias = Callable[[], datetime]
 _T = TypeVar("_T")
@@ -194,8 +197,9 @@ class StateStore:
         except (StateError, OSError) as exc:
             aside = _set_aside(path, clock())
             where = f"moved it to {aside}" if aside else "could not move it aside; it will be overwritten"
-            log.warning("state file %s is unreadable (%s); %s and starting the run over", path, exc, where)
-            state = RunState()
+            state = _last_good(last_good_path(path))
+            then = "resuming from the last good copy" if state.run_id else "starting the run over"
+            log.warning("state file %s is unreadable (%s); %s and %s", path, exc, where, then)
         store = cls(path, state, clock=clock)
         if not state.created_at:
             state.created_at = state.updated_at = _iso(clock())
@@ -290,9 +294,31 @@ class StateStore:
         self.save()
 
     def save(self) -> None:
+        """Persist the state, then the last good copy; a write that fails (a full disk) is a `StateError`."""
         self.state.updated_at = _iso(self._clock())
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.path, self.state.to_json())
+        doc = self.state.to_json()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.path, doc)
+            write_json_atomic(last_good_path(self.path), doc)
+        except OSError as exc:
+            fix = "free some space on that disk" if exc.errno in _NOSPACE else "check that folder"
+            raise StateError(f"cannot save the state file {self.path}: {exc.strerror or exc}; {fix}") from exc
+
+
+def last_good_path(path: Path) -> Path:
+    """Where the copy of the last state that was saved whole is kept: `state.json.prev`."""
+    return path.with_name(path.name + ".prev")
+
+
+def _last_good(prev: Path) -> RunState:
+    """The last good copy, or a fresh state when it is missing or unreadable as well."""
+    try:
+        return read_state(prev)
+    except (StateError, OSError) as exc:
+        if not isinstance(exc, FileNotFoundError):
+            log.warning("the last good copy %s is unreadable too (%s)", prev, exc)
+        return RunState()
 
 
 def _set_aside(path: Path, now: datetime) -> Path | None:
