@@ -28,6 +28,7 @@ import fcntl
 import json
 import logging
 import os
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
@@ -186,6 +187,7 @@ class StateStore:
         self.path = path
         self.state = state
         self._clock = clock
+        self._counted = False
 
     @classmethod
     def load(cls, path: Path, *, clock: Clock = _utcnow) -> StateStore:
@@ -215,8 +217,18 @@ class StateStore:
         st.source = source
         st.run_attempt += 1
         st.result = None
+        self._counted = True
         self.save()
         return st.run_attempt
+
+    def count_attempt(self, source: str) -> int:
+        """Count this daemon's attempt if the run failed before it began one (an invalid manifest).
+
+        Such a start counts toward `max_attempts` too, or launchd would restart it forever.
+        """
+        if self._counted:
+            return self.state.run_attempt
+        return self.begin_attempt(uuid.uuid4().hex[:12], source)
 
     def attempts_exhausted(self, limit: int) -> bool:
         """True once `limit` daemon attempts have started: `on_failure: retry` must give up."""
@@ -363,9 +375,12 @@ class DaemonLock:
                 f"another bootstrapper daemon ({who}) is running: it holds {self.path}; "
                 "wait for it to finish, or stop it first"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        os.fsync(fd)
+        with contextlib.suppress(
+            OSError
+        ):  # the pid only names us to a second daemon: a full disk may refuse it
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            os.fsync(fd)
         self._fd = fd
         return self
 
