@@ -22,7 +22,7 @@ import httpx
 
 from bootstrapper.engine import events as ev
 from bootstrapper.engine.context import RunContext
-from bootstrapper.engine.kinds import RUNNERS
+from bootstrapper.engine.kinds import RUNNERS, download_dest
 from bootstrapper.engine.kinds.base import Outcome
 from bootstrapper.engine.plan import Step, plan
 from bootstrapper.engine.prefetch import Prefetcher
@@ -181,7 +181,7 @@ class Scheduler:
                 Download(
                     key=item.id,
                     url=item.url,
-                    dest=self.ctx.host_path(item.file),
+                    dest=download_dest(item, self.ctx),
                     sha256=item.hash,
                     size=item.size,
                     mode=SPECS[item.type].mode,
