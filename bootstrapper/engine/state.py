@@ -362,7 +362,14 @@ class DaemonLock:
 
     def acquire(self) -> DaemonLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        try:  # never through a link: root would create or lock whatever it points at
+            fd = os.open(
+                self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600
+            )
+        except OSError as exc:
+            raise StateError(
+                f"cannot open the lock file {self.path} ({exc.strerror}); remove it if it is a link"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
