@@ -231,7 +231,10 @@ async def run_daemon(request: RunRequest, config: Config, paths: Paths, platform
                 with contextlib.suppress(asyncio.CancelledError):
                     await dialog
         if failure is not None:
-            return await _could_not_run(request, config, paths, platform, state, failure, started, bus)
+            return await _could_not_run(
+                request, config, paths, platform, state, failure, started,
+                bus=bus, on_failure=manifest.on_failure, uids_seen=gate.uids_seen,
+            )  # fmt: skip
         await bus.aclose()
         return await _finish(config, paths, platform, manifest, report, state, started, gate.uids_seen)
 
@@ -272,7 +275,10 @@ async def _could_not_run(
     state: StateStore,
     exc: BaseException,
     started: float,
+    *,
     bus: EventBus | None = None,
+    on_failure: OnFailure = OnFailure.RETRY,
+    uids_seen: Iterable[int] = (),
 ) -> int:
     """A run that could not start or go on (an invalid or unreachable manifest, a full disk, a bug).
 
@@ -300,13 +306,14 @@ async def _could_not_run(
     bus.emit(Message("error", reason))
     bus.emit(RunFinished("failed", (), time.time() - started))
     await bus.aclose()
-    on_failure = OnFailure(config.on_failure) if config.on_failure else OnFailure.RETRY
+    if config.on_failure:
+        on_failure = OnFailure(config.on_failure)
     give_up = on_failure is OnFailure.CLEANUP or state.attempts_exhausted(config.max_attempts)
     report = RunReport("failed", stopped_by=reason, duration=time.time() - started)
     with contextlib.suppress(OSError):
         _write_result(paths, None, report, state, started, retrying=not give_up, reason=reason)
     if give_up and config.cleanup:
-        await remove_ourselves(platform, paths, ())
+        await remove_ourselves(platform, paths, uids_seen)
         await boot_out_daemon(platform, paths)
     if not expected:
         raise exc

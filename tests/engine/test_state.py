@@ -193,7 +193,9 @@ def test_state_save_failure_keeps_previous_state_on_disk(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(atomic.os, "fsync", crash)
-    with pytest.raises(StateError, match=r"state.json: No space left on device; free some space on that disk$"):
+    with pytest.raises(
+        StateError, match=r"state.json: No space left on device; free some space on that disk$"
+    ):
         store.mark_done("preflight[0]")
     monkeypatch.undo()
     assert read_state(state_file).steps["preflight[0]"].status == "running"
