@@ -275,3 +275,21 @@ def test_symlinked_parent_folder_of_a_userfile_is_refused(mac: Paths, site: Site
     assert entry["status"] == "failed"
     assert entry["reason"] == f"{mac.root}/Users/Shared/drop: {REFUSED_LINK}"
     assert "Traceback" not in err
+
+
+def test_a_local_manifest_another_user_owns_is_not_obeyed(mac: Paths, site: Site) -> None:
+    script = site.script("x.sh", 'touch "$BOOTSTRAPPER_ROOT/obeyed"')
+    doc = (
+        "format: 1\nsettings: {allow_http: true}\nsetupassistant:\n"
+        f"  - {{name: x, type: rootscript, url: '{site.base}/{script['url']}', hash: {script['hash']}}}\n"
+    )
+    manifest = mac.root / "Users/Shared/manifest.yaml"
+    plant(doc.encode(), manifest)
+    code, err = run(str(manifest), mac.root)
+    assert code == 2, err
+    assert not (mac.root / "obeyed").exists()
+    reason = record(mac)["reason"]
+    assert reason == (
+        f"{manifest}: is owned by uid 501, who could have changed it; not trusted (remove it or make it root's)"
+    )
+    assert "Traceback" not in err

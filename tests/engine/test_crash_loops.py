@@ -253,3 +253,28 @@ def test_a_corrupt_state_file_does_not_run_finished_root_scripts_again(site: Sit
     (sandbox.root / "ready").touch()
     assert run_sandbox(sandbox, url) == 0
     assert (sandbox.root / "ran").read_text().split() == ["one", "two", "three"]
+
+
+# --- what root runs is a copy only root can reach ---------------------------------------------------
+
+
+def test_a_root_script_runs_from_a_staged_copy_that_is_removed_after(site: Site, sandbox: Paths) -> None:
+    body = 'echo "$0" > "$BOOTSTRAPPER_ROOT/self"; stat -c %a "$0" >> "$BOOTSTRAPPER_ROOT/self"'
+    url = site.manifest(
+        {
+            "setupassistant": [
+                {"name": "s", "type": "rootscript", **site.script("s.sh", body)},
+                {
+                    "name": "keep",
+                    "type": "rootscript",
+                    **site.script("k.sh", "exit 1"),
+                    "fail_policy": "failure_is_not_an_option",
+                },
+            ]
+        }
+    )
+    assert run_sandbox(sandbox, url) == 1  # stops before self-removal, so staging can be looked at
+    ran, mode = (sandbox.root / "self").read_text().split()
+    assert Path(ran).parent == sandbox.staging_dir and mode == "700"
+    assert not Path(ran).exists()
+    assert sorted(p.name for p in sandbox.staging_dir.iterdir() if not p.name.endswith(".part")) == []
