@@ -24,7 +24,8 @@ class UserFile:
     def download_dest(self, item: Item, ctx: RunContext) -> Path:
         """Where the verified download waits for the step: root's 0700 staging folder."""
         assert item.file is not None and item.hash is not None
-        return ctx.paths.staging_dir / f"userfile-{item.hash[:16]}-{PurePosixPath(item.file).name}"
+        name = PurePosixPath(item.file).name[:100]  # the prefix must not push it past NAME_MAX
+        return ctx.paths.staging_dir / f"userfile-{item.stage.value}-{item.index}-{item.hash[:16]}-{name}"
 
     async def run(self, item: Item, file: Path | None, ctx: RunContext) -> Outcome:
         """Hand the file to the console user (re-read now: a later login or user switch is followed)."""
