@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -24,17 +25,19 @@ from bootstrapper.deploy.layout import FRAMEWORK
 from bootstrapper.engine.agents import AgentGate
 from bootstrapper.engine.cleanup import boot_out_daemon, remove_ourselves
 from bootstrapper.engine.context import RunContext
-from bootstrapper.engine.events import EventBus, Message, Sink
+from bootstrapper.engine.events import EventBus, Message, RunFinished, RunStarted, Sink
 from bootstrapper.engine.leftovers import remove_leftovers
 from bootstrapper.engine.probe import LiveProbe
 from bootstrapper.engine.run import RunReport, Scheduler
-from bootstrapper.engine.source import load_manifest
+from bootstrapper.engine.source import is_url, load_manifest
 from bootstrapper.engine.state import DaemonLock, StateStore
-from bootstrapper.errors import BootstrapperError, ExitCode, UsageError
+from bootstrapper.errors import BootstrapperError, ExitCode, UnsafePathError, UsageError
 from bootstrapper.fetch import FetchOptions
 from bootstrapper.ipc.server import AgentServer
+from bootstrapper.manifest.load import load_file
 from bootstrapper.manifest.model import FinalAction, Loaded, Manifest, OnFailure
 from bootstrapper.paths import Paths
+from bootstrapper.safefile import open_dir
 
 if TYPE_CHECKING:
     from bootstrapper.engine.plan import Step
@@ -81,26 +84,45 @@ def fetch_options(config: Config, manifest_url: str | None = None) -> FetchOptio
 
 
 async def read_manifest(ref: str, config: Config, options: FetchOptions | None = None) -> Loaded:
-    """The manifest, with the daemon's settings: retried until `manifest_deadline` (networks come up late)."""
-    return await load_manifest(ref, options or fetch_options(config, ref), config.manifest_deadline)
+    """The manifest, with the daemon's settings: retried until `manifest_deadline` (networks come up late).
+
+    A local file is read only if nobody but root (or us) could have written it: root follows it.
+    """
+    options = options or fetch_options(config, ref)
+    if not is_url(ref):
+        return load_file(Path(ref), allow_http=options.allow_http, display=ref, trusted=True)
+    return await load_manifest(ref, options, config.manifest_deadline)
 
 
 def prepare_folders(paths: Paths) -> None:
-    """Our folders, with the modes the security rules need (the package's postinstall does the same)."""
+    """Our folders, with the modes the security rules need (the package's postinstall does the same).
+
+    Each is reached with `open_dir` (no symlink another user planted, no folder they own) and its
+    mode set on that descriptor, so a folder swapped in by path is refused rather than chmodded.
+    """
     for folder, mode in (
         (paths.install_dir, 0o755),
         (paths.staging_dir, 0o700),
         (paths.log_dir, 0o755),
         (paths.run_dir, 0o755),
     ):
-        folder.mkdir(parents=True, exist_ok=True)
-        os.chmod(folder, mode)
+        fd = open_dir(folder, create=True, folder_mode=mode)
+        try:
+            if os.fstat(fd).st_uid != os.geteuid():
+                raise UnsafePathError(folder, "is not ours; remove it and run again")
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
 
 
 def _command_file(paths: Paths, mac_path: PurePosixPath) -> Path:
-    """The command files live in a folder every Mac has; a fresh sandbox needs it made."""
+    """The command files live in a folder every Mac has; a fresh sandbox needs it made.
+
+    An unsafe folder is left as it is: the command file's own writer refuses it with one warning.
+    """
     path = paths.system(mac_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(UnsafePathError):
+        os.close(open_dir(path.parent, create=True))
     return path
 
 
@@ -138,9 +160,13 @@ async def run_daemon(request: RunRequest, config: Config, paths: Paths, platform
     # also open the items stored beside it (a private bucket).
     options = fetch_options(config, request.manifest)
     with DaemonLock(paths.lock_file):
-        loaded = await read_manifest(request.manifest, config, options)
-        manifest = loaded.manifest
+        started = time.time()
         state = StateStore.load(paths.state_file)
+        try:
+            loaded = await read_manifest(request.manifest, config, options)
+        except BootstrapperError as exc:
+            return await _could_not_run(request, config, paths, platform, state, exc, started)
+        manifest = loaded.manifest
         bus = EventBus(_sinks(paths, config, request.interactive, manifest.source, options))
         for warning in loaded.warnings:
             bus.emit(Message("warning", str(warning)))
@@ -161,35 +187,114 @@ async def run_daemon(request: RunRequest, config: Config, paths: Paths, platform
         gate.attach(server)
         ctx = RunContext(paths, platform, config, bus, gate, owner_uid=owner)
         probe = LiveProbe(paths, ctx.script_env())
-        started = time.time()
         dialog = _dialog_window(platform, paths, config, bus)
+        failure: BaseException | None = None
         try:
             async with server:
                 report = await Scheduler(manifest, ctx, state, options, probe=probe).execute()
                 await gate.shutdown_all()
-        finally:
+        except Exception as exc:  # a full disk, an unusable folder, or a bug: never a restart loop
+            failure = exc
+            with contextlib.suppress(Exception):
+                await gate.shutdown_all()
+        except BaseException:
             await bus.aclose()
+            raise
+        finally:
             if dialog is not None:
                 dialog.cancel()  # the sink already told the window to quit; stop waiting for it
                 with contextlib.suppress(asyncio.CancelledError):
                     await dialog
-        on_failure = OnFailure(config.on_failure) if config.on_failure else manifest.on_failure
-        final = FinalAction(config.final_action) if config.final_action else manifest.final_action
-        finished = report.result != "failed"
-        give_up = not finished and (
-            on_failure is OnFailure.CLEANUP or state.attempts_exhausted(config.max_attempts)
-        )
-        _write_result(paths, manifest, report, state, started, retrying=not finished and not give_up)
-        if finished or give_up:
-            if config.cleanup:
-                for gone in remove_leftovers(manifest, state.state.created_folders, ctx.host_path):
-                    log.info("removed %s (downloaded by this run)", gone)
-                await remove_ourselves(platform, paths, gate.uids_seen)
-            if report.result in ("success", "partial") and final is not FinalAction.NONE:
-                await _final_action(platform, final)
-            if config.cleanup:
-                await boot_out_daemon(platform, paths)
+        if failure is not None:
+            return await _could_not_run(
+                request, config, paths, platform, state, failure, started,
+                bus=bus, on_failure=manifest.on_failure, uids_seen=gate.uids_seen,
+            )  # fmt: skip
+        await bus.aclose()
+        return await _finish(config, paths, platform, manifest, report, state, started, gate.uids_seen)
+
+
+async def _finish(
+    config: Config,
+    paths: Paths,
+    platform: Platform,
+    manifest: Manifest,
+    report: RunReport,
+    state: StateStore,
+    started: float,
+    uids_seen: Iterable[int],
+) -> int:
+    """Write the completion record; remove ourselves unless launchd is to run us again."""
+    on_failure = OnFailure(config.on_failure) if config.on_failure else manifest.on_failure
+    final = FinalAction(config.final_action) if config.final_action else manifest.final_action
+    finished = report.result != "failed"
+    give_up = not finished and (
+        on_failure is OnFailure.CLEANUP or state.attempts_exhausted(config.max_attempts)
+    )
+    _write_result(paths, manifest, report, state, started, retrying=not finished and not give_up)
+    if finished or give_up:
+        if config.cleanup:
+            for gone in remove_leftovers(manifest, state.state.created_folders, paths.system):
+                log.info("removed %s (downloaded by this run)", gone)
+            await remove_ourselves(platform, paths, uids_seen)
+        if report.result in ("success", "partial") and final is not FinalAction.NONE:
+            await _final_action(platform, final)
+        if config.cleanup:
+            await boot_out_daemon(platform, paths)
     return int(ExitCode.OK if finished else ExitCode.FAILED)
+
+
+async def _could_not_run(
+    request: RunRequest,
+    config: Config,
+    paths: Paths,
+    platform: Platform,
+    state: StateStore,
+    exc: BaseException,
+    started: float,
+    *,
+    bus: EventBus | None = None,
+    on_failure: OnFailure = OnFailure.RETRY,
+    uids_seen: Iterable[int] = (),
+) -> int:
+    """A run that could not start or go on (an invalid or unreachable manifest, a full disk, a bug).
+
+    It is recorded like a failed run — a log line, events (and so the webhook), the completion record
+    with the reason — and counts as an attempt, so `max_attempts` ends launchd's restarts. An
+    expected failure exits with its own code (1, or 2 for an invalid manifest); a bug is re-raised
+    once recorded, for the CLI to log its traceback and exit 3.
+    """
+    expected = isinstance(exc, BootstrapperError)
+    reason = str(exc) if expected else f"unexpected error: {type(exc).__name__}: {exc}; see the log"
+    if expected:
+        log.error("the run failed: %s", reason)
+    else:
+        log.error("the run failed: %s", reason, exc_info=exc)
+    attempt = state.state.run_attempt
+    with contextlib.suppress(BootstrapperError):
+        attempt = state.count_attempt(request.manifest)
+    with contextlib.suppress(BootstrapperError):
+        state.set_result("failed")
+    if bus is None:
+        options = fetch_options(config, request.manifest)
+        bus = EventBus(_sinks(paths, config, request.interactive, request.manifest, options))
+        run_id = state.state.run_id or "-"
+        bus.emit(RunStarted(run_id=run_id, source=request.manifest, item_count=0, attempt=attempt))
+    bus.emit(Message("error", reason))
+    bus.emit(RunFinished("failed", (), time.time() - started))
+    await bus.aclose()
+    if config.on_failure:
+        on_failure = OnFailure(config.on_failure)
+    give_up = on_failure is OnFailure.CLEANUP or state.attempts_exhausted(config.max_attempts)
+    report = RunReport("failed", stopped_by=reason, duration=time.time() - started)
+    with contextlib.suppress(OSError):
+        _write_result(paths, None, report, state, started, retrying=not give_up, reason=reason)
+    if give_up and config.cleanup:
+        await remove_ourselves(platform, paths, uids_seen)
+        await boot_out_daemon(platform, paths)
+    if not expected:
+        raise exc
+    return int(getattr(exc, "exit_code", ExitCode.FAILED))
 
 
 def _dialog_window(
@@ -230,11 +335,21 @@ async def _final_action(platform: Platform, action: FinalAction) -> None:
 
 
 def _write_result(
-    paths: Paths, manifest: Manifest, report: RunReport, state: StateStore, started: float, *, retrying: bool
+    paths: Paths,
+    manifest: Manifest | None,
+    report: RunReport,
+    state: StateStore,
+    started: float,
+    *,
+    retrying: bool,
+    reason: str | None = None,
 ) -> None:
-    """The completion record: a documented JSON file that outlives our removal (for inventory tools)."""
+    """The completion record: a documented JSON file that outlives our removal (for inventory tools).
+
+    Without a manifest (it could not be read) the record has no steps, and `reason` says why.
+    """
     steps: list[dict[str, Any]] = []
-    for item in manifest.items:
+    for item in manifest.items if manifest is not None else ():
         s = state.step(item.id)
         steps.append(
             {
@@ -248,8 +363,9 @@ def _write_result(
     doc = {
         "version": 1,
         "bootstrapper": __version__,
-        "manifest": manifest.source,
+        "manifest": manifest.source if manifest is not None else state.state.source,
         "result": report.result,
+        "attempt": state.state.run_attempt,
         "retrying": retrying,
         "stopped_by": report.stopped_by,
         "failed_steps": report.failed,
@@ -258,6 +374,8 @@ def _write_result(
         "duration_seconds": round(report.duration, 3),
         "steps": steps,
     }
+    if reason is not None:
+        doc["reason"] = reason
     write_json_atomic(paths.result_file, doc, mode=0o644)
 
 

@@ -23,14 +23,14 @@ import httpx
 from bootstrapper import process
 from bootstrapper.engine import events as ev
 from bootstrapper.engine.context import RunContext
-from bootstrapper.engine.kinds import RUNNERS
+from bootstrapper.engine.kinds import RUNNERS, download_dest
 from bootstrapper.engine.kinds.base import Outcome
 from bootstrapper.engine.leftovers import folders_to_create
 from bootstrapper.engine.plan import Step, decide_step, plan
 from bootstrapper.engine.prefetch import Prefetcher
 from bootstrapper.engine.probe import StepProbe
 from bootstrapper.engine.state import RunResult, StateStore, StepKey
-from bootstrapper.errors import FetchError
+from bootstrapper.errors import BootstrapperError, FetchError
 from bootstrapper.fetch import Download, Downloader, FetchEvent, FetchOptions
 from bootstrapper.fetch import events as fe
 from bootstrapper.manifest.conditions import NoProbe, Probe
@@ -207,7 +207,7 @@ class Scheduler:
                 Download(
                     key=item.id,
                     url=item.url,
-                    dest=self.ctx.host_path(item.file),
+                    dest=download_dest(item, self.ctx),
                     sha256=item.hash,
                     size=item.size,
                     mode=SPECS[item.type].mode,
@@ -246,6 +246,21 @@ class Scheduler:
         return outcome
 
     async def _carry_out(self, item: Item, prefetch: Prefetcher) -> Outcome:
+        """The step's outcome, whatever happens inside it.
+
+        One item's bytes (a package that breaks the reader, a planted file) or a bug in one runner
+        must cost that step, under its fail policy, not the daemon: an exception escaping here would
+        end the run with exit 3, and launchd would start it again into the same crash forever.
+        """
+        try:
+            return await self._attempt(item, prefetch)
+        except BootstrapperError as exc:
+            return Outcome.failed(str(exc))
+        except Exception as exc:
+            log.exception("%s: unexpected error", item.label)
+            return Outcome.failed(f"unexpected error: {type(exc).__name__}: {exc}; see the log")
+
+    async def _attempt(self, item: Item, prefetch: Prefetcher) -> Outcome:
         runner = RUNNERS[item.type]
         file: Path | None = None
         if SPECS[item.type].downloads:

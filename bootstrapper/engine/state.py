@@ -5,8 +5,10 @@ crash it holds either the state before or after the last change. A step is `done
 succeeded; a step found `running` at load time was interrupted and is run again.
 
 A state file that cannot be read (truncated, not JSON, an unknown version) is never fatal: it is moved
-aside with a clear log line and the run starts over, which is safe because package receipts keep
-installs idempotent. Crashing on it instead would make launchd restart us into the same crash forever.
+aside with a clear log line and the run resumes from `state.json.prev`, the last good copy written
+after every successful save; only when that is unreadable too does the run start over. Starting over
+is safe for packages (receipts keep them idempotent) but not for root scripts, which would run twice.
+Crashing on it instead would make launchd restart us into the same crash forever.
 
 Steps are matched by (name, fingerprint), not by position, so a manifest edited between two attempts
 keeps the progress of the items that did not change.
@@ -26,6 +28,7 @@ import fcntl
 import json
 import logging
 import os
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
@@ -45,6 +48,7 @@ StepStatus: TypeAlias = Literal["pending", "running", "done", "failed", "skipped
 RunResult: TypeAlias = Literal["success", "partial", "failed", "already-set-up"]
 _STEP_STATUSES = frozenset(get_args(StepStatus))
 _RUN_RESULTS = frozenset(get_args(RunResult))
+_NOSPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 Clock: TypeAlias = Callable[[], datetime]
 _T = TypeVar("_T")
@@ -186,6 +190,7 @@ class StateStore:
         self.path = path
         self.state = state
         self._clock = clock
+        self._counted = False
 
     @classmethod
     def load(cls, path: Path, *, clock: Clock = _utcnow) -> StateStore:
@@ -197,8 +202,9 @@ class StateStore:
         except (StateError, OSError) as exc:
             aside = _set_aside(path, clock())
             where = f"moved it to {aside}" if aside else "could not move it aside; it will be overwritten"
-            log.warning("state file %s is unreadable (%s); %s and starting the run over", path, exc, where)
-            state = RunState()
+            state = _last_good(last_good_path(path))
+            then = "resuming from the last good copy" if state.run_id else "starting the run over"
+            log.warning("state file %s is unreadable (%s); %s and %s", path, exc, where, then)
         store = cls(path, state, clock=clock)
         if not state.created_at:
             state.created_at = state.updated_at = _iso(clock())
@@ -214,8 +220,18 @@ class StateStore:
         st.source = source
         st.run_attempt += 1
         st.result = None
+        self._counted = True
         self.save()
         return st.run_attempt
+
+    def count_attempt(self, source: str) -> int:
+        """Count this daemon's attempt if the run failed before it began one (an invalid manifest).
+
+        Such a start counts toward `max_attempts` too, or launchd would restart it forever.
+        """
+        if self._counted:
+            return self.state.run_attempt
+        return self.begin_attempt(uuid.uuid4().hex[:12], source)
 
     def attempts_exhausted(self, limit: int) -> bool:
         """True once `limit` daemon attempts have started: `on_failure: retry` must give up."""
@@ -300,9 +316,31 @@ class StateStore:
         self.save()
 
     def save(self) -> None:
+        """Persist the state, then the last good copy; a write that fails (a full disk) is a `StateError`."""
         self.state.updated_at = _iso(self._clock())
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.path, self.state.to_json())
+        doc = self.state.to_json()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.path, doc)
+            write_json_atomic(last_good_path(self.path), doc)
+        except OSError as exc:
+            fix = "free some space on that disk" if exc.errno in _NOSPACE else "check that folder"
+            raise StateError(f"cannot save the state file {self.path}: {exc.strerror or exc}; {fix}") from exc
+
+
+def last_good_path(path: Path) -> Path:
+    """Where the copy of the last state that was saved whole is kept: `state.json.prev`."""
+    return path.with_name(path.name + ".prev")
+
+
+def _last_good(prev: Path) -> RunState:
+    """The last good copy, or a fresh state when it is missing or unreadable as well."""
+    try:
+        return read_state(prev)
+    except (StateError, OSError) as exc:
+        if not isinstance(exc, FileNotFoundError):
+            log.warning("the last good copy %s is unreadable too (%s)", prev, exc)
+        return RunState()
 
 
 def _set_aside(path: Path, now: datetime) -> Path | None:
@@ -334,7 +372,14 @@ class DaemonLock:
 
     def acquire(self) -> DaemonLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        try:  # never through a link: root would create or lock whatever it points at
+            fd = os.open(
+                self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600
+            )
+        except OSError as exc:
+            raise StateError(
+                f"cannot open the lock file {self.path} ({exc.strerror}); remove it if it is a link"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -347,9 +392,12 @@ class DaemonLock:
                 f"another bootstrapper daemon ({who}) is running: it holds {self.path}; "
                 "wait for it to finish, or stop it first"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        os.fsync(fd)
+        with contextlib.suppress(
+            OSError
+        ):  # the pid only names us to a second daemon: a full disk may refuse it
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            os.fsync(fd)
         self._fd = fd
         return self
 

@@ -31,6 +31,7 @@ from bootstrapper.errors import (
     SizeLimitError,
     StagingError,
     TransferError,
+    UnsafePathError,
     UnsafeURLError,
 )
 from bootstrapper.fetch import staging
@@ -41,7 +42,8 @@ from bootstrapper.fetch.model import Download, FetchOptions
 from bootstrapper.fetch.redact import Redactor, redact_url
 from bootstrapper.fetch.retry import RetryPolicy, with_retries
 from bootstrapper.fetch.staging import Part, Sink, Writer
-from bootstrapper.hashing import feed_file, sha256_file
+from bootstrapper.hashing import feed_file
+from bootstrapper.safefile import open_verified, place_staged
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +134,8 @@ class Downloader:
 
     async def _fetch(self, client: httpx.AsyncClient, item: Download, part: Part, redact: Redactor) -> Path:
         shown = redact_url(item.url)
-        if await self._in_place(item):
-            size = item.dest.lstat().st_size
+        size = await self._in_place(item)
+        if size is not None:
             self._emit(Finished(item.key, item.dest, size, cached=True))
             return item.dest
         self._check_space(item, part, shown)
@@ -150,7 +152,17 @@ class Downloader:
             rng=self._rng,
             on_retry=retrying,
         )
-        staging.place(part.path, item.dest, shown)
+        return await self._place(item, part, shown, size)
+
+    async def _place(self, item: Download, part: Part, shown: str, size: int) -> Path:
+        """Move the verified part to its destination, root's (in an unprivileged sandbox, ours)."""
+        owner = (0, 0) if os.geteuid() == 0 else None
+        try:
+            await asyncio.to_thread(
+                place_staged, part.path, item.dest, owner=owner, mode=item.mode, sha256=item.sha256
+            )
+        except UnsafePathError as exc:
+            raise StagingError(f"{shown}: {exc}") from exc
         part.discard()
         log.info("%s: placed %s (%d bytes)", item.key, item.dest, size)
         self._emit(Finished(item.key, item.dest, size))
@@ -160,8 +172,9 @@ class Downloader:
         """A file:// item of a local manifest (a rehearsal, or a bundle on a disk): copied into staging,
         verified by size and sha256 like a download, then placed the same way."""
         source = Path(unquote(urlsplit(item.url).path))
-        if await self._in_place(item):
-            self._emit(Finished(item.key, item.dest, item.dest.lstat().st_size, cached=True))
+        cached = await self._in_place(item)
+        if cached is not None:
+            self._emit(Finished(item.key, item.dest, cached, cached=True))
             return item.dest
         self._emit(Started(item.key, item.size))
         try:
@@ -178,29 +191,30 @@ class Downloader:
             raise HashMismatchError(
                 f"{item.url}: sha256 mismatch: expected {item.sha256}, got {digest}", item.sha256, digest
             )
-        os.chmod(part.path, item.mode)
-        staging.place(part.path, item.dest, item.url)
-        part.discard()
-        self._emit(Finished(item.key, item.dest, size))
-        return item.dest
+        return await self._place(item, part, item.url, size)
 
-    async def _in_place(self, item: Download) -> bool:
-        """The destination already holds the right bytes (a regular file, not a link): keep it."""
+    async def _in_place(self, item: Download) -> int | None:
+        """The size of a file already at the destination that root may keep; None: download again.
+
+        Only a regular, unshared file of root's (or ours) in safe folders whose bytes, read through
+        one descriptor, hash right is kept: a file another user planted there, whatever its bytes,
+        is replaced. Its size and mode are read and fixed on that descriptor, never by path.
+        """
         try:
-            st = item.dest.lstat()
-        except OSError:
-            return False
-        if not stat.S_ISREG(st.st_mode) or (item.size is not None and st.st_size != item.size):
-            return False
+            fd = await asyncio.to_thread(open_verified, item.dest, item.sha256)
+        except (UnsafePathError, OSError):
+            return None
         try:
-            digest = await asyncio.to_thread(sha256_file, item.dest)
+            st = os.fstat(fd)
+            if item.size is not None and st.st_size != item.size:
+                return None
+            if stat.S_IMODE(st.st_mode) != item.mode:
+                os.fchmod(fd, item.mode)
         except OSError:
-            return False
-        if digest != item.sha256:
-            return False
-        if st.st_mode & 0o7777 != item.mode:
-            os.chmod(item.dest, item.mode)
-        return True
+            return None
+        finally:
+            os.close(fd)
+        return st.st_size
 
     def _check_space(self, item: Download, part: Part, shown: str) -> None:
         if item.size is None:
