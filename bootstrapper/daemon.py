@@ -26,8 +26,8 @@ from bootstrapper.engine.cleanup import boot_out_daemon, remove_ourselves
 from bootstrapper.engine.context import RunContext
 from bootstrapper.engine.events import EventBus, Message, Sink
 from bootstrapper.engine.run import RunReport, Scheduler
-from bootstrapper.engine.source import load_manifest
-from bootstrapper.engine.state import DaemonLock, StateStore
+from bootstrapper.engine.source import Source, Trust, fetch_source
+from bootstrapper.engine.state import DaemonLock, StateStore, accepted_serial
 from bootstrapper.errors import BootstrapperError, ExitCode, UsageError
 from bootstrapper.fetch import FetchOptions
 from bootstrapper.ipc.server import AgentServer
@@ -81,9 +81,16 @@ def fetch_options(config: Config, manifest_url: str | None = None) -> FetchOptio
     )
 
 
-async def read_manifest(ref: str, config: Config, options: FetchOptions | None = None) -> Loaded:
-    """The manifest, with the daemon's settings: retried until `manifest_deadline` (networks come up late)."""
-    return await load_manifest(ref, options or fetch_options(config, ref), config.manifest_deadline)
+async def read_manifest(
+    ref: str, config: Config, options: FetchOptions | None = None, *, state_file: Path | None = None
+) -> Source:
+    """The manifest, with the daemon's settings: retried until `manifest_deadline` (networks come up late).
+
+    With manifest_public_keys set, its signature must also beat the highest serial in `state_file`.
+    """
+    trust = Trust.from_config(config, accepted_serial(state_file) if state_file else None)
+    options = options or fetch_options(config, ref)
+    return await fetch_source(ref, options, config.manifest_deadline, trust)
 
 
 class LiveProbe:
@@ -162,9 +169,12 @@ async def run_daemon(request: RunRequest, config: Config, paths: Paths, platform
     # also open the items stored beside it (a private bucket).
     options = fetch_options(config, request.manifest)
     with DaemonLock(paths.lock_file):
-        loaded = await read_manifest(request.manifest, config, options)
+        source = await read_manifest(request.manifest, config, options, state_file=paths.state_file)
+        loaded = source.loaded
         manifest = loaded.manifest
         state = StateStore.load(paths.state_file)
+        if source.verified is not None:
+            state.accept_serial(source.verified.serial)
         bus = EventBus(_sinks(paths, config, request.interactive, manifest.source, options))
         for warning in loaded.warnings:
             bus.emit(Message("warning", str(warning)))
@@ -311,6 +321,7 @@ def setup(
     sandbox: Path | None = None,
     dry_run: bool = False,
     allow_http: bool = False,
+    public_keys: list[str] | None = None,
     facts: dict[str, str | None] | None = None,
     env: dict[str, str] | None = None,
     interactive: bool = False,
@@ -323,7 +334,8 @@ def setup(
     paths = Paths(root=sandbox.resolve()) if sandbox is not None else Paths()
     if sandbox is not None:
         sandbox.mkdir(parents=True, exist_ok=True)
-    config, warnings = load_config(paths, env, {"allow_http": True if allow_http else None})
+    flags = {"allow_http": True if allow_http else None, "manifest_public_keys": public_keys or None}
+    config, warnings = load_config(paths, env, flags)
     _logging(config.log_level if not interactive else "warning")
     for warning in warnings:
         log.warning("%s", warning)
@@ -374,7 +386,7 @@ async def dry_run_plan(run: Setup) -> tuple[Loaded, list[Step], Facts]:
     from bootstrapper.engine.plan import plan
     from bootstrapper.manifest.kinds import SPECS
 
-    loaded = await read_manifest(run.manifest, run.config)
+    loaded = (await read_manifest(run.manifest, run.config, state_file=run.paths.state_file)).loaded
     facts = await run.platform.facts()
     receipts: dict[str, str] = {}
     for item in loaded.manifest.items:
