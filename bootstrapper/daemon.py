@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from bootstrapper import __version__, process
+from bootstrapper import __version__
 from bootstrapper.atomic import write_json_atomic
 from bootstrapper.config import Config
 from bootstrapper.deploy.layout import FRAMEWORK
@@ -25,13 +25,14 @@ from bootstrapper.engine.agents import AgentGate
 from bootstrapper.engine.cleanup import boot_out_daemon, remove_ourselves
 from bootstrapper.engine.context import RunContext
 from bootstrapper.engine.events import EventBus, Message, Sink
+from bootstrapper.engine.leftovers import remove_leftovers
+from bootstrapper.engine.probe import LiveProbe
 from bootstrapper.engine.run import RunReport, Scheduler
 from bootstrapper.engine.source import Source, Trust, fetch_source
 from bootstrapper.engine.state import DaemonLock, StateStore, accepted_serial
 from bootstrapper.errors import BootstrapperError, ExitCode, UsageError
 from bootstrapper.fetch import FetchOptions
 from bootstrapper.ipc.server import AgentServer
-from bootstrapper.manifest.conditions import condition_scripts
 from bootstrapper.manifest.model import FinalAction, Loaded, Manifest, OnFailure
 from bootstrapper.paths import Paths
 
@@ -41,9 +42,6 @@ if TYPE_CHECKING:
     from bootstrapper.platform.base import Platform
 
 log = logging.getLogger(__name__)
-
-#: A condition script may take this long before it counts as "does not hold".
-CONDITION_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -78,6 +76,7 @@ def fetch_options(config: Config, manifest_url: str | None = None) -> FetchOptio
         client_key=Path(config.client_key) if config.client_key else None,
         proxy=config.proxy,
         auth_headers=auth,
+        local_files=manifest_url is not None and "://" not in manifest_url,
     )
 
 
@@ -91,29 +90,6 @@ async def read_manifest(
     trust = Trust.from_config(config, accepted_serial(state_file) if state_file else None)
     options = options or fetch_options(config, ref)
     return await fetch_source(ref, options, config.manifest_deadline, trust)
-
-
-class LiveProbe:
-    """Answers path and script conditions on this machine; scripts are run once, up front."""
-
-    def __init__(self, paths: Paths, env: dict[str, str]) -> None:
-        self._paths = paths
-        self._env = env
-        self._scripts: dict[str, bool] = {}
-
-    async def prepare(self, manifest: Manifest) -> None:
-        for source in condition_scripts(manifest):
-            if source not in self._scripts:
-                result = await process.run(
-                    ["/bin/sh", "-c", source], timeout=CONDITION_TIMEOUT, env=self._env
-                )
-                self._scripts[source] = result.ok
-
-    def path_exists(self, path: str) -> bool | None:
-        return self._paths.system(path).exists()
-
-    def script_succeeds(self, source: str) -> bool | None:
-        return self._scripts.get(source)
 
 
 def prepare_folders(paths: Paths) -> None:
@@ -199,7 +175,6 @@ async def run_daemon(request: RunRequest, config: Config, paths: Paths, platform
         dialog = _dialog_window(platform, paths, config, bus)
         try:
             async with server:
-                await probe.prepare(manifest)
                 report = await Scheduler(manifest, ctx, state, options, probe=probe).execute()
                 await gate.shutdown_all()
         finally:
@@ -217,6 +192,8 @@ async def run_daemon(request: RunRequest, config: Config, paths: Paths, platform
         _write_result(paths, manifest, report, state, started, retrying=not finished and not give_up)
         if finished or give_up:
             if config.cleanup:
+                for gone in remove_leftovers(manifest, state.state.created_folders, ctx.host_path):
+                    log.info("removed %s (downloaded by this run)", gone)
                 await remove_ourselves(platform, paths, gate.uids_seen)
             if report.result in ("success", "partial") and final is not FinalAction.NONE:
                 await _final_action(platform, final)

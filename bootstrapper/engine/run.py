@@ -25,13 +25,16 @@ from bootstrapper.engine import events as ev
 from bootstrapper.engine.context import RunContext
 from bootstrapper.engine.kinds import RUNNERS
 from bootstrapper.engine.kinds.base import Outcome
-from bootstrapper.engine.plan import Step, plan
+from bootstrapper.engine.leftovers import folders_to_create
+from bootstrapper.engine.plan import Step, decide_step, plan
 from bootstrapper.engine.prefetch import Prefetcher
+from bootstrapper.engine.probe import StepProbe
 from bootstrapper.engine.state import RunResult, StateStore, StepKey
 from bootstrapper.errors import FetchError
 from bootstrapper.fetch import Download, Downloader, FetchEvent, FetchOptions
 from bootstrapper.fetch import events as fe
-from bootstrapper.manifest.conditions import Probe
+from bootstrapper.manifest.conditions import NoProbe, Probe
+from bootstrapper.manifest.facts import Facts
 from bootstrapper.manifest.kinds import SPECS
 from bootstrapper.manifest.model import FailPolicy, Item, Manifest, Stage
 
@@ -102,6 +105,7 @@ class Scheduler:
         self.transport = transport
         self.clock = clock
         self._prefetch: Prefetcher | None = None
+        self._facts: Facts | None = None
 
     async def execute(self) -> RunReport:
         ctx, state = self.ctx, self.state
@@ -110,9 +114,13 @@ class Scheduler:
         state.reconcile(StepKey(i.id, i.name, fingerprint(i)) for i in self.manifest.items)
         done = frozenset(i.id for i in self.manifest.items if state.step(i.id).status in ("done", "skipped"))
         receipts = await self._receipts()
-        steps = plan(self.manifest, facts, self.probe, receipts, done)
+        # Machine conditions are left open here ("decided on the Mac") and decided when each step is
+        # reached; their items are prefetched in case they run. A receipt found now stands.
+        steps = plan(self.manifest, facts, NoProbe(), receipts, done)
+        self._facts = facts
         run_id = uuid.uuid4().hex[:12]
         attempt = state.begin_attempt(run_id, self.manifest.source)
+        state.note_folders(folders_to_create(self.manifest, ctx.host_path))
         ctx.bus.emit(
             ev.RunStarted(
                 run_id=run_id,
@@ -192,7 +200,7 @@ class Scheduler:
         out: list[Download] = []
         for s in steps:
             item = s.item
-            if s.skip is not False or not SPECS[item.type].downloads or item.hash is None or item.url is None:
+            if s.skip is True or not SPECS[item.type].downloads or item.hash is None or item.url is None:
                 continue
             assert item.file is not None
             out.append(
@@ -212,7 +220,10 @@ class Scheduler:
     async def _step(self, step: Step, prefetch: Prefetcher) -> Outcome | None:
         """Run one step; None when it was skipped."""
         item, bus, state = step.item, self.ctx.bus, self.state
+        if step.skip is not True:
+            step = await self._decide_now(step)
         if step.skip is not False:
+            await prefetch.release(item.id)
             if state.step(step.id).status not in ("done", "skipped"):
                 state.mark_skipped(step.id, step.reason)
             bus.emit(ev.StepFinished(step.id, "skipped", step.reason))
@@ -251,6 +262,19 @@ class Scheduler:
             return await runner.run(item, file, self.ctx)
         finally:
             await prefetch.release(item.id)
+
+    async def _decide_now(self, step: Step) -> Step:
+        """The step's decision with what this machine says now: its conditions, its receipt."""
+        item = step.item
+        if isinstance(self.probe, StepProbe):
+            await self.probe.refresh(item)
+        receipts: dict[str, str] = {}
+        if SPECS[item.type].has_receipt and item.packageid:
+            receipt = await self.ctx.platform.receipt(item.packageid)
+            if receipt is not None:
+                receipts[item.packageid] = receipt.version
+        assert self._facts is not None
+        return decide_step(item, self._facts, self.probe, receipts)
 
     def _on_fetch(self, event: FetchEvent) -> None:
         bus = self.ctx.bus

@@ -105,6 +105,8 @@ class RunState:
     accepted_serial: int | None = None
     #: In plan order (dicts keep insertion order, and so does the JSON).
     steps: dict[str, StepState] = field(default_factory=dict)
+    #: Folders (Mac paths) the run's downloads will create outside our own: removed at the end if empty.
+    created_folders: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -135,6 +137,7 @@ class RunState:
                 result=data.get("result"),
                 accepted_serial=_optional(data.get("accepted_serial"), int),
                 steps=steps,
+                created_folders=[_typed(f, str) for f in _typed(data.get("created_folders", []), list)],
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise StateError(f"malformed state: {type(exc).__name__}: {exc}") from None
@@ -245,6 +248,13 @@ class StateStore:
     def set_stage(self, stage: str) -> None:
         self.state.phase = stage
         self.save()
+
+    def note_folders(self, folders: Iterable[str]) -> None:
+        """Remember folders this run is about to create (kept across attempts, never forgotten)."""
+        new = [f for f in folders if f not in self.state.created_folders]
+        if new:
+            self.state.created_folders.extend(new)
+            self.save()
 
     def set_result(self, result: RunResult) -> None:
         self.state.result = result

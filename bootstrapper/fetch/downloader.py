@@ -18,16 +18,20 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
 from bootstrapper.errors import (
+    ClientStatusError,
     DiskFullError,
     FetchError,
     HashMismatchError,
+    IntegrityError,
     SizeLimitError,
     StagingError,
     TransferError,
+    UnsafeURLError,
 )
 from bootstrapper.fetch import staging
 from bootstrapper.fetch.events import Failed as FailedEvent
@@ -116,6 +120,10 @@ class Downloader:
         redact = Redactor([*self._options.secrets(), *item.headers.values()])
         try:
             async with lock:
+                if urlsplit(item.url).scheme == "file":
+                    if not self._options.local_files:
+                        raise UnsafeURLError(f"{item.url}: file:// items belong to a manifest on this disk")
+                    return await self._copy_local(item, part)
                 return await self._fetch(self._client, item, part, redact)
         except FetchError as exc:
             log.warning("%s: %s", item.key, exc)
@@ -145,6 +153,34 @@ class Downloader:
         staging.place(part.path, item.dest, shown)
         part.discard()
         log.info("%s: placed %s (%d bytes)", item.key, item.dest, size)
+        self._emit(Finished(item.key, item.dest, size))
+        return item.dest
+
+    async def _copy_local(self, item: Download, part: Part) -> Path:
+        """A file:// item of a local manifest (a rehearsal, or a bundle on a disk): copied into staging,
+        verified by size and sha256 like a download, then placed the same way."""
+        source = Path(unquote(urlsplit(item.url).path))
+        if await self._in_place(item):
+            self._emit(Finished(item.key, item.dest, item.dest.lstat().st_size, cached=True))
+            return item.dest
+        self._emit(Started(item.key, item.size))
+        try:
+            size, digest = await asyncio.to_thread(_copy_hashed, source, part.path, item.size)
+        except FileNotFoundError:
+            raise ClientStatusError(f"{item.url}: no such file; check the item's url", 404) from None
+        except OSError as exc:
+            raise FetchError(f"{item.url}: cannot read it ({exc.strerror or exc})") from exc
+        if item.size is not None and size != item.size:
+            part.discard()
+            raise IntegrityError(f"{item.url}: {size} bytes, the manifest says {item.size}")
+        if digest != item.sha256:
+            part.discard()
+            raise HashMismatchError(
+                f"{item.url}: sha256 mismatch: expected {item.sha256}, got {digest}", item.sha256, digest
+            )
+        os.chmod(part.path, item.mode)
+        staging.place(part.path, item.dest, item.url)
+        part.discard()
         self._emit(Finished(item.key, item.dest, size))
         return item.dest
 
@@ -352,3 +388,21 @@ def _human(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} TiB"
+
+
+def _copy_hashed(source: Path, dest: Path, limit: int | None) -> tuple[int, str]:
+    """Copy `source` to a new 0600 file at `dest`, hashing as it goes; at most `limit` + 1 bytes."""
+    digest = hashlib.sha256()
+    size = 0
+    with source.open("rb") as src:
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            while block := src.read(1024 * 1024):
+                size += len(block)
+                digest.update(block)
+                out.write(block)
+                if limit is not None and size > limit:
+                    break
+            out.flush()
+            os.fsync(out.fileno())
+    return size, digest.hexdigest()

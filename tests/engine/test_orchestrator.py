@@ -453,3 +453,94 @@ def test_condition_scripts_and_paths_are_decided_on_the_machine(site: Site, sand
         "setupassistant[1]": "skipped",
         "setupassistant[2]": "skipped",
     }
+
+
+def test_conditions_are_decided_when_the_step_is_reached(site: Site, sandbox: Paths) -> None:
+    """A condition about a path or a script is asked when its step comes up, so an earlier step's
+    work counts (InstallApplications decides per item too)."""
+    make = site.script("make.sh", "touch $BOOTSTRAPPER_ROOT/Library/made")
+    by_path = site.script("by-path.sh", "touch $BOOTSTRAPPER_ROOT/by-path-ran")
+    by_script = site.script("by-script.sh", "touch $BOOTSTRAPPER_ROOT/by-script-ran")
+    url = site.manifest(
+        {
+            "setupassistant": [
+                {"name": "make", "type": "rootscript", **make},
+                {
+                    "name": "by path",
+                    "type": "rootscript",
+                    "skip_if": {"path_exists": "/Library/made"},
+                    **by_path,
+                },
+                {
+                    "name": "by script",
+                    "type": "rootscript",
+                    "skip_if": {"script": 'test -e "$BOOTSTRAPPER_ROOT/Library/made"'},
+                    **by_script,
+                },
+            ]
+        }
+    )
+    assert run_sandbox(sandbox, url) == 0
+    assert statuses(sandbox) == {
+        "setupassistant[0]": "done",
+        "setupassistant[1]": "skipped",
+        "setupassistant[2]": "skipped",
+    }
+    assert not (sandbox.root / "by-path-ran").exists() and not (sandbox.root / "by-script-ran").exists()
+
+
+def test_a_package_installed_by_an_earlier_step_is_not_installed_again(site: Site, sandbox: Paths) -> None:
+    from tests.support.pkgwriter import build_component_pkg
+
+    pkg = build_component_pkg(site.root / "tool.pkg", "com.example.tool", "2.0", {"usr/local/tool": b"x"})
+    name, digest = site.add("tool.pkg", pkg.read_bytes())
+    item = {"type": "package", "url": name, "hash": digest, "packageid": "com.example.tool", "version": "2.0"}
+    url = site.manifest({"setupassistant": [{"name": "first", **item}, {"name": "again", **item}]})
+    assert run_sandbox(sandbox, url) == 0
+    assert statuses(sandbox) == {"setupassistant[0]": "done", "setupassistant[1]": "skipped"}
+
+
+def test_installapplications_downloads_are_removed_at_the_end_and_placements_stay(
+    site: Site, sandbox: Paths
+) -> None:
+    from tests.support.pkgwriter import build_component_pkg
+
+    script, script_hash = site.add("setup.sh", b"#!/bin/sh\necho secret-token-in-a-script\n")
+    pkg = build_component_pkg(site.root / "app.pkg", "com.example.app", "1.0", {"Applications/App.txt": b"x"})
+    pkg_url, pkg_hash = site.add("app.pkg", pkg.read_bytes())
+    conf, conf_hash = site.add("app.conf", b"key=value\n")
+    folder = "/Library/Application Support/installapplications"
+    doc = {
+        "setupassistant": [
+            {
+                "name": "setup",
+                "type": "rootscript",
+                "url": script,
+                "file": f"{folder}/setup.sh",
+                "hash": script_hash,
+            },
+            {
+                "name": "app",
+                "type": "package",
+                "url": pkg_url,
+                "file": f"{folder}/pkgs/app.pkg",
+                "hash": pkg_hash,
+                "packageid": "com.example.app",
+                "version": "1.0",
+            },
+            {
+                "name": "conf",
+                "type": "rootfile",
+                "url": conf,
+                "file": "/Library/Preferences/app.conf",
+                "hash": conf_hash,
+            },
+        ]
+    }
+    sandbox.system("/Library/Application Support").mkdir(parents=True)
+    site.add("bootstrap.json", json.dumps(doc).encode())
+    assert run_sandbox(sandbox, f"{site.base}/bootstrap.json") == 0
+    assert not sandbox.system(folder).exists()  # its files gone, and the folders the run made
+    assert sandbox.system("/Library/Application Support").is_dir()  # it was there before: stays
+    assert sandbox.system("/Library/Preferences/app.conf").read_bytes() == b"key=value\n"
+    assert sandbox.system("/Applications/App.txt").exists()
