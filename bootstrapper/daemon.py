@@ -29,12 +29,11 @@ from bootstrapper.engine.events import EventBus, Message, RunFinished, RunStarte
 from bootstrapper.engine.leftovers import remove_leftovers
 from bootstrapper.engine.probe import LiveProbe
 from bootstrapper.engine.run import RunReport, Scheduler
-from bootstrapper.engine.source import is_url, load_manifest
-from bootstrapper.engine.state import DaemonLock, StateStore
+from bootstrapper.engine.source import Source, Trust, fetch_source
+from bootstrapper.engine.state import DaemonLock, StateStore, accepted_serial
 from bootstrapper.errors import BootstrapperError, ExitCode, UnsafePathError, UsageError
 from bootstrapper.fetch import FetchOptions
 from bootstrapper.ipc.server import AgentServer
-from bootstrapper.manifest.load import load_file
 from bootstrapper.manifest.model import FinalAction, Loaded, Manifest, OnFailure
 from bootstrapper.paths import Paths
 from bootstrapper.safefile import open_dir
@@ -83,15 +82,17 @@ def fetch_options(config: Config, manifest_url: str | None = None) -> FetchOptio
     )
 
 
-async def read_manifest(ref: str, config: Config, options: FetchOptions | None = None) -> Loaded:
+async def read_manifest(
+    ref: str, config: Config, options: FetchOptions | None = None, *, state_file: Path | None = None
+) -> Source:
     """The manifest, with the daemon's settings: retried until `manifest_deadline` (networks come up late).
 
+    With manifest_public_keys set, its signature must also beat the highest serial in `state_file`.
     A local file is read only if nobody but root (or us) could have written it: root follows it.
     """
+    trust = Trust.from_config(config, accepted_serial(state_file) if state_file else None)
     options = options or fetch_options(config, ref)
-    if not is_url(ref):
-        return load_file(Path(ref), allow_http=options.allow_http, display=ref, trusted=True)
-    return await load_manifest(ref, options, config.manifest_deadline)
+    return await fetch_source(ref, options, config.manifest_deadline, trust, trusted=True)
 
 
 def prepare_folders(paths: Paths) -> None:
@@ -163,10 +164,13 @@ async def run_daemon(request: RunRequest, config: Config, paths: Paths, platform
         started = time.time()
         state = StateStore.load(paths.state_file)
         try:
-            loaded = await read_manifest(request.manifest, config, options)
+            source = await read_manifest(request.manifest, config, options, state_file=paths.state_file)
         except BootstrapperError as exc:
             return await _could_not_run(request, config, paths, platform, state, exc, started)
+        loaded = source.loaded
         manifest = loaded.manifest
+        if source.verified is not None:
+            state.accept_serial(source.verified.serial)
         bus = EventBus(_sinks(paths, config, request.interactive, manifest.source, options))
         for warning in loaded.warnings:
             bus.emit(Message("warning", str(warning)))
@@ -406,6 +410,7 @@ def setup(
     sandbox: Path | None = None,
     dry_run: bool = False,
     allow_http: bool = False,
+    public_keys: list[str] | None = None,
     facts: dict[str, str | None] | None = None,
     env: dict[str, str] | None = None,
     interactive: bool = False,
@@ -418,7 +423,8 @@ def setup(
     paths = Paths(root=sandbox.resolve()) if sandbox is not None else Paths()
     if sandbox is not None:
         sandbox.mkdir(parents=True, exist_ok=True)
-    config, warnings = load_config(paths, env, {"allow_http": True if allow_http else None})
+    flags = {"allow_http": True if allow_http else None, "manifest_public_keys": public_keys or None}
+    config, warnings = load_config(paths, env, flags)
     _logging(config.log_level if not interactive else "warning")
     for warning in warnings:
         log.warning("%s", warning)
@@ -469,7 +475,7 @@ async def dry_run_plan(run: Setup) -> tuple[Loaded, list[Step], Facts]:
     from bootstrapper.engine.plan import plan
     from bootstrapper.manifest.kinds import SPECS
 
-    loaded = await read_manifest(run.manifest, run.config)
+    loaded = (await read_manifest(run.manifest, run.config, state_file=run.paths.state_file)).loaded
     facts = await run.platform.facts()
     receipts: dict[str, str] = {}
     for item in loaded.manifest.items:

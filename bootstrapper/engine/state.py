@@ -105,6 +105,8 @@ class RunState:
     #: The stage being run (the persisted key predates the manifest's word).
     phase: str | None = None
     result: RunResult | None = None
+    #: The highest manifest signature serial this Mac accepted for a run: a lower one is a replay.
+    accepted_serial: int | None = None
     #: In plan order (dicts keep insertion order, and so does the JSON).
     steps: dict[str, StepState] = field(default_factory=dict)
     #: Folders (Mac paths) the run's downloads will create outside our own: removed at the end if empty.
@@ -137,6 +139,7 @@ class RunState:
                 run_attempt=_typed(data["run_attempt"], int),
                 phase=data.get("phase"),
                 result=data.get("result"),
+                accepted_serial=_optional(data.get("accepted_serial"), int),
                 steps=steps,
                 created_folders=[_typed(f, str) for f in _typed(data.get("created_folders", []), list)],
             )
@@ -153,6 +156,21 @@ def _typed(value: Any, kind: type[_T]) -> _T:
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise TypeError(f"expected {kind.__name__}, got {value!r}")
     return value
+
+
+def _optional(value: Any, kind: type[_T]) -> _T | None:
+    return None if value is None else _typed(value, kind)
+
+
+def accepted_serial(path: Path) -> int | None:
+    """The highest signature serial a run on this Mac accepted; None when none (or no readable state).
+
+    Read-only: an unreadable state file is set aside by `StateStore.load`, not here.
+    """
+    try:
+        return read_state(path).accepted_serial
+    except (OSError, StateError):
+        return None
 
 
 def _check_step(step: StepState) -> None:
@@ -232,6 +250,12 @@ class StateStore:
         if self._counted:
             return self.state.run_attempt
         return self.begin_attempt(uuid.uuid4().hex[:12], source)
+
+    def accept_serial(self, serial: int | None) -> None:
+        """A run of a manifest signed with `serial` started: never accept a lower one again."""
+        if serial is not None and serial > (self.state.accepted_serial or 0):
+            self.state.accepted_serial = serial
+            self.save()
 
     def attempts_exhausted(self, limit: int) -> bool:
         """True once `limit` daemon attempts have started: `on_failure: retry` must give up."""

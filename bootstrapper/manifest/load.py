@@ -46,12 +46,19 @@ def load_file(
     symlink or hard link is refused instead of obeyed.
     """
     shown = display or str(path)
+    data = read_file(path, shown, trusted=trusted)
+    return load_bytes(data, shown, location=path.resolve().as_uri(), local=True, allow_http=allow_http)
+
+
+def read_file(path: Path, shown: str, *, trusted: bool = False) -> bytes:
+    """A manifest's (or its signature's) bytes from disk: a regular file within the size limit; with
+    `trusted`, only one nobody but root (or us) could have written (see `load_file`)."""
     data = _read_trusted(path, shown) if trusted else _read_capped(path, shown)
     if len(data) > MAX_BYTES:
         report = Report(shown)
         report.error(None, "", f"the manifest is over {MAX_BYTES} bytes, the limit (4 MiB)")
         raise report.failure()
-    return load_bytes(data, shown, location=path.resolve().as_uri(), local=True, allow_http=allow_http)
+    return data
 
 
 def _read_trusted(path: Path, shown: str) -> bytes:
