@@ -27,8 +27,22 @@ PROFILE_ID = f"{PREFS_DOMAIN}.profile"
 #: produces the same bytes and an MDM sees an update, not a new profile.
 _NAMESPACE = uuid.UUID("5b0c8a3e-6f47-4d59-9a0e-2f6a1c9d7e41")
 
-_JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", dict: "object"}
-_PLIST_TYPES = {bool: "boolean", int: "integer", float: "real", str: "string", dict: "dictionary"}
+_JSON_TYPES = {
+    bool: "boolean",
+    int: "integer",
+    float: "number",
+    str: "string",
+    dict: "object",
+    tuple: "array",
+}
+_PLIST_TYPES = {
+    bool: "boolean",
+    int: "integer",
+    float: "real",
+    str: "string",
+    dict: "dictionary",
+    tuple: "array",
+}
 
 
 def example_settings() -> dict[str, Any]:
@@ -112,6 +126,8 @@ def jamf_schema() -> dict[str, Any]:
         }
         if kind is dict:
             prop["additionalProperties"] = {"type": "string"}
+        elif kind is tuple:
+            prop["items"] = {"type": "string"}
         elif f.default is not None and not callable(f.default_factory):
             prop["default"] = f.default
         if meta["choices"]:
@@ -187,4 +203,6 @@ def _plist_value(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, dict):
         return "{}" if not value else json.dumps(value)
+    if isinstance(value, tuple):
+        return json.dumps(list(value))
     return str(value)

@@ -25,7 +25,7 @@ from pkg.tooling import committed
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "pkg" / "profile" / f"{PREFS_DOMAIN}.mobileconfig"
-PLIST_TYPES: dict[type, type] = {bool: bool, int: int, float: float, str: str, dict: dict}
+PLIST_TYPES: dict[type, type] = {bool: bool, int: int, float: float, str: str, dict: dict, tuple: list}
 
 
 def settings_payload(data: bytes) -> dict[str, Any]:
@@ -100,7 +100,14 @@ def test_profiles_are_reproducible_and_identified_by_their_identifier() -> None:
 def test_the_jamf_schema_describes_every_setting_with_its_type() -> None:
     schema = jamf_schema()
     assert list(schema["properties"]) == [f.name for f in definitions()]
-    json_types = {bool: "boolean", int: "integer", float: "number", str: "string", dict: "object"}
+    json_types = {
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        str: "string",
+        dict: "object",
+        tuple: "array",
+    }
     for f in definitions():
         prop = schema["properties"][f.name]
         assert prop["type"] == json_types[base_type(types()[f.name])], f.name
