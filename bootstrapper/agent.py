@@ -30,6 +30,7 @@ from bootstrapper.errors import (
     ScriptRefusedError,
     UsageError,
 )
+from bootstrapper.fetch.redact import Redactor
 from bootstrapper.ipc import protocol
 from bootstrapper.ipc.client import Channel, check_in
 from bootstrapper.paths import Paths
@@ -184,7 +185,7 @@ class Agent:
             done = await process.run(
                 [op.path, *op.args],
                 timeout=op.timeout,
-                env=self._env,
+                env={**self._env, **op.env},
                 cwd=self._cwd,
                 tail_bytes=process.TAIL_BYTES,
             )
@@ -208,7 +209,7 @@ class Agent:
             ok=done.ok,
             exit_code=done.returncode,
             duration=done.duration,
-            output=done.tail[-protocol.MAX_OUTPUT :],
+            output=Redactor(op.env.values())(done.tail)[-protocol.MAX_OUTPUT :],
             error=error,
         )
 
