@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import Literal
 from urllib.parse import urlsplit
 
 from bootstrapper.hashing import is_sha256
@@ -101,7 +102,9 @@ class FetchOptions:
     min_rate_window: float = 60.0
     #: Plain http for items and redirects; off by default and nothing in a manifest can turn it on.
     allow_http: bool = False
-    #: Extra trusted CAs (PEM), added to the default public roots.
+    #: Whose roots TLS trusts: "system" (the OS trust store, through truststore) or "certifi".
+    tls_trust: Literal["system", "certifi"] = "system"
+    #: Extra trusted CAs (PEM), added to those roots.
     ca_bundle: Path | None = None
     #: Client certificate (PEM) for mutual TLS, and its key when not in the same file.
     client_cert: Path | None = None
