@@ -30,11 +30,10 @@ def setting(
     default: Any, doc: str, *, secret: bool = False, choices: tuple[str, ...] = (), minimum: float = 0
 ) -> Any:
     meta = {"doc": doc, "secret": secret, "choices": choices, "minimum": minimum}
+    # A secret stays out of repr(): a traceback or a debug line that shows the config shows no value.
     if isinstance(default, dict):
-        return field(default_factory=dict, metadata=meta)
-    if isinstance(default, tuple):
-        return field(default=default, metadata=meta)
-    return field(default=default, metadata=meta)
+        return field(default_factory=dict, metadata=meta, repr=not secret)
+    return field(default=default, metadata=meta, repr=not secret)
 
 
 @dataclass(frozen=True)

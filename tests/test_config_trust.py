@@ -48,3 +48,9 @@ def test_tls_trust_defaults_to_the_system_store(tmp_path: Path) -> None:
     assert config.tls_trust == "system"
     with pytest.raises(ConfigError, match="one of system, certifi"):
         load_config(_paths(tmp_path), {"BOOTSTRAPPER_TLS_TRUST": "keychain"})
+
+
+def test_secret_settings_stay_out_of_repr(tmp_path: Path) -> None:
+    config, _ = load_config(_paths(tmp_path, {"script_secrets": {"API_TOKEN": "hunter22"}}))
+    assert "hunter22" not in repr(config)
+    assert "tls_trust='system'" in repr(config)
