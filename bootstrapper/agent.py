@@ -30,6 +30,7 @@ from bootstrapper.errors import (
     ScriptRefusedError,
     UsageError,
 )
+from bootstrapper.fetch.redact import Redactor
 from bootstrapper.ipc import protocol
 from bootstrapper.ipc.client import Channel, check_in
 from bootstrapper.paths import Paths
@@ -179,19 +180,20 @@ class Agent:
     async def run_script(self, request_id: int, op: protocol.RunScript) -> protocol.Response:
         """Verify, run and report; every failure is a response, so the daemon always hears back."""
         started = time.monotonic()
+        mask = Redactor(op.env.values())
         try:
             await asyncio.to_thread(verify_script, op.path, op.sha256, self.config.trusted_uids)
             done = await process.run(
                 [op.path, *op.args],
                 timeout=op.timeout,
-                env=self._env,
+                env={**self._env, **op.env},
                 cwd=self._cwd,
                 tail_bytes=process.TAIL_BYTES,
             )
         except (ScriptRefusedError, CommandError) as exc:
-            log.warning("step %s: %s", op.step_id, exc)
+            log.warning("step %s: %s", op.step_id, mask(str(exc)))
             return protocol.Response(
-                request_id, ok=False, duration=time.monotonic() - started, error=str(exc)
+                request_id, ok=False, duration=time.monotonic() - started, error=mask(str(exc))
             )
         except Exception as exc:
             log.exception("step %s: unexpected error", op.step_id)
@@ -208,7 +210,7 @@ class Agent:
             ok=done.ok,
             exit_code=done.returncode,
             duration=done.duration,
-            output=done.tail[-protocol.MAX_OUTPUT :],
+            output=mask(done.tail)[-protocol.MAX_OUTPUT :],
             error=error,
         )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import plistlib
+import re
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,15 +22,18 @@ from bootstrapper.errors import ConfigError
 from bootstrapper.paths import Paths
 
 ENV_PREFIX = "BOOTSTRAPPER_"
+_TEAM_ID = re.compile(r"[A-Z0-9]{10}")
+_SECRET_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
 
 
 def setting(
     default: Any, doc: str, *, secret: bool = False, choices: tuple[str, ...] = (), minimum: float = 0
 ) -> Any:
     meta = {"doc": doc, "secret": secret, "choices": choices, "minimum": minimum}
+    # A secret stays out of repr(): a traceback or a debug line that shows the config shows no value.
     if isinstance(default, dict | list):
-        return field(default_factory=type(default), metadata=meta)
-    return field(default=default, metadata=meta)
+        return field(default_factory=type(default), metadata=meta, repr=not secret)
+    return field(default=default, metadata=meta, repr=not secret)
 
 
 @dataclass(frozen=True)
@@ -63,11 +67,29 @@ class Config:
         "HTTP headers sent to the manifest's host, e.g. an Authorization token. Never logged.",
         secret=True,
     )
+    tls_trust: str = setting(
+        "system",
+        "Whose certificate authorities TLS trusts: `system` (the Mac's trust store, with MDM-installed"
+        " roots and TLS-inspecting proxies) or `certifi` (the public roots bundled with us).",
+        choices=("system", "certifi"),
+    )
     ca_bundle: str | None = setting(None, "A PEM file of extra certificate authorities to trust.")
     client_cert: str | None = setting(None, "A PEM client certificate for mutual TLS.")
     client_key: str | None = setting(None, "The client certificate's private key (PEM).")
     proxy: str | None = setting(
-        None, "An HTTPS proxy URL; proxy variables in the environment are ignored.", secret=True
+        None,
+        "An HTTPS proxy URL; when not set, the Mac's HTTPS proxy (`scutil --proxy`) is used."
+        " Proxy variables in the environment are ignored; PAC files are not evaluated.",
+        secret=True,
+    )
+    allowed_team_ids: list[str] = setting(
+        [],
+        "Apple Team IDs whose Developer ID Installer signature every package must carry; empty: any.",
+    )
+    script_secrets: dict[str, str] = setting(
+        {},
+        "Values scripts may ask for by name (`secrets:` in an item), passed in their environment only.",
+        secret=True,
     )
     agent_checkin_timeout: float = setting(
         120.0, "Seconds to wait for the user's agent to check in before starting it again.", minimum=1
@@ -221,9 +243,15 @@ def coerce(key: str, raw: Any, where: str) -> Any:
         # The environment holds one string: keys separated by commas (a key never contains one).
         items = [part.strip() for part in raw.split(",")] if isinstance(raw, str) else raw
         if isinstance(items, list | tuple) and all(isinstance(v, str) for v in items):
-            return [v.strip() for v in items if v.strip()]
+            values = [v.strip() for v in items if v.strip()]
+            if key == "allowed_team_ids" and not all(_TEAM_ID.fullmatch(v) for v in values):
+                raise bad("Team IDs of 10 capital letters and digits")
+            return values
         raise bad("a list of texts")
     if kind is dict:
+        named = isinstance(raw, dict) and all(isinstance(k, str) and _SECRET_NAME.fullmatch(k) for k in raw)
+        if key == "script_secrets" and isinstance(raw, dict) and not named:
+            raise bad("names of capitals, digits and _ (API_TOKEN)")
         if isinstance(raw, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in raw.items()):
             return dict(raw)
         raise bad("a dictionary of texts")

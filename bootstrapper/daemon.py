@@ -56,8 +56,13 @@ class RunRequest:
     agent_executable: str | None = None
 
 
-def fetch_options(config: Config, manifest_url: str | None = None) -> FetchOptions:
-    """Download options from the settings; the configured headers go to the manifest's host only."""
+def fetch_options(
+    config: Config, manifest_url: str | None = None, system_proxy: str | None = None
+) -> FetchOptions:
+    """Download options from the settings; the configured headers go to the manifest's host only.
+
+    The `proxy` setting wins over the Mac's own HTTPS proxy (`system_proxy`).
+    """
     from urllib.parse import urlsplit
 
     auth: dict[str, dict[str, str]] = {}
@@ -73,10 +78,11 @@ def fetch_options(config: Config, manifest_url: str | None = None) -> FetchOptio
         min_rate=config.min_rate,
         min_rate_window=config.min_rate_window,
         allow_http=config.allow_http,
+        tls_trust="certifi" if config.tls_trust == "certifi" else "system",
         ca_bundle=Path(config.ca_bundle) if config.ca_bundle else None,
         client_cert=Path(config.client_cert) if config.client_cert else None,
         client_key=Path(config.client_key) if config.client_key else None,
-        proxy=config.proxy,
+        proxy=config.proxy or system_proxy,
         auth_headers=auth,
         local_files=manifest_url is not None and "://" not in manifest_url,
     )
@@ -159,7 +165,7 @@ async def run_daemon(request: RunRequest, config: Config, paths: Paths, platform
     prepare_folders(paths)
     # One set of options for the manifest and its items: the headers configured for the manifest's host
     # also open the items stored beside it (a private bucket).
-    options = fetch_options(config, request.manifest)
+    options = fetch_options(config, request.manifest, None if config.proxy else await platform.system_proxy())
     with DaemonLock(paths.lock_file):
         started = time.time()
         state = StateStore.load(paths.state_file)

@@ -29,6 +29,7 @@ safe = functools.partial(one_line, limit=None)
 def facts_json(facts: PackageFacts) -> dict[str, Any]:
     data = dataclasses.asdict(facts)
     data["signer"] = facts.signer
+    data["team"] = facts.team
     data["component_ids"] = list(facts.component_ids)
     data["has_payload"] = facts.has_payload
     return data
@@ -41,6 +42,8 @@ def facts_text(facts: PackageFacts) -> str:
         f"kind:          {'product archive' if facts.kind == 'product' else 'component package'}",
         f"signed:        {'yes, by ' + safe(facts.signer) if facts.signed else 'no'}",
     ]
+    if facts.team:
+        lines.append(f"team:          {safe(facts.team)} (use as team_id; the chain is checked at install)")
     for sig in facts.signatures:
         check = {True: ", matches the leaf key", False: ", DOES NOT match the leaf key", None: ""}
         names = " / ".join(safe(c.common_name) for c in sig.certificates) or "no certificates"

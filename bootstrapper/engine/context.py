@@ -15,6 +15,7 @@ from bootstrapper.paths import Paths
 
 if TYPE_CHECKING:
     from bootstrapper.engine.agents import AgentGate
+    from bootstrapper.manifest.model import Item
     from bootstrapper.platform.base import Platform
 
 
@@ -35,6 +36,18 @@ class RunContext:
     def host_path(self, mac_path: str | os.PathLike[str]) -> Path:
         """Where an absolute macOS path lives here (under the sandbox root, or itself on a Mac)."""
         return self.paths.system(os.fspath(mac_path))
+
+    def secrets(self, item: Item) -> dict[str, str] | str:
+        """The `script_secrets` values an item names, or why the step is refused (a name the
+        settings do not define: the profile that carries the secrets is missing or older)."""
+        known = self.config.script_secrets
+        missing = [name for name in item.secrets if name not in known]
+        if missing:
+            return (
+                f"refused: secrets {', '.join(missing)} not defined in the script_secrets setting;"
+                " add them to the MDM profile or remove them from the item"
+            )
+        return {name: known[name] for name in item.secrets}
 
     def script_env(self) -> dict[str, str]:
         """Variables every script we run gets (scripts find the sandbox root through them)."""

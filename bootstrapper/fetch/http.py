@@ -104,8 +104,19 @@ def make_client(
 
 
 def ssl_context(options: FetchOptions) -> ssl.SSLContext:
-    """Public roots plus the configured CA bundle; a client certificate for mutual TLS."""
-    ctx = ssl.create_default_context(cafile=certifi.where())
+    """The system's roots (or certifi's) plus the configured CA bundle; a client certificate for mutual TLS.
+
+    The system store is what an MDM installs a company root into and what a TLS-inspecting proxy's
+    CA is trusted through; on a Mac truststore asks the Security framework, elsewhere OpenSSL's
+    default locations (SSL_CERT_FILE / SSL_CERT_DIR).
+    """
+    ctx: ssl.SSLContext
+    if options.tls_trust == "system":
+        import truststore
+
+        ctx = truststore.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    else:
+        ctx = ssl.create_default_context(cafile=certifi.where())
     if options.ca_bundle is not None:
         try:
             ctx.load_verify_locations(cafile=str(options.ca_bundle))
@@ -246,7 +257,7 @@ def translate(exc: Exception, url: str, redact: Redactor) -> FetchError:
     if isinstance(exc, httpx.ConnectError | ssl.SSLError) and _certificate_failure(exc):
         return CertificateError(
             f"{shown}: the server's TLS certificate is not trusted ({detail}); "
-            "if it is signed by your own CA, set ca_bundle"
+            "if it is signed by your own CA, install it in the system store or set ca_bundle"
         )
     if isinstance(exc, ssl.SSLError) and "ALERT" in str(exc).upper():
         return CertificateError(

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import Literal
 from urllib.parse import urlsplit
 
 from bootstrapper.hashing import is_sha256
@@ -105,7 +106,9 @@ class FetchOptions:
     allow_http: bool = False
     #: file:// items: only for a manifest read from this machine's disk (its items sit beside it).
     local_files: bool = False
-    #: Extra trusted CAs (PEM), added to the default public roots.
+    #: Whose roots TLS trusts: "system" (the OS trust store, through truststore) or "certifi".
+    tls_trust: Literal["system", "certifi"] = "system"
+    #: Extra trusted CAs (PEM), added to those roots.
     ca_bundle: Path | None = None
     #: Client certificate (PEM) for mutual TLS, and its key when not in the same file.
     client_cert: Path | None = None

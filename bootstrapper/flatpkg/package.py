@@ -95,6 +95,15 @@ class PackageFacts:
         )
 
     @property
+    def team(self) -> str | None:
+        """The leaf certificate's team (its subject's OU, "Developer ID Installer: Name (TEAMID)"),
+        as written: whether Apple issued it is decided at install time (`Platform.package_team`)."""
+        for sig in self.signatures:
+            if sig.certificates:
+                return sig.certificates[0].team or None
+        return None
+
+    @property
     def signer(self) -> str | None:
         for sig in self.signatures:
             if sig.certificates:

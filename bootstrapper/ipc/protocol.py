@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import struct
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
 from bootstrapper.errors import ProtocolError
@@ -27,6 +28,7 @@ MAX_FRAME: Final = 1 << 20
 MAX_OUTPUT: Final = 64 * 1024
 _MAX_TEXT: Final = 4096
 _MAX_ARGS: Final = 1024
+_ENV_NAME: Final = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
 _MAX_VERSIONS: Final = 16
 _MAX_ID: Final = 2**53
 _HEADER = struct.Struct(">I")
@@ -44,6 +46,8 @@ class RunScript:
     sha256: str
     args: tuple[str, ...] = ()
     timeout: float = 600.0
+    #: Extra environment (the step's secrets): only for this script, never logged or echoed back.
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     name: ClassVar[str] = "run_script"
 
@@ -223,6 +227,7 @@ def _op_args(op: Op) -> dict[str, Any]:
             "sha256": op.sha256,
             "args": list(op.args),
             "timeout": op.timeout,
+            **({"env": dict(op.env)} if op.env else {}),
         }
     return {}
 
@@ -292,6 +297,20 @@ class _Fields:
             if not isinstance(item, str) or len(item) > _MAX_TEXT or "\0" in item:
                 raise self._bad(f"{key}[{i}]", "a string without NUL", item)
         return tuple(value)
+
+    def optional_env(self, key: str) -> dict[str, str]:
+        """Variable names to values; a bad value is refused without showing it (it is a secret)."""
+        if key not in self._obj:
+            return {}
+        value = self._get(key)
+        if not isinstance(value, dict) or len(value) > _MAX_ARGS:
+            raise ProtocolError(f"{self._where}.{key}: expected an object of at most {_MAX_ARGS} strings")
+        for name, text in value.items():
+            if not _ENV_NAME.fullmatch(name) or not isinstance(text, str) or "\0" in text:
+                raise ProtocolError(
+                    f"{self._where}.{key}: expected NAME: string without NUL, got a bad entry {_show(name)}"
+                )
+        return dict(value)
 
     def versions(self, key: str) -> tuple[int, ...]:
         value = self._get(key)
@@ -378,7 +397,9 @@ def _run_script(f: _Fields) -> RunScript:
     sha256 = f.text("sha256", 64)
     if not is_sha256(sha256):
         raise ProtocolError(f"run_script.sha256: expected 64 lowercase hex digits, got {_show(sha256)}")
-    op = RunScript(step_id, path, sha256, f.texts("args"), f.number("timeout", positive=True))
+    op = RunScript(
+        step_id, path, sha256, f.texts("args"), f.number("timeout", positive=True), f.optional_env("env")
+    )
     f.done()
     return op
 

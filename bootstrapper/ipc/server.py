@@ -125,8 +125,12 @@ class Session:
         args: tuple[str, ...] | list[str] = (),
         timeout: float = 600.0,
         deadline: float | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> protocol.Response:
-        """Have the agent run a verified script as its user; a failed script is a response, not an error."""
+        """Have the agent run a verified script as its user; a failed script is a response, not an error.
+
+        `env` (the step's secrets) reaches that script only, and its values are masked in the output.
+        """
         op = protocol.make_op(
             "run_script",
             {
@@ -135,6 +139,7 @@ class Session:
                 "sha256": sha256,
                 "args": list(args),
                 "timeout": timeout,
+                **({"env": dict(env)} if env else {}),
             },
         )
         return await self.request(op, deadline if deadline is not None else timeout + SCRIPT_DEADLINE_MARGIN)

@@ -100,6 +100,29 @@ ITEM_FIELDS: tuple[Field, ...] = (
         elsewhere=("error", "only scripts take arguments, not {type}"),
     ),
     Field(
+        "team_id",
+        "string",
+        "Packages only: the Apple Team ID (10 letters and digits) whose Developer ID Installer"
+        " certificate must sign the package; checked before `installer` runs.",
+        NATIVE_ONLY,
+        elsewhere=("error", "only packages carry an installer signature, not {type}"),
+    ),
+    Field(
+        "secrets",
+        "strings",
+        "Scripts only: names of `script_secrets` settings passed to this script as environment"
+        " variables (never written to disk, masked in its output).",
+        NATIVE_ONLY,
+        elsewhere=("error", "only scripts take secrets, not {type}"),
+    ),
+    Field(
+        "secrets_to_user",
+        "boolean",
+        "User scripts only: confirm that the named secrets may reach the logged-in user's process.",
+        NATIVE_ONLY,
+        elsewhere=("error", "only user scripts take it, not {type}"),
+    ),
+    Field(
         "path",
         "path",
         "`wait` items only: the path whose appearance ends the wait.",

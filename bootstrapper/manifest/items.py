@@ -77,6 +77,7 @@ def read_item(node: Node, stage: Stage, index: int, ctx: Context) -> Item | None
     required = bool(typed.get("required") or typed.get("pkg_required"))
     _receipt(d, typed, required)
     _elsewhere(d, allowed)
+    _trust_keys(d, typed)
     if not placed or not name:
         return None
     mine = {k: v for k, v in typed.items() if k not in TYPE_KEYS or k in spec.keys}
@@ -103,6 +104,8 @@ def read_item(node: Node, stage: Stage, index: int, ctx: Context) -> Item | None
         only_if=mine.get("only_if"),
         arguments=tuple(mine.get("arguments") or ()),
         path=wait_path,
+        team_id=mine.get("team_id") or None,
+        secrets=tuple(mine.get("secrets") or ()),
         line=node.line,
     )
 
@@ -181,6 +184,36 @@ def _elsewhere(d: _Draft, allowed: dict[str, F.Field]) -> None:
             d.ctx.strict(node, d.crumb, message)
         else:
             d.ctx.report.warn(node, d.crumb, message)
+
+
+_TEAM_ID = re.compile(r"[A-Z0-9]{10}")
+_SECRET_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
+
+
+def _trust_keys(d: _Draft, typed: dict[str, Any]) -> None:
+    """`team_id` is an Apple Team ID; `secrets` are variable names; a user script must opt in to them."""
+    team = typed.get("team_id")
+    if "team_id" in d.spec.keys and team and not _TEAM_ID.fullmatch(str(team)):
+        d.error(
+            d.values["team_id"],
+            f"team_id: {show(team)} is not a Team ID; give the 10 capital letters and digits in"
+            " parentheses after the signer's name (`bootstrapper pkg info` shows it)",
+        )
+    names = typed.get("secrets") or []
+    if "secrets" not in d.spec.keys or not names:
+        return
+    for name in names:
+        if not _SECRET_NAME.fullmatch(name):
+            d.error(
+                d.values["secrets"],
+                f"secrets: {show(name)} is not a secret's name; use capitals, digits and _ (API_TOKEN)",
+            )
+    if d.spec.runs_as_user and not typed.get("secrets_to_user"):
+        d.error(
+            d.values["secrets"],
+            f"secrets: a {d.spec.type.value} runs as the logged-in user, who can read its environment;"
+            " add `secrets_to_user: true` if that is intended, or use a rootscript",
+        )
 
 
 def _receipt(d: _Draft, typed: dict[str, Any], required: bool) -> None:

@@ -127,6 +127,10 @@ class Item:
     arguments: tuple[str, ...] = ()
     #: For `wait` items: the path whose appearance ends the wait.
     path: str | None = None
+    #: For packages: the Developer ID Installer team that must have signed it.
+    team_id: str | None = None
+    #: For scripts: names of `script_secrets` settings passed to the script's environment.
+    secrets: tuple[str, ...] = ()
     #: Line in the source, for messages.
     line: int = 0
 

@@ -100,6 +100,16 @@ class InstallResult:
 
 
 @dataclass(frozen=True)
+class PackageTeam:
+    """Who signed a package, as the platform's signature check sees it."""
+
+    #: The Team ID of a Developer ID Installer certificate whose signature checked out; None otherwise.
+    team: str | None
+    #: What was found, for a message: the leaf certificate's name, or why there is no team.
+    found: str
+
+
+@dataclass(frozen=True)
 class ServiceInfo:
     """A loaded launchd service, from `launchctl print <domain>/<label>`."""
 
@@ -129,6 +139,16 @@ class Platform(Protocol):
         self, package: Path, on_progress: ProgressCallback | None = None, *, timeout: float = 3600.0
     ) -> InstallResult:
         """Install a flat package on the boot volume; raises `InstallError` with code and reason."""
+        ...
+
+    async def package_team(self, package: Path) -> PackageTeam:
+        """The Developer ID Installer team whose valid signature the package carries (checked by the
+        system on a Mac), or a `team` of None with what was found instead."""
+        ...
+
+    async def system_proxy(self) -> str | None:
+        """The Mac's HTTPS proxy as an http:// URL (`scutil --proxy`), or None; PAC files are not
+        evaluated."""
         ...
 
     async def receipt(self, pkgid: str) -> Receipt | None:

@@ -26,6 +26,7 @@ from bootstrapper.platform.base import (
     NOT_A_USER,
     ConsoleUser,
     InstallResult,
+    PackageTeam,
     ProgressCallback,
     Receipt,
 )
@@ -155,6 +156,51 @@ def receipt_from_plist(data: Mapping[str, Any], pkgid: str) -> Receipt:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise PlatformError(f"the receipt of {pkgid} lacks or mangles a field: {exc}") from None
+
+
+# --- pkgutil --check-signature ------------------------------------------------------------------
+
+#: The statuses with which pkgutil says the system trusts the chain (the older wording first; a Mac
+#: Installer Distribution certificate also reports it, so the leaf must be checked as well).
+_TRUSTED_STATUS = (
+    "signed by a certificate trusted by",
+    "signed by a developer certificate issued by Apple for distribution",
+)
+_DEVELOPER_ID_INSTALLER = re.compile(r"Developer ID Installer: .+ \((?P<team>[A-Z0-9]{10})\)$")
+
+
+def parse_check_signature(text: str) -> PackageTeam:
+    """`pkgutil --check-signature PKG` → the Developer ID Installer team, when the system trusts it."""
+    status = leaf = ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("Status:") and not status:
+            status = stripped.removeprefix("Status:").strip()
+        elif stripped.startswith("1. ") and not leaf:
+            leaf = stripped.removeprefix("1. ").strip()
+    if not status:
+        return PackageTeam(None, "no answer from pkgutil --check-signature")
+    if not leaf:
+        return PackageTeam(None, status)
+    if not status.startswith(_TRUSTED_STATUS):
+        return PackageTeam(None, f"{leaf} ({status})")
+    match = _DEVELOPER_ID_INSTALLER.match(leaf)
+    if match is None:
+        return PackageTeam(None, f"{leaf}, which is not a Developer ID Installer certificate")
+    return PackageTeam(match["team"], leaf)
+
+
+def parse_scutil_proxy(text: str) -> str | None:
+    """`scutil --proxy` → the system's HTTPS proxy as a URL, or None (also for a PAC file, not evaluated).
+
+    The ExceptionsList is not applied: everything we fetch is fetched through the proxy.
+    """
+    d = parse_scutil(text)
+    host = str(d.get("HTTPSProxy", "")).strip()
+    port = _num(d.get("HTTPSPort"))
+    if d.get("HTTPSEnable") != "1" or not host or any(c in host for c in "/@ "):
+        return None
+    return f"http://{host}:{port or 443}" if ":" not in host else f"http://[{host}]:{port or 443}"
 
 
 # --- scutil --------------------------------------------------------------------------------------
@@ -363,6 +409,15 @@ class MacOSPlatform(LaunchdOperations):
             phases=tuple(out.phases),
             identifiers=ids,
         )
+
+    async def package_team(self, package: Path) -> PackageTeam:
+        """Ask pkgutil, so that the system evaluates the chain to Apple's root (and revocation)."""
+        result = await self._run(self.cmd.pkgutil, "--check-signature", str(package))
+        return parse_check_signature(result.tail)
+
+    async def system_proxy(self) -> str | None:
+        result = await self._run(self.cmd.scutil, "--proxy")
+        return parse_scutil_proxy(result.tail) if result.ok else None
 
     async def receipt(self, pkgid: str) -> Receipt | None:
         result = await self._run(self.cmd.pkgutil, "--pkg-info-plist", checked_id("package id", pkgid))

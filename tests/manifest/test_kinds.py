@@ -23,6 +23,9 @@ VALUES: dict[str, object] = {
     "version": "1.0",
     "donotwait": True,
     "arguments": ["--quiet"],
+    "team_id": "JME5BW3F3R",
+    "secrets": ["API_TOKEN"],
+    "secrets_to_user": True,
 }
 
 

@@ -47,6 +47,10 @@ class Package:
         except PackageError as exc:
             return Outcome.failed(f"not an installable package: {exc}")
 
+        refused = await _team_refusal(item, copy, ctx)
+        if refused is not None:
+            return Outcome.failed(refused)
+
         def progress(percent: float, phase: str) -> None:
             ctx.bus.emit(ev.InstallProgress(item.id, percent, phase))
 
@@ -68,6 +72,32 @@ class Package:
         if result.restart_required:
             note += f"; the package asks for a {result.postinstall_action}"
         return Outcome.done(note, 0)
+
+
+async def _team_refusal(item: Item, file: Path, ctx: RunContext) -> str | None:
+    """Why the package may not be installed for want of the right signer, or None.
+
+    The item's `team_id` and the settings' `allowed_team_ids` both apply: the MDM's list is the
+    admin's policy, which a manifest cannot widen.
+    """
+    allowed = ctx.config.allowed_team_ids
+    if item.team_id is None and not allowed:
+        return None
+    try:
+        signer = await ctx.platform.package_team(file)
+    except PlatformError as exc:
+        return f"refused: cannot check the package's signature ({exc})"
+    if item.team_id is not None and signer.team != item.team_id:
+        return (
+            f"refused: team_id {item.team_id} expected a Developer ID Installer signature of that"
+            f" team, found {signer.found}"
+        )
+    if allowed and signer.team not in allowed:
+        return (
+            f"refused: allowed_team_ids ({', '.join(allowed)}) expected a Developer ID Installer"
+            f" signature of one of them, found {signer.found}"
+        )
+    return None
 
 
 RUNNER = Package()

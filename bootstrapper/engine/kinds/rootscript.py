@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from pathlib import Path
 
 from bootstrapper import process
@@ -17,6 +18,7 @@ from bootstrapper.engine.context import RunContext
 from bootstrapper.engine.kinds._script import DEFAULT_SCRIPT_TIMEOUT, tail_line
 from bootstrapper.engine.kinds.base import Outcome
 from bootstrapper.errors import CommandError, UnsafePathError
+from bootstrapper.fetch.redact import Redactor
 from bootstrapper.manifest.model import Item
 from bootstrapper.process import Completed
 from bootstrapper.safefile import stage_copy
@@ -26,6 +28,9 @@ class RootScript:
     async def run(self, item: Item, file: Path | None, ctx: RunContext) -> Outcome:
         assert file is not None
         assert item.hash is not None
+        secrets = ctx.secrets(item)
+        if isinstance(secrets, str):
+            return Outcome.failed(secrets)
         try:
             copy = await asyncio.to_thread(
                 stage_copy, file, item.hash, ctx.paths.staging_dir, mode=0o700, size=item.size
@@ -44,7 +49,8 @@ class RootScript:
                 f"refused: {file}: has no #! line; start the script with one, e.g. #!/bin/sh"
             )
         timeout = item.timeout or DEFAULT_SCRIPT_TIMEOUT
-        call = _run_then_remove(copy, item.arguments, timeout, ctx.script_env())
+        # the named secrets reach this script only, and are masked in what it prints
+        call = _run_then_remove(copy, item.arguments, timeout, {**ctx.script_env(), **secrets})
         if item.donotwait:
             # named after the step: its exit code is reported when the run reaps it
             ctx.background.append(asyncio.create_task(call, name=item.id))
@@ -52,7 +58,8 @@ class RootScript:
         try:
             result = await call
         except CommandError as exc:
-            return Outcome.failed(str(exc))
+            return Outcome.failed(Redactor(secrets.values())(str(exc)))
+        result = dataclasses.replace(result, tail=Redactor(secrets.values())(result.tail))
         if result.timed_out:
             return Outcome.failed(
                 f"timed out after {timeout:g} s: {tail_line(result.tail)}", result.returncode

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import itertools
 import json
 import os
 import platform as host
@@ -47,6 +48,7 @@ from bootstrapper.platform.base import (
     NOT_A_USER,
     ConsoleUser,
     InstallResult,
+    PackageTeam,
     ProgressCallback,
     Receipt,
     gui_domain,
@@ -64,6 +66,9 @@ SCRIPT_FAILED = (
     "Contact the software manufacturer for assistance."
 )
 _ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+-]*$")
+#: SHA-256 of Apple Root CA's certificate: the one root a Developer ID chain may end at (the same
+#: fingerprint pkgutil prints, tests/data/macos/pkgutil-check-signature-*).
+APPLE_ROOT_CA_SHA256 = "b0b1730ecbc7ff4505142c49f1295e6eda6bcaed7e2c68c5be91b5a11001f024"
 _ORDER = ("none", "logout", "restart", "shutdown")
 
 
@@ -377,6 +382,13 @@ class SandboxPlatform(LaunchdOperations):
             raise PlatformError(f"{file}: unreadable receipt ({exc})") from None
         return receipt_from_plist(data, pkgid)
 
+    async def package_team(self, package: Path) -> PackageTeam:
+        return await asyncio.to_thread(signed_team, package)
+
+    async def system_proxy(self) -> str | None:
+        """The simulated Mac has no network settings: only the `proxy` setting applies."""
+        return None
+
     async def receipt(self, pkgid: str) -> Receipt | None:
         return self._read_receipt(pkgid)
 
@@ -467,6 +479,42 @@ class SandboxPlatform(LaunchdOperations):
 
     async def logout(self, user: ConsoleUser) -> None:
         await self.launchd.logout(user.uid)
+
+
+def signed_team(package: Path) -> PackageTeam:
+    """What `pkgutil --check-signature` decides, done here: the RSA signature over the TOC checksum
+    (which binds every file's checksum) matches the leaf's key, the chain runs leaf → intermediate →
+    Apple Root CA (pinned by fingerprint), and the leaf is a Developer ID Installer certificate.
+    Expiry and revocation are not evaluated (pkgutil accepts an expired leaf with a trusted timestamp).
+    """
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes
+
+    try:
+        with FlatPackage(package) as pkg:
+            blocks = [b for b in pkg.xar.signatures if b.style.upper() == "RSA"]
+            sigs = [s for s in pkg.signatures() if s.style.upper() == "RSA"]
+    except PackageError as exc:
+        return PackageTeam(None, f"an unreadable package ({exc})")
+    if not sigs or not sigs[0].certificates:
+        return PackageTeam(None, "no signature")
+    leaf, block = sigs[0].certificates[0], blocks[0]
+    if not sigs[0].matches_leaf_key:
+        return PackageTeam(None, f"{leaf.common_name} (the signature does not match the package)")
+    try:
+        chain = [x509.load_der_x509_certificate(raw) for raw in block.certificates]
+        for cert, issuer in itertools.pairwise(chain):
+            cert.verify_directly_issued_by(issuer)
+        anchored = chain[-1].fingerprint(hashes.SHA256()).hex() == APPLE_ROOT_CA_SHA256
+    except (ValueError, TypeError, InvalidSignature) as exc:
+        why = str(exc) or "a certificate is not signed by the next one"
+        return PackageTeam(None, f"{leaf.common_name} (broken certificate chain: {why})")
+    if len(chain) < 2 or not anchored:
+        return PackageTeam(None, f"{leaf.common_name} (not issued under Apple Root CA)")
+    if not leaf.common_name.startswith("Developer ID Installer:") or not leaf.team:
+        return PackageTeam(None, f"{leaf.common_name}, which is not a Developer ID Installer certificate")
+    return PackageTeam(leaf.team, leaf.common_name)
 
 
 def _severity(action: str) -> int:
