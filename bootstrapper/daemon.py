@@ -128,7 +128,9 @@ def _command_file(paths: Paths, mac_path: PurePosixPath) -> Path:
     return path
 
 
-def _sinks(paths: Paths, config: Config, interactive: bool, source: str, options: FetchOptions) -> list[Sink]:
+def _sinks(
+    paths: Paths, config: Config, interactive: bool, source: str, options: FetchOptions, platform: Platform
+) -> list[Sink]:
     from bootstrapper.progress.humanlog import HumanLogSink
     from bootstrapper.progress.jsonlog import JsonLogSink
 
@@ -149,9 +151,13 @@ def _sinks(paths: Paths, config: Config, interactive: bool, source: str, options
 
         sinks.append(swiftdialog.SwiftDialogSink(_command_file(paths, swiftdialog.DEFAULT_COMMAND_FILE)))
     if config.webhook_url:
-        from bootstrapper.progress.webhook import WebhookSink
+        from bootstrapper.progress.webhook import WebhookSink, device
 
-        sinks.append(WebhookSink(config.webhook_url, options, context={"manifest": source}))
+        sinks.append(
+            WebhookSink(
+                config.webhook_url, options, context={"manifest": source}, identity=lambda: device(platform)
+            )
+        )
     return sinks
 
 
@@ -165,7 +171,7 @@ async def run_daemon(request: RunRequest, config: Config, paths: Paths, platform
         loaded = await read_manifest(request.manifest, config, options)
         manifest = loaded.manifest
         state = StateStore.load(paths.state_file)
-        bus = EventBus(_sinks(paths, config, request.interactive, manifest.source, options))
+        bus = EventBus(_sinks(paths, config, request.interactive, manifest.source, options, platform))
         for warning in loaded.warnings:
             bus.emit(Message("warning", str(warning)))
         owner = os.getuid()
