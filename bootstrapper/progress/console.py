@@ -161,6 +161,11 @@ class ConsoleSink:
             case ev.Message(level=level, text=text):
                 say(self.console, level, text)
 
+    async def drain(self) -> None:
+        """Called first when the bus closes, so an interrupted run's display is gone before the
+        webhook's wait (a second Ctrl-C there would otherwise leave a frozen frame and no cursor)."""
+        self._stop_live()
+
     def close(self) -> None:
         self._stop_live()
 

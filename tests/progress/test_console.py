@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 
@@ -7,6 +8,7 @@ from rich.console import Console
 
 from bootstrapper.engine.events import (
     DownloadProgress,
+    EventBus,
     Message,
     PlannedStep,
     RunFinished,
@@ -186,3 +188,26 @@ def test_counts_read_as_english() -> None:
     out = buffer.getvalue()
     assert "m.yaml: 1 item" in out and "1 items" not in out
     assert "Summary: 1 step: 1 done" in out
+
+
+def test_an_interrupted_display_is_gone_before_slower_sinks_drain() -> None:
+    console, _ = _console(terminal=True)
+    sink = ConsoleSink(console)
+    seen: list[bool] = []
+
+    class Slow:
+        def handle(self, event: object) -> None:
+            pass
+
+        async def drain(self) -> None:
+            seen.append(sink._live is None)
+
+        def close(self) -> None:
+            pass
+
+    bus = EventBus([sink, Slow()])
+    bus.emit(RunStarted("r", "m.yaml", 1))
+    bus.emit(StepStarted("a", "A", "wait", "userland"))  # interrupted here: no RunFinished
+    assert sink._live is not None
+    asyncio.run(bus.aclose())
+    assert seen == [True]
