@@ -290,10 +290,20 @@ def _write_result(
     write_json_atomic(paths.result_file, doc, mode=0o644)
 
 
-def _logging(level: str) -> None:
+def _logging(level: str, *, interactive: bool = False) -> None:
+    """Timestamped lines on stderr for launchd's log; in a run someone watches, `warning: …` lines on
+    the console the progress display draws on, so that a log record never cuts through a bar."""
+    handler: logging.Handler
+    if interactive:
+        from bootstrapper.progress.console import ConsoleLogHandler
+
+        handler = ConsoleLogHandler()
+    else:
+        handler = logging.StreamHandler()
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s bootstrapper[%(process)d] %(levelname)s %(message)s",
+        handlers=[handler],
     )
     # httpx logs every request URL at INFO, query strings (signed URLs, tokens) included.
     for noisy in ("httpx", "httpcore"):
@@ -330,7 +340,7 @@ def setup(
     if sandbox is not None:
         sandbox.mkdir(parents=True, exist_ok=True)
     config, warnings = load_config(paths, env, {"allow_http": True if allow_http else None})
-    _logging(config.log_level if not interactive else "warning")
+    _logging(config.log_level if not interactive else "warning", interactive=interactive)
     for warning in warnings:
         log.warning("%s", warning)
     ref = manifest or config.manifest_url
