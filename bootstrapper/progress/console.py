@@ -250,15 +250,17 @@ class ConsoleSink:
             took = f" in {_seconds(row.duration)}" if row.duration is not None else ""
             detail = f": {one_line(row.detail, _REASON, markup=True)}" if row.detail else ""
             where = f"{one_line(row.kind, 100, markup=True)}, {one_line(row.phase, 100, markup=True)}"
-            status = f"[{_STYLE.get(row.status, '')}]{row.status}[/]"
+            status = f"[{_STYLE.get(row.status, 'none')}]{row.status}[/]"
             self._say(f"  {n}. {one_line(row.name, _NAME, markup=True)} ({where}): {status}{took}{detail}")
 
     def _table(self, *, summary: bool) -> Table:
         title = "Summary" if summary else "Bootstrap"
         table = Table(title=title, title_justify="left", expand=False)
-        # Short columns never wrap (no `setupassista`/`nt`); the name and the detail fold.
+        # From 80 columns on, the short columns never wrap (no `setupassista`/`nt`): the name and the
+        # detail fold. Narrower, everything folds, or rich would squeeze the name to nothing.
+        roomy = self.console.width >= 80
         for column in ("#", "Step", "Kind", "Phase", "Status", "Time", "Detail"):
-            short = column not in ("Step", "Detail")
+            short = roomy and column not in ("Step", "Detail")
             table.add_column(
                 column, overflow="fold", no_wrap=short, justify="right" if column in ("#", "Time") else "left"
             )
