@@ -26,8 +26,7 @@ from tests.support.httpfault import Exchange, FaultServer
 pytestmark = pytest.mark.slow
 
 #: Longer than a terminal line, so a wrapped or cut line would show.
-LONG = "Check whether this Mac is already enrolled, configured and ready for its user " * 2
-LONG = LONG.strip()
+LONG = ("Check whether this Mac is already enrolled, configured and ready for its user " * 2).strip()
 #: 2 MB at 1 MB/s: about eight progress events from the downloader (one per 0.25 s).
 BLOB = os.urandom(2_000_000)
 RATE = 1_000_000
@@ -116,7 +115,8 @@ def test_a_piped_run_prints_whole_lines_and_a_line_per_tenth_of_a_download(
     percents = [int(re.search(r"downloaded (\d+)%", line).group(1)) for line in progress]  # type: ignore[union-attr]
     assert all(line.endswith("of 2.0 MB)") for line in progress), progress
     assert percents == sorted(set(percents)) and percents[-1] == 100, progress
-    assert 4 <= len([p for p in percents if 0 < p < 100]) <= 9, progress
+    # Some lines on the way (none without a total), at most one per tenth (never one per chunk).
+    assert 3 <= len([p for p in percents if 0 < p < 100]) <= 9, progress
 
     # Python log records come out as the same `warning: …` lines, never as raw logging lines.
     assert any(
