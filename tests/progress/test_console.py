@@ -34,7 +34,7 @@ def test_plain_output_when_not_a_terminal(tmp_path: object) -> None:
     out = buffer.getvalue()
     lines = out.splitlines()
     assert "→ Chrome (package) started" in lines
-    # Progress is throttled to one line per quarter: 0, 50 and 100 % here, not one per chunk.
+    # Progress is throttled to one line per tenth: 0, 50 and 100 % here, not one per chunk.
     assert [line.strip() for line in lines if "downloaded" in line] == [
         "Chrome: downloaded 0% (0 B of 1.0 KB)",
         "Chrome: downloaded 55% (550 B of 1.0 KB)",
