@@ -97,14 +97,10 @@ def main(argv: list[str] | None = None) -> int:
     except BootstrapperError as exc:
         typer.echo(f"error: {exc}", err=True)
         return int(exc.exit_code)
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        return int(ExitCode.INTERRUPTED)
+    except (KeyboardInterrupt, typer.Abort):
+        return _interrupted(argv)
     except typer.Exit as exc:
         return int(exc.exit_code)
-    except typer.Abort:
-        typer.echo("interrupted", err=True)
-        return int(ExitCode.INTERRUPTED)
     except typer.TyperException as exc:
         show = getattr(exc, "show", None)
         if callable(show):
@@ -118,4 +114,14 @@ def main(argv: list[str] | None = None) -> int:
         hint = f"; details in {where}" if where else ""
         typer.echo(f"unexpected error: {type(exc).__name__}: {exc}{hint}", err=True)
         return int(ExitCode.UNEXPECTED)
+    if code == ExitCode.INTERRUPTED:  # typer turns Ctrl-C into this code before it reaches us
+        return _interrupted(argv)
     return code if isinstance(code, int) else int(ExitCode.OK)
+
+
+def _interrupted(argv: list[str] | None) -> int:
+    """One line for Ctrl-C; a bootstrap keeps its state file, so running it again resumes it."""
+    args = sys.argv[1:] if argv is None else argv
+    resumable = bool(args) and args[0] in ("run", "daemon")
+    typer.echo("interrupted; run again to resume" if resumable else "interrupted", err=True)
+    return int(ExitCode.INTERRUPTED)

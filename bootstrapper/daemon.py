@@ -133,7 +133,9 @@ def _command_file(paths: Paths, mac_path: PurePosixPath) -> Path:
     return path
 
 
-def _sinks(paths: Paths, config: Config, interactive: bool, source: str, options: FetchOptions) -> list[Sink]:
+def _sinks(
+    paths: Paths, config: Config, interactive: bool, source: str, options: FetchOptions, platform: Platform
+) -> list[Sink]:
     from bootstrapper.progress.humanlog import HumanLogSink
     from bootstrapper.progress.jsonlog import JsonLogSink
 
@@ -154,9 +156,13 @@ def _sinks(paths: Paths, config: Config, interactive: bool, source: str, options
 
         sinks.append(swiftdialog.SwiftDialogSink(_command_file(paths, swiftdialog.DEFAULT_COMMAND_FILE)))
     if config.webhook_url:
-        from bootstrapper.progress.webhook import WebhookSink
+        from bootstrapper.progress.webhook import WebhookSink, device
 
-        sinks.append(WebhookSink(config.webhook_url, options, context={"manifest": source}))
+        sinks.append(
+            WebhookSink(
+                config.webhook_url, options, context={"manifest": source}, identity=lambda: device(platform)
+            )
+        )
     return sinks
 
 
@@ -177,7 +183,7 @@ async def run_daemon(request: RunRequest, config: Config, paths: Paths, platform
         manifest = loaded.manifest
         if source.verified is not None:
             state.accept_serial(source.verified.serial)
-        bus = EventBus(_sinks(paths, config, request.interactive, manifest.source, options))
+        bus = EventBus(_sinks(paths, config, request.interactive, manifest.source, options, platform))
         for warning in loaded.warnings:
             bus.emit(Message("warning", str(warning)))
         owner = os.getuid()
@@ -277,7 +283,8 @@ async def _could_not_run(
     expected = isinstance(exc, BootstrapperError)
     reason = str(exc) if expected else f"unexpected error: {type(exc).__name__}: {exc}; see the log"
     if expected:
-        log.error("the run failed: %s", reason)
+        # a watched run shows the reason once, through its display (the event below)
+        log.log(logging.INFO if request.interactive else logging.ERROR, "the run failed: %s", reason)
     else:
         log.error("the run failed: %s", reason, exc_info=exc)
     attempt = state.state.run_attempt
@@ -287,7 +294,7 @@ async def _could_not_run(
         state.set_result("failed")
     if bus is None:
         options = fetch_options(config, request.manifest)
-        bus = EventBus(_sinks(paths, config, request.interactive, request.manifest, options))
+        bus = EventBus(_sinks(paths, config, request.interactive, request.manifest, options, platform))
         run_id = state.state.run_id or "-"
         bus.emit(RunStarted(run_id=run_id, source=request.manifest, item_count=0, attempt=attempt))
     bus.emit(Message("error", reason))
@@ -389,10 +396,20 @@ def _write_result(
     write_json_atomic(paths.result_file, doc, mode=0o644)
 
 
-def _logging(level: str) -> None:
+def _logging(level: str, *, interactive: bool = False) -> None:
+    """Timestamped lines on stderr for launchd's log; in a run someone watches, `warning: …` lines on
+    the console the progress display draws on, so that a log record never cuts through a bar."""
+    handler: logging.Handler
+    if interactive:
+        from bootstrapper.progress.console import ConsoleLogHandler
+
+        handler = ConsoleLogHandler()
+    else:
+        handler = logging.StreamHandler()
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s bootstrapper[%(process)d] %(levelname)s %(message)s",
+        handlers=[handler],
     )
     # httpx logs every request URL at INFO, query strings (signed URLs, tokens) included.
     for noisy in ("httpx", "httpcore"):
@@ -431,7 +448,7 @@ def setup(
         sandbox.mkdir(parents=True, exist_ok=True)
     flags = {"allow_http": True if allow_http else None, "manifest_public_keys": public_keys or None}
     config, warnings = load_config(paths, env, flags)
-    _logging(config.log_level if not interactive else "warning")
+    _logging(config.log_level if not interactive else "warning", interactive=interactive)
     for warning in warnings:
         log.warning("%s", warning)
     ref = manifest or config.manifest_url

@@ -336,7 +336,14 @@ class _Attempt:
         fd = self.part.open(append=offset > 0)
         sink = Sink(fd, hasher, self.owner._write)
         received = 0
-        total = self.item.size
+        # Without a size in the manifest, the bars show what the server announced (we ask for identity
+        # encoding, so Content-Length counts the bytes we receive; a 206's counts the rest).
+        announced = response.headers.get("content-length", "")
+        total = (
+            self.item.size
+            if self.item.size is not None or not announced.isdigit()
+            else offset + int(announced)
+        )
         emit = self.owner._emit
         last = time.monotonic()
         body = read_capped(response, self.limit, guard, self.redact, self._too_large, offset=offset)

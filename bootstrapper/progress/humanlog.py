@@ -11,6 +11,7 @@ from pathlib import Path
 from bootstrapper.engine import events as ev
 from bootstrapper.fetch.redact import redact_url
 from bootstrapper.progress.logfile import AppendLog
+from bootstrapper.progress.words import count
 from bootstrapper.text import one_line
 
 
@@ -39,7 +40,7 @@ class HumanLogSink:
                 for step in event.steps:
                     self._names[step.step_id] = one_line(step.name, 100)
                 return "INFO", (
-                    f"run {one_line(event.run_id)} started: {event.item_count} items from "
+                    f"run {one_line(event.run_id)} started: {count(event.item_count, 'item')} from "
                     f"{one_line(redact_url(event.source), 300)} (attempt {event.attempt})"
                 )
             case ev.PhaseStarted(phase=phase):
@@ -53,7 +54,7 @@ class HumanLogSink:
                 if self._crossed(event.step_id, "download", percent):
                     return "INFO", (
                         f"step {self._name(event.step_id)} downloaded {percent:.0f}% "
-                        f"({event.done_bytes} of {event.total_bytes} bytes)"
+                        f"({event.done_bytes} of {count(event.total_bytes, 'byte')})"
                     )
             case ev.InstallProgress():
                 if self._crossed(event.step_id, "install", event.percent):

@@ -1,5 +1,7 @@
 """Tell an admin's server how the run went: a JSON POST at run start, for each failed step, at run end.
 
+Every document says which Mac it comes from (serial number, host name, model, macOS version: `device`),
+looked up once, by the background sender, when the first document goes out.
 Posts go out in the background, one at a time and in order, so a slow server never holds up a step;
 `drain()` (awaited by `EventBus.aclose`) waits a bounded time for the last ones before self-removal.
 A webhook that stays down costs a warning in the log, never the run. Secrets in the webhook URL and its
@@ -11,27 +13,54 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
-from typing import Any
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from bootstrapper.engine.events import Event, RunFinished, RunStarted, StepFinished, StepStarted
-from bootstrapper.errors import FetchError
+from bootstrapper.errors import BootstrapperError, FetchError
 from bootstrapper.fetch.model import FetchOptions
 from bootstrapper.fetch.redact import Redactor, redact_url, secrets_of
 from bootstrapper.fetch.webhook import Sleep, check_webhook_url, post_json
+from bootstrapper.progress.words import count
 from bootstrapper.text import one_line
 
+if TYPE_CHECKING:
+    from bootstrapper.platform.base import Platform
+
 log = logging.getLogger(__name__)
+
+#: Says which Mac this is (see `device`); awaited once, before the first post.
+Identity = Callable[[], Awaitable[Mapping[str, Any]]]
+
+
+async def device(platform: Platform) -> dict[str, str]:
+    """The Mac's serial number, host name, model and macOS version, so a receiver can tell Macs apart.
+
+    Facts that cannot be read cost a warning, never the webhook: the host name is always there.
+    """
+    hostname = one_line(socket.gethostname(), 255)
+    try:
+        facts = await platform.facts()
+    except (BootstrapperError, OSError) as exc:
+        log.warning("webhook: this Mac's serial number and model are unknown (%s)", exc)
+        return {"hostname": hostname}
+    return {
+        "serial": one_line(facts.serial, 100),
+        "hostname": hostname,
+        "model": one_line(facts.model, 100),
+        "os_version": one_line(facts.os_version, 100),
+    }
 
 
 class WebhookSink:
     """Posts run_started / step_failed / run_finished documents to `url`.
 
     `options` are the downloads' (CA bundle, client certificate, proxy, per-host headers, allow_http);
-    `context` is merged into every document (e.g. the Mac's serial number and host name), so the
-    server can tell machines apart. `transport` and `sleep` are for tests.
+    `identity` (e.g. `lambda: device(platform)`) and `context` (e.g. the manifest) are merged into
+    every document, so the server can tell machines apart. `transport` and `sleep` are for tests.
     """
 
     def __init__(
@@ -45,6 +74,7 @@ class WebhookSink:
         backoff: float = 1.0,
         drain_timeout: float = 30.0,
         context: Mapping[str, Any] | None = None,
+        identity: Identity | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -62,6 +92,8 @@ class WebhookSink:
         }
         self._drain_timeout = drain_timeout
         self._context = dict(context or {})
+        self._find_identity = identity
+        self._identity: dict[str, Any] | None = None
         self._redact = Redactor([*secrets_of(url, headers), *options.secrets()])
         self._shown = redact_url(url)
         self._run_id = ""
@@ -119,6 +151,8 @@ class WebhookSink:
             await self._send(document)
 
     async def _send(self, document: dict[str, Any]) -> None:
+        identity = await self._who()
+        document = {"event": document["event"], "run_id": document["run_id"], **identity, **document}
         try:
             result = await post_json(
                 self._url, document, self._options, headers=self._headers, **self._post_options
@@ -128,7 +162,19 @@ class WebhookSink:
             log.warning("webhook: could not post %s: %s", document["event"], self._redact(str(exc)))
             return
         self.delivered += 1
-        log.debug("webhook %s: posted %s (attempts: %d)", self._shown, document["event"], result.attempts)
+        tries = count(result.attempts, "attempt")
+        log.debug("webhook %s: posted %s (%s)", self._shown, document["event"], tries)
+
+    async def _who(self) -> dict[str, Any]:
+        """The identity, looked up once; a lookup that breaks costs a warning, never the posts."""
+        if self._identity is None:
+            self._identity = {}
+            if self._find_identity is not None:
+                try:
+                    self._identity = dict(await self._find_identity())
+                except Exception as exc:
+                    log.warning("webhook: could not tell which Mac this is: %s", exc)
+        return self._identity
 
     # --- documents ----------------------------------------------------------------------------
 

@@ -66,3 +66,14 @@ def test_humanlog_is_one_clean_line_per_event(tmp_path: Path) -> None:
     assert bodies[-1] == f"ERROR   run finished: failed in 7.5 s; failed: {evil}"
     assert not any(line.startswith("Command:") for line in lines)
     assert "\x07" not in path.read_text()
+
+
+def test_humanlog_counts_read_as_english(tmp_path: Path) -> None:
+    path = tmp_path / "bootstrapper.log"
+    sink = HumanLogSink(path)
+    sink.handle(RunStarted("run-1", "m.yaml", 1))
+    sink.handle(RunStarted("run-1", "m.yaml", 2))
+    sink.close()
+    first, second = path.read_text().splitlines()
+    assert first.endswith("started: 1 item from m.yaml (attempt 1)")
+    assert second.endswith("started: 2 items from m.yaml (attempt 1)")

@@ -4,15 +4,19 @@ import asyncio
 import json
 import logging
 import socket
+from pathlib import Path
 
 import pytest
 from pytest_httpserver import HTTPServer
 
 from bootstrapper.engine.events import EventBus
-from bootstrapper.errors import ClientStatusError, ConfigError, TransferError
+from bootstrapper.errors import ClientStatusError, ConfigError, PlatformError, TransferError
 from bootstrapper.fetch import FetchOptions
 from bootstrapper.fetch.webhook import post_json
-from bootstrapper.progress.webhook import WebhookSink
+from bootstrapper.manifest.facts import Facts
+from bootstrapper.paths import Paths
+from bootstrapper.platform.sandbox import SandboxPlatform
+from bootstrapper.progress.webhook import WebhookSink, device
 from tests.progress.script import SCRIPT, SHOWN
 
 SECRETS = ("hunter2pw", "SECRETKEY", "TOKEN123")
@@ -150,3 +154,52 @@ def test_plain_http_webhook_is_refused_unless_allowed() -> None:
     with pytest.raises(ConfigError) as info:
         WebhookSink("ftp://alice:hunter2pw@example.com/")
     assert "hunter2pw" not in str(info.value)
+
+
+def test_every_document_says_which_mac_it_comes_from(httpserver: HTTPServer, tmp_path: Path) -> None:
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+    platform = SandboxPlatform(Paths(root=tmp_path), arch="arm64", os_version="14.6", model="Mac14,2")
+    sink = WebhookSink(
+        httpserver.url_for("/hook"), HTTP, context={"manifest": "m.yaml"}, identity=lambda: device(platform)
+    )
+
+    async def run() -> None:
+        bus = EventBus([sink])
+        for event in SCRIPT:
+            bus.emit(event)
+        await bus.aclose()
+
+    asyncio.run(run())
+    posted = [json.loads(request.get_data()) for request, _ in httpserver.log]
+    assert [p["event"] for p in posted] == ["run_started", "step_failed", "run_finished"]
+    for document in posted:
+        assert list(document)[:7] == [
+            "event",
+            "run_id",
+            "serial",
+            "hostname",
+            "model",
+            "os_version",
+            "manifest",
+        ]
+        assert document["serial"] == "SANDBOX0001" and document["hostname"] == socket.gethostname()
+        assert (document["model"], document["os_version"]) == ("Mac14,2", "14.6")
+
+
+def test_a_mac_whose_facts_cannot_be_read_still_posts_with_its_host_name(
+    httpserver: HTTPServer, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    httpserver.expect_request("/hook", method="POST").respond_with_data("ok")
+
+    class Broken(SandboxPlatform):
+        async def facts(self) -> Facts:
+            raise PlatformError("sysctl: no such key")
+
+    platform = Broken(Paths(root=tmp_path), arch="arm64")
+    sink = WebhookSink(httpserver.url_for("/hook"), HTTP, identity=lambda: device(platform))
+    with caplog.at_level(logging.WARNING, logger="bootstrapper"):
+        sink.handle(SCRIPT[0])  # no running loop: posted inline
+    ((request, _),) = httpserver.log
+    document = json.loads(request.get_data())
+    assert document["hostname"] == socket.gethostname() and "serial" not in document
+    assert "webhook: this Mac's serial number and model are unknown (sysctl: no such key)" in caplog.text
