@@ -4,6 +4,7 @@ keys a type takes, needs and where it may stand; this module only applies the tw
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import unicodedata
 from collections.abc import Callable
@@ -214,11 +215,16 @@ def _url(d: _Draft) -> str | None:
     if any(unicodedata.category(c) == "Cc" for c in raw):
         d.error(node, "url: contains control characters")
         return None
-    parts = urlsplit(raw)
-    if not parts.scheme and d.ctx.location is not None:
-        raw = urljoin(d.ctx.location, raw)
+    try:
         parts = urlsplit(raw)
-    problem = _url_problem(parts, raw, d.ctx)
+        if not parts.scheme and d.ctx.location is not None:
+            raw = urljoin(d.ctx.location, raw)
+            parts = urlsplit(raw)
+    except ValueError:
+        # urlsplit refuses an unbalanced or invalid [IPv6] host outright
+        d.error(node, f"url: {show(raw)} is not a valid URL (check the [ ] around an IPv6 address)")
+        return None
+    problem = _url_problem(parts, raw, d.ctx) or _address_problem(parts, raw)
     if problem is not None:
         d.error(node, f"url: {problem}")
         return None
@@ -257,6 +263,30 @@ def _url_problem(parts: SplitResult, raw: str, ctx: Context) -> str | None:
         (lambda: scheme != "file" and not parts.hostname, lambda: f"{show(raw)} has no host"),
     )
     return next((message() for broken, message in rules if broken()), None)
+
+
+#: A host name: letters (any script, for international names), digits, dots, hyphens, underscores.
+_HOST_NAME = re.compile(r"[\w.-]+")
+
+
+def _address_problem(parts: SplitResult, raw: str) -> str | None:
+    """A host or port the downloader could not use; found here so that every command says so."""
+    if parts.scheme.lower() == "file":
+        return None
+    after_host = parts.netloc.rpartition("@")[2].rpartition("]")[2]
+    port = after_host.rpartition(":")[2] if ":" in after_host else ""
+    if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        return f"{show(raw)} has the port {show(port)}; give a number from 1 to 65535, or none"
+    host = parts.hostname or ""
+    if parts.netloc.startswith("["):
+        try:
+            ipaddress.IPv6Address(host.partition("%")[0])
+        except ValueError:
+            return f"{show(raw)} has an invalid IPv6 address in [ ]"
+        return None
+    if not _HOST_NAME.fullmatch(host):
+        return f"{show(raw)}: the host {show(host)} may hold only letters, digits, '.', '-' and '_'"
+    return None
 
 
 def _hash(d: _Draft) -> str | None:

@@ -161,6 +161,38 @@ def test_credentials_in_url_are_refused() -> None:
     assert "pw" not in problems[0]
 
 
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "https://[::1/a.sh",
+            "'https://[::1/a.sh' is not a valid URL (check the [ ] around an IPv6 address)",
+        ),
+        (
+            "https://[zz]/a.sh",
+            "'https://[zz]/a.sh' is not a valid URL (check the [ ] around an IPv6 address)",
+        ),
+        ("https://e.com:99999/a.sh", "has the port '99999'; give a number from 1 to 65535, or none"),
+        ("https://e.com:abc/a.sh", "has the port 'abc'; give a number from 1 to 65535, or none"),
+        ("https://e.com:0/a.sh", "has the port '0'; give a number from 1 to 65535, or none"),
+        ("https://e x.com/a.sh", "the host 'e x.com' may hold only letters, digits, '.', '-' and '_'"),
+        ("https://e%41.com/a.sh", "the host 'e%41.com' may hold only letters, digits, '.', '-' and '_'"),
+    ],
+)
+def test_malformed_urls_are_bad_input_at_their_line(url: str, message: str) -> None:
+    problems = errors(native(f'- name: a\n  type: rootscript\n  url: "{url}"\n  hash: {HASH}\n'))
+    assert len(problems) == 1
+    assert problems[0].startswith('m.yaml:5:8: userland[0] "a" → url: ')
+    assert message in problems[0]
+
+
+@pytest.mark.parametrize(
+    "url", ["https://[::1]:8443/a.sh", "https://e.com:443/a.sh", "https://bücher.de/a.sh", "https://e.com:/a"]
+)
+def test_well_formed_urls_with_ports_and_hosts_load(url: str) -> None:
+    assert load(native(f'- name: a\n  type: rootscript\n  url: "{url}"\n  hash: {HASH}\n')).manifest.items
+
+
 def test_relative_url_resolves_against_the_manifest_location() -> None:
     loaded = load(native(f"- name: a\n  type: rootscript\n  url: ../items/a.sh\n  hash: {HASH}\n"))
     assert loaded.manifest.items[0].url == "https://example.com/items/a.sh"
