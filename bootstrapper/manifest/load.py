@@ -15,7 +15,7 @@ from typing import Any
 
 from bootstrapper.errors import UsageError
 from bootstrapper.manifest import fields as F
-from bootstrapper.manifest.items import enum_value, read_item, typed_value
+from bootstrapper.manifest.items import enum_value, label, read_item, typed_value
 from bootstrapper.manifest.model import (
     FailPolicy,
     FinalAction,
@@ -204,8 +204,8 @@ def _unique_names(items: list[Item], ctx: Context) -> None:
         first = seen.setdefault(item.name, item)
         if first is not item:
             ctx.strict(
-                Node(None, item.line, 1) if item.line else None,
-                item.label,
+                ctx.names.get(item.id),
+                label(item.id, item.name),
                 f"name: also used by {first.id}; names must be unique so logs and progress can tell them "
                 "apart",
             )
