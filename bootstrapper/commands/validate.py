@@ -24,7 +24,11 @@ if TYPE_CHECKING:
 def validate(
     manifests: Annotated[
         list[str],
-        typer.Argument(metavar="MANIFEST...", help="Manifest files or https URLs.", show_default=False),
+        typer.Argument(
+            metavar="MANIFEST...",
+            help="Manifest files or https URLs; - reads standard input.",
+            show_default=False,
+        ),
     ],
     output_format: Annotated[
         str,
@@ -53,15 +57,18 @@ def validate(
 def check(refs: Sequence[str], fmt: str, allow_http: bool, *, deep: bool = False) -> int:
     """Check every manifest (and with `deep` every item), print one verdict each; the worst exit code."""
     from bootstrapper.engine.source import read_manifest
+    from bootstrapper.manifest.load import STDIN, load_stdin
 
     results: list[dict[str, Any]] = []
     for ref in refs:
         try:
-            loaded = read_manifest(ref, allow_http=allow_http)
+            loaded = (
+                load_stdin(allow_http=allow_http) if ref == "-" else read_manifest(ref, allow_http=allow_http)
+            )
         except ManifestError as exc:
-            results.append(_result(ref, None, exc.details, exc.warnings))
+            results.append(_result(STDIN if ref == "-" else ref, None, exc.details, exc.warnings))
             continue
-        result = _result(ref, loaded, [], list(loaded.warnings))
+        result = _result(STDIN if ref == "-" else ref, loaded, [], list(loaded.warnings))
         if deep:
             from bootstrapper.fetch import FetchOptions
 

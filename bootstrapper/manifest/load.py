@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,8 @@ from bootstrapper.manifest.source import MAX_BYTES, Node, SourceError, parse
 from bootstrapper.paths import INSTALL_DIR
 
 SUPPORTED_FORMAT = 1
+#: How a manifest read from standard input is named in messages.
+STDIN = "<stdin>"
 _TOP = {f.name: f for f in F.TOP_FIELDS}
 _SETTINGS = {f.name: f for f in F.SETTINGS_FIELDS}
 
@@ -45,6 +48,17 @@ def load_file(path: Path, *, allow_http: bool = False, display: str | None = Non
         report.error(None, "", f"the manifest is over {MAX_BYTES} bytes, the limit (4 MiB)")
         raise report.failure()
     return load_bytes(data, shown, location=path.resolve().as_uri(), local=True, allow_http=allow_http)
+
+
+def load_stdin(*, allow_http: bool = False) -> Loaded:
+    """A manifest piped in (`validate -`): it comes from this machine, relative URLs resolve against
+    the current folder."""
+    data = sys.stdin.buffer.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        report = Report(STDIN)
+        report.error(None, "", f"the manifest is over {MAX_BYTES} bytes, the limit (4 MiB)")
+        raise report.failure()
+    return load_bytes(data, STDIN, location=Path.cwd().as_uri() + "/", local=True, allow_http=allow_http)
 
 
 def _read_capped(path: Path, shown: str) -> bytes:
