@@ -102,6 +102,8 @@ def choices(values: list[str]) -> str:
 
 def show(value: Any) -> str:
     """A value quoted for a message: control characters escaped, cut at 80 characters."""
+    if isinstance(value, list | dict):  # parsed nodes inside: their repr is no message
+        return "a list" if isinstance(value, list) else "a mapping"
     # repr escapes what `one_line` escapes, in the same spelling, and quotes the value
     text = value if isinstance(value, str) else repr(value)
     return repr(text if len(text) <= 80 else text[:77] + "...")

@@ -482,3 +482,10 @@ def test_names_with_invisible_or_reordering_characters_are_refused(name: str, sh
     assert len(problems) == 1
     assert f"→ name: contains {shown}: control, bidi or zero-width characters" in problems[0]
     assert "\u202e" not in problems[0] and "\u200b" not in problems[0]
+
+
+def test_a_shown_list_or_mapping_never_prints_parsed_nodes() -> None:
+    from bootstrapper.manifest.report import show
+    from bootstrapper.manifest.source import Node
+
+    assert (show([Node("x")]), show({"k": Node(1)})) == ("a list", "a mapping")
