@@ -309,7 +309,7 @@ def _address_problem(parts: SplitResult, raw: str) -> str | None:
     if parts.scheme.lower() == "file":
         return None
     after_host = parts.netloc.rpartition("@")[2].rpartition("]")[2]
-    port = after_host.rpartition(":")[2] if ":" in after_host else ""
+    port = after_host.partition(":")[2]  # all after the first colon, as urlsplit and httpx read it
     if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
         return f"{show(raw)} has the port {show(port)}; give a number from 1 to 65535, or none"
     host = parts.hostname or ""

@@ -175,6 +175,7 @@ def test_credentials_in_url_are_refused() -> None:
         ("https://e.com:99999/a.sh", "has the port '99999'; give a number from 1 to 65535, or none"),
         ("https://e.com:abc/a.sh", "has the port 'abc'; give a number from 1 to 65535, or none"),
         ("https://e.com:0/a.sh", "has the port '0'; give a number from 1 to 65535, or none"),
+        ("https://e.com:1:2/a.sh", "has the port '1:2'; give a number from 1 to 65535, or none"),
         ("https://e x.com/a.sh", "the host 'e x.com' may hold only letters, digits, '.', '-' and '_'"),
         ("https://e%41.com/a.sh", "the host 'e%41.com' may hold only letters, digits, '.', '-' and '_'"),
     ],
