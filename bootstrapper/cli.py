@@ -109,7 +109,10 @@ def main(argv: list[str] | None = None) -> int:
             typer.echo(f"error: {exc.format_message()}", err=True)
         return int(getattr(exc, "exit_code", ExitCode.USAGE)) or int(ExitCode.USAGE)
     except Exception as exc:
-        log.exception("unexpected error")
+        # Only into a log someone configured: with no handler, logging's last resort would print the
+        # traceback on the screen, which the crash log is for.
+        if log.hasHandlers():
+            log.exception("unexpected error")
         where = _crash_log()
         hint = f"; details in {where}" if where else ""
         typer.echo(f"unexpected error: {type(exc).__name__}: {exc}{hint}", err=True)

@@ -36,14 +36,22 @@ def one_line(text: object, limit: int | None = 200, *, markup: bool = False) -> 
             space = True
             continue
         space = False
-        if unicodedata.category(ch) in _ESCAPED:
-            code = ord(ch)
-            out.append(
-                f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
-            )
-        else:
-            out.append(ch)
+        out.append(_escape(ch) if unicodedata.category(ch) in _ESCAPED else ch)
     line = "".join(out).rstrip(" ")
     if limit is not None and len(line) > limit:
         line = line[: max(limit - 1, 0)] + "…"
     return escape(line) if markup else line
+
+
+def hidden(text: str) -> list[str]:
+    """The characters of `text` that `one_line` shows as escapes, as those escapes, in order, once each.
+
+    For refusing them where a disguise matters more than the text (item names), not only escaping them.
+    """
+    found = (_escape(ch) for ch in text if unicodedata.category(ch) in _ESCAPED)
+    return list(dict.fromkeys(found))
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"

@@ -185,3 +185,56 @@ def test_schema_command_prints_the_committed_schema(capsys: pytest.CaptureFixtur
     code, out, _ = run(["schema"], capsys)
     assert code == 0
     assert out == (ROOT / "manifests" / "schema.json").read_text()
+
+
+def test_convert_writes_nothing_that_does_not_validate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_file = tmp_path / "m.yaml"
+    source = MANIFESTS / "macadmins-installapplications-README-example.json"
+    code, out, err = run(["convert", str(source), "-o", str(out_file)], capsys)
+    assert code == 2
+    assert not out_file.exists()
+    assert err.splitlines()[-1] == (
+        f"error: {source}: the converted manifest would have 5 problems (listed above); "
+        "fix them in the bootstrap.json and convert again"
+    )
+    assert (
+        "  userland[2] \"Example Script (2)\" → hash: expected 64 hex digits (sha256), got 'sha256 hash'"
+        in err
+    )
+    code, out, _ = run(["convert", str(source)], capsys)
+    assert (code, out) == (2, "")
+
+
+def _screen(*args: str, code: str | None = None) -> subprocess.CompletedProcess[str]:
+    """The installed command's own stdout and stderr: what an admin sees, with no test logging set up."""
+    argv = [sys.executable, "-c", code, *args] if code else [sys.executable, "-m", "bootstrapper", *args]
+    return subprocess.run(argv, capture_output=True, text=True, check=False, cwd=ROOT)
+
+
+def test_convert_to_an_unwritable_path_is_one_line() -> None:
+    proc = _screen(
+        "convert", str(MANIFESTS / "erikng-installapplicationsdemo-demo.json"), "-o", "/proc/x.yaml"
+    )
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert proc.stderr.splitlines()[-1].startswith("error: /proc/x.yaml: cannot write it (")
+    assert "Traceback" not in proc.stderr
+
+
+def test_an_unexpected_error_shows_one_line_and_the_crash_log_only() -> None:
+    boom = (
+        "import sys\n"
+        "from bootstrapper import cli\n"
+        "from bootstrapper.commands import validate\n"
+        "def boom(*a, **k): raise RuntimeError('kaboom')\n"
+        "validate.check = boom\n"
+        "sys.exit(cli.main(sys.argv[1:]))\n"
+    )
+    proc = _screen("validate", "x.yaml", code=boom)
+    assert proc.returncode == 3
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("unexpected error: RuntimeError: kaboom; details in ")
+    Path(lines[0].rsplit(" ", 1)[1]).unlink()

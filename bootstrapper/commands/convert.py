@@ -38,26 +38,28 @@ def convert(
             f"{bootstrap_json}: already in the native format; "
             "convert takes an InstallApplications bootstrap.json"
         )
+    if output is not None and output.exists() and not force:
+        raise UsageError(f"{output}: already exists; pass --force to replace it")
     text, notes = to_native(loaded, raw_hashes(data))
-    try:
-        load_bytes(text.encode(), str(output or "converted"), local=True, allow_http=True)
-        still_invalid: list[str] = []
-    except ManifestError as exc:
-        still_invalid = exc.problems
-    if output is None:
-        typer.echo(text, nl=False)
-    else:
-        if output.exists() and not force:
-            raise UsageError(f"{output}: already exists; pass --force to replace it")
-        from bootstrapper.atomic import write_atomic
-
-        write_atomic(output, text.encode(), mode=0o644)
-        typer.echo(f"wrote {output}", err=True)
     for note in notes:
         typer.echo(f"note: {note}", err=True)
-    if still_invalid:
-        typer.echo(
-            f"warning: the converted manifest has {count(len(still_invalid), 'problem')} to fix:", err=True
-        )
-        for line in still_invalid:
-            typer.echo(f"  {line}", err=True)
+    try:
+        load_bytes(text.encode(), str(output or "converted"), local=True, allow_http=True)
+    except ManifestError as exc:
+        # Nothing is written: a file that does not validate would only fail later, on a Mac.
+        for problem in exc.details:
+            typer.echo(f"  {problem.message}", err=True)
+        raise UsageError(
+            f"{bootstrap_json}: the converted manifest would have {count(len(exc.details), 'problem')} "
+            "(listed above); fix them in the bootstrap.json and convert again"
+        ) from None
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    from bootstrapper.atomic import write_atomic
+
+    try:
+        write_atomic(output, text.encode(), mode=0o644)
+    except OSError as exc:
+        raise UsageError(f"{output}: cannot write it ({exc.strerror or exc}); choose another path") from None
+    typer.echo(f"wrote {output}", err=True)

@@ -75,7 +75,7 @@ def host_facts(arch: str | None, os_version: str | None, model: str | None) -> t
     """Facts for a plan made on the admin's machine; True when any of them is a stand-in."""
     import platform as host
 
-    from bootstrapper.manifest.facts import Facts
+    from bootstrapper.manifest.facts import DEFAULT_OS_VERSION, Facts
 
     machine = host.machine().lower()
     here_arch = {"aarch64": "arm64", "arm64": "arm64", "x86_64": "x86_64", "amd64": "x86_64"}.get(
@@ -84,7 +84,7 @@ def host_facts(arch: str | None, os_version: str | None, model: str | None) -> t
     mac_version = host.mac_ver()[0]
     facts = Facts(
         arch=arch or here_arch,
-        os_version=os_version or mac_version or "15.0",
+        os_version=os_version or mac_version or DEFAULT_OS_VERSION,
         model=model or "Mac",
     )
     simulated = not (arch and os_version and model) and not mac_version

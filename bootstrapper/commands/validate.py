@@ -26,7 +26,11 @@ if TYPE_CHECKING:
 def validate(
     manifests: Annotated[
         list[str],
-        typer.Argument(metavar="MANIFEST...", help="Manifest files or https URLs.", show_default=False),
+        typer.Argument(
+            metavar="MANIFEST...",
+            help="Manifest files or https URLs; - reads standard input.",
+            show_default=False,
+        ),
     ],
     output_format: Annotated[
         str,
@@ -61,23 +65,29 @@ def check(
     refs: Sequence[str], fmt: str, allow_http: bool, *, deep: bool = False, trust: Trust | None = None
 ) -> int:
     """Check every manifest (and with `deep` every item), print one verdict each; the worst exit code."""
-    from bootstrapper.engine.source import read_checked
+    from bootstrapper.engine.source import Source, read_checked
+    from bootstrapper.manifest.load import STDIN, load_stdin
     from bootstrapper.manifest.model import Problem
 
     results: list[dict[str, Any]] = []
     for ref in refs:
         try:
-            source = read_checked(ref, allow_http=allow_http, trust=trust)
+            if ref == "-":
+                if trust is not None and trust.required:
+                    raise UsageError("-: standard input has no .minisig beside it; give the manifest file")
+                source = Source(load_stdin(allow_http=allow_http), b"", None)
+            else:
+                source = read_checked(ref, allow_http=allow_http, trust=trust)
         except SignatureError as exc:
             # One line, not positioned: the signature covers the whole file.
             message = str(exc).removeprefix(f"{ref}: ")
             results.append(_result(ref, None, [Problem(ref, 0, 0, message)], []))
             continue
         except ManifestError as exc:
-            results.append(_result(ref, None, exc.details, exc.warnings))
+            results.append(_result(STDIN if ref == "-" else ref, None, exc.details, exc.warnings))
             continue
         loaded = source.loaded
-        result = _result(ref, loaded, [], list(loaded.warnings))
+        result = _result(STDIN if ref == "-" else ref, loaded, [], list(loaded.warnings))
         result["signature"] = _signature_doc(source.verified)
         if deep:
             from bootstrapper.fetch import FetchOptions

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 import httpx
 
-from bootstrapper.errors import FetchError, SizeLimitError, TransferError
+from bootstrapper.errors import ClientStatusError, ExitCode, FetchError, SizeLimitError, TransferError
 from bootstrapper.fetch.http import RateGuard, check_status, make_client, read_capped, send_following
 from bootstrapper.fetch.model import FetchOptions, MiB, check_url
 from bootstrapper.fetch.redact import Redactor, redact_url
@@ -24,6 +24,12 @@ log = logging.getLogger(__name__)
 
 #: First wait between manifest attempts; doubles up to the options' backoff_cap.
 FIRST_WAIT = 2.0
+
+
+class ManifestNotFoundError(ClientStatusError):
+    """404/410 for the manifest itself: the URL given is wrong, which is bad input, not a failed run."""
+
+    exit_code = ExitCode.USAGE
 
 
 async def fetch_manifest(
@@ -61,6 +67,13 @@ async def fetch_manifest(
                 clock=clock,
                 on_retry=retrying,
             )
+        except ClientStatusError as exc:
+            if exc.status not in (404, 410):
+                raise
+            raise ManifestNotFoundError(
+                f"the manifest URL {shown} was not found (HTTP {exc.status}); check the manifest URL",
+                exc.status,
+            ) from exc
         except FetchError as exc:
             if not exc.retryable:
                 raise

@@ -1,9 +1,11 @@
 """InstallApplications' bootstrap.json to the native YAML format, keeping what every item means.
 
 The conversion works from the validated model (so it refuses what InstallApplications would choke
-on) and writes each key only where it differs from the default. Two rewrites, both reported:
-files under /Library/installapplications/ move under our install directory, and a package with
-no packageid/version becomes `required: true` (InstallApplications installs those every time).
+on) and writes each key only where it differs from the default. Every rewrite is reported:
+files under either InstallApplications folder move under our install directory, a package with
+no packageid/version becomes `required: true` (InstallApplications installs those every time), a
+repeated name gets a ` (2)` suffix (native names are unique), and what the loader ignored (unknown
+keys, `parallel_group`) is named, since it is not carried over.
 """
 
 from __future__ import annotations
@@ -32,13 +34,16 @@ from bootstrapper.manifest.model import (
 from bootstrapper.paths import INSTALL_DIR
 
 IA_INSTALL_DIR = PurePosixPath("/Library/installapplications")
+#: Both folders InstallApplications has kept its files in, over its versions.
+IA_INSTALL_DIRS = (IA_INSTALL_DIR, PurePosixPath("/Library/Application Support/installapplications"))
 SCHEMA_LINE = "# yaml-language-server: $schema=schema.json"
 
 
 def native_path(path: PurePosixPath) -> PurePosixPath:
     """Where an InstallApplications file lives in our layout."""
-    if path.is_relative_to(IA_INSTALL_DIR):
-        return INSTALL_DIR / path.relative_to(IA_INSTALL_DIR)
+    for folder in IA_INSTALL_DIRS:
+        if path.is_relative_to(folder):
+            return INSTALL_DIR / path.relative_to(folder)
     return path
 
 
@@ -50,20 +55,46 @@ def to_native(loaded: Loaded, raw_hashes: dict[str, str] | None = None) -> tuple
     notes: list[str] = []
     defaults = Settings()
     doc: dict[str, Any] = {"format": 1}
+    names = _unique_names(manifest.items, notes)
     for stage in Stage:
-        doc[stage.value] = [_item(i, defaults, notes, raw_hashes or {}) for i in manifest.stage(stage)]
-    moved = [i for i in manifest.items if i.file is not None and native_path(i.file) != i.file]
+        doc[stage.value] = [
+            {**_item(i, defaults, notes, raw_hashes or {}), "name": names[i.id]}
+            for i in manifest.stage(stage)
+        ]
+    moved = [i.file for i in manifest.items if i.file is not None and native_path(i.file) != i.file]
     if moved:
+        folders = " and ".join(f"{f}/" for f in IA_INSTALL_DIRS if any(m.is_relative_to(f) for m in moved))
         notes.insert(
             0,
-            f"{len(moved)} file(s) moved from {IA_INSTALL_DIR}/ to {INSTALL_DIR}/; "
+            f"{len(moved)} file(s) moved from {folders} to {INSTALL_DIR}/; "
             "check scripts that refer to the old folder",
         )
+    # The loader says "ignored" of every key and item it does not read: none of them is carried over.
+    notes.extend(f"{w}; not carried over" for w in loaded.warnings if "ignored" in w.message)
     body = yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=110, default_flow_style=False)
     header = (
         f"{SCHEMA_LINE}\n# Converted from {PurePosixPath(manifest.source).name} by `bootstrapper convert`.\n"
     )
     return header + body, notes
+
+
+def _unique_names(items: tuple[Item, ...], notes: list[str]) -> dict[str, str]:
+    """Each item's native name by id: a repeated name becomes `Name (2)`, `Name (3)`, noted."""
+    taken = {item.name for item in items}
+    seen: set[str] = set()
+    names: dict[str, str] = {}
+    for item in items:
+        name = item.name
+        if name in seen:
+            n = 2
+            while f"{name} ({n})" in taken:
+                n += 1
+            name = f"{name} ({n})"
+            taken.add(name)
+            notes.append(f"{item.label}: renamed {name!r}: names must be unique in the native format")
+        seen.add(name)
+        names[item.id] = name
+    return names
 
 
 def _item(item: Item, defaults: Settings, notes: list[str], raw_hashes: dict[str, str]) -> dict[str, Any]:

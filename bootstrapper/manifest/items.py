@@ -4,6 +4,7 @@ keys a type takes, needs and where it may stand; this module only applies the tw
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import unicodedata
 from collections.abc import Callable
@@ -17,12 +18,14 @@ from bootstrapper.manifest import conditions
 from bootstrapper.manifest import fields as F
 from bootstrapper.manifest.kinds import SPECS, TYPE_KEYS, ItemType, KindSpec
 from bootstrapper.manifest.model import FailPolicy, Item, Stage
-from bootstrapper.manifest.report import Context, choices, describe, show, suggest
+from bootstrapper.manifest.report import Context, choices, cut, describe, show, suggest
 from bootstrapper.manifest.source import Node
 from bootstrapper.paths import INSTALL_DIR
-from bootstrapper.text import one_line
+from bootstrapper.text import hidden, one_line
 
 _MAX_NAME_BYTES = 255
+#: Characters of an item's name shown in messages; a longer name is cut.
+_NAME_SHOWN = 60
 _MAX_PATH_BYTES = 1024
 #: Keys read by their own rules below rather than by their field type.
 _OWN_RULES = frozenset({"name", "type", "url", "hash", "file", "path"})
@@ -62,6 +65,7 @@ def read_item(node: Node, stage: Stage, index: int, ctx: Context) -> Item | None
         )
     spec = _spec(node, crumb, ctx)
     if spec is None:
+        _untyped(node, stage, crumb, ctx, allowed)
         return None
     placed = _placed(spec, stage, values["type"], crumb, ctx)
     if placed is None:
@@ -110,16 +114,49 @@ def read_item(node: Node, stage: Stage, index: int, ctx: Context) -> Item | None
     )
 
 
+def _untyped(node: Node, stage: Stage, crumb: str, ctx: Context, allowed: dict[str, F.Field]) -> None:
+    """Check what reads the same for every type, so that a wrong `type` does not hide the other errors."""
+    values: dict[str, Node] = node.value
+    for key, value in values.items():
+        if key in allowed and key not in _OWN_RULES:
+            typed_value(value, allowed[key], f"{crumb} → {key}", ctx)
+    # Any downloading type reads url, hash and file alike; a missing one is not reported without a type.
+    d = _Draft(node, values, SPECS[ItemType.ROOTSCRIPT], stage, crumb, ctx)
+    if "url" in values:
+        _url(d)
+    if "hash" in values:
+        _hash(d)
+    for key in ("file", "path"):
+        if key in values:
+            _checked_path(values[key], key, d)
+
+
 def _default(*values: Any) -> Any:
     """The first value given: the item's own, then the settings', then the type's."""
     return next((v for v in values if v is not None), None)
+
+
+def label(item_id: str, name: str) -> str:
+    """An item as messages name it, `userland[2] "Dock setup"`: the name made one line, a long one cut."""
+    return f'{item_id} "{one_line(name, _NAME_SHOWN)}"'
 
 
 def _name(node: Node, crumb: str, ctx: Context) -> tuple[str, str]:
     """The item's name and its breadcrumb (`userland[2] "Dock setup"`); "" when it has none."""
     name_node = node.value.get("name")
     if name_node is not None and isinstance(name_node.value, str) and name_node.value.strip():
-        return name_node.value, f'{crumb} "{one_line(name_node.value, None)}"'
+        labelled = label(crumb, name_node.value)
+        disguise = hidden(name_node.value)
+        if disguise:
+            ctx.report.error(
+                name_node,
+                labelled,
+                f"name: contains {', '.join(disguise[:5])}: control, bidi or zero-width characters, "
+                "which can disguise what a step is; remove them",
+            )
+            return "", labelled
+        ctx.names[crumb] = name_node
+        return name_node.value, labelled
     if name_node is None:
         ctx.report.error(node, crumb, "name: missing; every item needs a name")
     else:
@@ -135,12 +172,11 @@ def _spec(node: Node, crumb: str, ctx: Context) -> KindSpec | None:
     raw = type_node.value
     if isinstance(raw, str) and raw in _TYPES:
         return SPECS[ItemType(raw)]
-    ctx.report.error(
-        type_node,
-        crumb,
-        f"type: {show(raw)} is not an item type; "
-        f"expected one of {choices(_TYPES)}{suggest(str(raw), _TYPES)}",
-    )
+    if isinstance(raw, str):
+        message = f"{show(raw)} is not an item type; expected one of {choices(_TYPES)}{suggest(raw, _TYPES)}"
+    else:
+        message = f"expected one of {choices(_TYPES)}, got {describe(type_node)}"
+    ctx.report.error(type_node, crumb, f"type: {message}")
     return None
 
 
@@ -247,11 +283,16 @@ def _url(d: _Draft) -> str | None:
     if any(unicodedata.category(c) == "Cc" for c in raw):
         d.error(node, "url: contains control characters")
         return None
-    parts = urlsplit(raw)
-    if not parts.scheme and d.ctx.location is not None:
-        raw = urljoin(d.ctx.location, raw)
+    try:
         parts = urlsplit(raw)
-    problem = _url_problem(parts, raw, d.ctx)
+        if not parts.scheme and d.ctx.location is not None:
+            raw = urljoin(d.ctx.location, raw)
+            parts = urlsplit(raw)
+    except ValueError:
+        # urlsplit refuses an unbalanced or invalid [IPv6] host outright
+        d.error(node, f"url: {show(raw)} is not a valid URL (check the [ ] around an IPv6 address)")
+        return None
+    problem = _url_problem(parts, raw, d.ctx) or _address_problem(parts, raw)
     if problem is not None:
         d.error(node, f"url: {problem}")
         return None
@@ -292,6 +333,48 @@ def _url_problem(parts: SplitResult, raw: str, ctx: Context) -> str | None:
     return next((message() for broken, message in rules if broken()), None)
 
 
+#: A host name: letters (any script, for international names), digits, dots, hyphens, underscores.
+_HOST_NAME = re.compile(r"[\w.-]+")
+
+
+def _address_problem(parts: SplitResult, raw: str) -> str | None:
+    """A host or port the downloader could not use; found here so that every command says so."""
+    if parts.scheme.lower() == "file":
+        return None
+    after_host = parts.netloc.rpartition("@")[2].rpartition("]")[2]
+    port = after_host.partition(":")[2]  # all after the first colon, as urlsplit and httpx read it
+    if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        return f"{show(raw)} has the port {show(port)}; give a number from 1 to 65535, or none"
+    host = parts.hostname or ""
+    if parts.netloc.startswith("["):
+        try:
+            ipaddress.IPv6Address(host.partition("%")[0])
+        except ValueError:
+            return f"{show(raw)} has an invalid IPv6 address in [ ]"
+        return None
+    if not _HOST_NAME.fullmatch(host):
+        return f"{show(raw)}: the host {show(host)} may hold only letters, digits, '.', '-' and '_'"
+    if re.fullmatch(r"[0-9]+(\.[0-9]+){3}", host):
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError:
+            return f"{show(raw)} has an invalid IPv4 address"
+    elif not host.isascii() and not _idna_ok(host):
+        return f"{show(raw)}: the host {show(host)} is not a valid international domain name"
+    return None
+
+
+def _idna_ok(host: str) -> bool:
+    """Whether the downloader can turn an international host name into its ASCII form."""
+    import idna  # httpx's own dependency, for the same verdict; loaded only for such names
+
+    try:
+        idna.encode(host)
+    except idna.IDNAError:
+        return False
+    return True
+
+
 def _hash(d: _Draft) -> str | None:
     node = d.values.get("hash")
     if not d.spec.downloads:
@@ -308,16 +391,24 @@ def _hash(d: _Draft) -> str | None:
             + ("" if d.ctx.native else ia_note[None]),
         )
         return None
-    problem = _sha256_problem(node.value)
+    # YAML reads a hash of decimal digits only (or one like 1e5…) as a number: its text is the hash.
+    text = node.raw if _is_number(node.value) and node.raw is not None else node.value
+    problem = _sha256_problem(text, node)
     if problem is None:
-        return str(node.value).strip().lower().removeprefix("sha256:")
+        return str(text).strip().lower().removeprefix("sha256:")
     d.ctx.strict(node, d.crumb, f"hash: {problem}" + ("" if d.ctx.native else ia_note[True]))
     return None
 
 
-def _sha256_problem(value: Any) -> str | None:
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _sha256_problem(value: Any, node: Node) -> str | None:
+    if _is_number(node.value) and not is_sha256(str(value).lower()):
+        return f"{cut(str(value))} is a number, not 64 hex digits (sha256)"
     if not isinstance(value, str):
-        return f"expected 64 hex digits (sha256), got {type(value).__name__}"
+        return f"expected 64 hex digits (sha256), got {describe(node)}"
     text = value.strip().lower().removeprefix("sha256:")
     if not text:
         return "empty; expected 64 hex digits (sha256)"
@@ -422,7 +513,7 @@ def typed_value(node: Node, spec: F.Field, crumb: str, ctx: Context) -> Any:
         ctx.report.field_error(node, crumb, f"expected {expected}, got {describe(node)}")
         return None
     if spec.minimum is not None and value is not None and value < spec.minimum:
-        ctx.report.field_error(node, crumb, f"expected a number ≥ {spec.minimum:g}, got {value}")
+        ctx.report.field_error(node, crumb, f"expected a number ≥ {spec.minimum:g}, got {cut(str(value))}")
         return None
     return value
 
@@ -432,8 +523,11 @@ def enum_value(node: Node, crumb: str, ctx: Context, allowed: tuple[str, ...], d
     value = node.value
     if isinstance(value, str) and value in allowed:
         return value
-    hint = suggest(str(value), list(allowed))
-    ctx.report.field_error(node, crumb, f"{show(value)} is not one of {choices(list(allowed))}{hint}")
+    if node.is_scalar:
+        hint = suggest(str(value), list(allowed))
+        ctx.report.field_error(node, crumb, f"{show(value)} is not one of {choices(list(allowed))}{hint}")
+    else:
+        ctx.report.field_error(node, crumb, f"expected one of {choices(list(allowed))}, got {describe(node)}")
     return default
 
 

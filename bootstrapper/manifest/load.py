@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 from pathlib import Path
 from typing import Any
 
 from bootstrapper.errors import UnsafePathError, UsageError
 from bootstrapper.manifest import fields as F
-from bootstrapper.manifest.items import enum_value, read_item, typed_value
+from bootstrapper.manifest.items import enum_value, label, read_item, typed_value
 from bootstrapper.manifest.model import (
     FailPolicy,
     FinalAction,
@@ -32,6 +33,8 @@ from bootstrapper.manifest.source import MAX_BYTES, Node, SourceError, parse
 from bootstrapper.paths import INSTALL_DIR
 
 SUPPORTED_FORMAT = 1
+#: How a manifest read from standard input is named in messages.
+STDIN = "<stdin>"
 _TOP = {f.name: f for f in F.TOP_FIELDS}
 _SETTINGS = {f.name: f for f in F.SETTINGS_FIELDS}
 
@@ -74,6 +77,17 @@ def _read_trusted(path: Path, shown: str) -> bytes:
             return f.read(MAX_BYTES + 1)
         except OSError as exc:
             raise UsageError(f"{shown}: cannot read it ({exc.strerror})") from None
+
+
+def load_stdin(*, allow_http: bool = False) -> Loaded:
+    """A manifest piped in (`validate -`): it comes from this machine, relative URLs resolve against
+    the current folder."""
+    data = sys.stdin.buffer.read(MAX_BYTES + 1)
+    if len(data) > MAX_BYTES:
+        report = Report(STDIN)
+        report.error(None, "", f"the manifest is over {MAX_BYTES} bytes, the limit (4 MiB)")
+        raise report.failure()
+    return load_bytes(data, STDIN, location=Path.cwd().as_uri() + "/", local=True, allow_http=allow_http)
 
 
 def _read_capped(path: Path, shown: str) -> bytes:
@@ -233,8 +247,8 @@ def _unique_names(items: list[Item], ctx: Context) -> None:
         first = seen.setdefault(item.name, item)
         if first is not item:
             ctx.strict(
-                Node(None, item.line, 1) if item.line else None,
-                item.label,
+                ctx.names.get(item.id),
+                label(item.id, item.name),
                 f"name: also used by {first.id}; names must be unique so logs and progress can tell them "
                 "apart",
             )

@@ -14,6 +14,7 @@ from typing import Any
 from bootstrapper.errors import ManifestError
 from bootstrapper.manifest.model import Format, Problem, Settings
 from bootstrapper.manifest.source import Node
+from bootstrapper.text import one_line
 
 
 @dataclass
@@ -63,6 +64,8 @@ class Context:
     settings: Settings = field(default_factory=Settings)
     #: InstallApplications files kept outside INSTALL_DIR: one warning lists them.
     outside_install_dir: list[str] = field(default_factory=list)
+    #: Each item's name node by item id (`userland[2]`), for the position of a repeated name.
+    names: dict[str, Node] = field(default_factory=dict)
 
     @property
     def native(self) -> bool:
@@ -77,6 +80,7 @@ class Context:
 
     def unknown(self, key: str, key_node: Node, crumb: str, known: list[str], *, what: str) -> None:
         """A key nobody defined, or one that only the native format reads."""
+        key = cut(key)
         if key in known:
             self.report.warn(
                 key_node, crumb, f"{key}: a native-format key; ignored in an InstallApplications manifest"
@@ -98,9 +102,16 @@ def choices(values: list[str]) -> str:
 
 def show(value: Any) -> str:
     """A value quoted for a message: control characters escaped, cut at 80 characters."""
+    if isinstance(value, list | dict):  # parsed nodes inside: their repr is no message
+        return "a list" if isinstance(value, list) else "a mapping"
     # repr escapes what `one_line` escapes, in the same spelling, and quotes the value
     text = value if isinstance(value, str) else repr(value)
     return repr(text if len(text) <= 80 else text[:77] + "...")
+
+
+def cut(text: str, limit: int = 80) -> str:
+    """`text` as one line of at most `limit` characters: a 1 MB value is not echoed whole."""
+    return one_line(text, limit)
 
 
 def describe(node: Node) -> str:
@@ -111,7 +122,7 @@ def describe(node: Node) -> str:
     if isinstance(value, bool):
         return f"{str(value).lower()} (a boolean)"
     if isinstance(value, int | float):
-        return f"{(node.raw or value) if isinstance(value, float) else value} (a number)"
+        return f"{cut((node.raw or str(value)) if isinstance(value, float) else str(value))} (a number)"
     if isinstance(value, str):
         return f"{show(value)} (a text)"
     kinds: dict[type, str] = {list: "a list", dict: "a mapping"}

@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from bootstrapper.text import one_line
+
 #: Manifests are small; anything bigger is a mistake or an attack.
 MAX_BYTES = 4 * 1024 * 1024
 #: Nodes visited while expanding aliases ("billion laughs" stops here).
@@ -99,7 +101,7 @@ def _parse_json(text: str) -> Parsed:
         seen: dict[str, Any] = {}
         for key, value in items:
             if key in seen:
-                problems.append(SourceError(f"duplicate key {key!r}: each key may appear once"))
+                problems.append(SourceError(f"duplicate key '{one_line(key, 80)}': each key may appear once"))
             seen[key] = value
         return seen
 
@@ -173,7 +175,14 @@ class _Walker:
             raise SourceError(f"unsupported YAML tag {node.tag!r}: only plain values are allowed", line, col)
         if node.tag == f"{_CORE}timestamp":
             return Node(node.value, line, col, raw=node.value)
-        value = self.constructor.construct_object(node, deep=True)
+        try:
+            value = self.constructor.construct_object(node, deep=True)
+        except ValueError:
+            # Only an integer past Python's digit limit (4300) gets here: timestamps stay text.
+            self.problems.append(
+                SourceError(f"a number of {len(node.value)} digits; is it a mistake?", line, col)
+            )
+            value = node.value
         return Node(value, line, col, raw=node.value)
 
     def _mapping(self, node: yaml.MappingNode, depth: int, line: int, col: int) -> Node:
@@ -181,7 +190,11 @@ class _Walker:
             raise SourceError(f"unsupported YAML tag {node.tag!r}: only plain values are allowed", line, col)
         values: dict[str, Node] = {}
         keys: dict[str, Node] = {}
+        merged: list[Node] = []
         for key_node, value_node in node.value:
+            if key_node.tag == f"{_CORE}merge":
+                merged.extend(self._merge(value_node, depth + 1))
+                continue
             key = self.walk(key_node, depth + 1)
             if not isinstance(key.value, str) or key.raw is None:
                 self.problems.append(SourceError("keys must be plain strings", key.line, key.col))
@@ -190,7 +203,8 @@ class _Walker:
             if name in values:
                 self.problems.append(
                     SourceError(
-                        f"duplicate key {name!r} (first at line {keys[name].line}): each key may appear once",
+                        f"duplicate key '{one_line(name, 80)}' (first at line {keys[name].line}): "
+                        "each key may appear once",
                         key.line,
                         key.col,
                     )
@@ -198,4 +212,24 @@ class _Walker:
                 continue
             keys[name] = key
             values[name] = self.walk(value_node, depth + 1)
+        # YAML merge keys: the mapping's own keys win, then the merged mappings in the order given.
+        for source in merged:
+            for name, value in source.value.items():
+                if name not in values:
+                    values[name], keys[name] = value, source.keys[name]
         return Node(values, line, col, keys=keys)
+
+    def _merge(self, node: yaml.Node, depth: int) -> list[Node]:
+        """What `<<:` brings in: a mapping (usually an `*alias`) or a list of them."""
+        found = self.walk(node, depth)
+        sources = found.value if found.is_seq else [found]
+        if not all(source.is_map for source in sources):
+            self.problems.append(
+                SourceError(
+                    "`<<:` merges a mapping or a list of mappings (e.g. `<<: *defaults`)",
+                    found.line,
+                    found.col,
+                )
+            )
+            return []
+        return sources

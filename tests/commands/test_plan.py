@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import platform
 from pathlib import Path
 
 import pytest
 
 from bootstrapper.cli import main
+from bootstrapper.paths import Paths
+from bootstrapper.platform.sandbox import SandboxPlatform
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "manifests"
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,3 +47,20 @@ def test_plan_json_redacts_query_tokens(tmp_path: Path, capsys: pytest.CaptureFi
     assert main(["plan", str(manifest), "--json"]) == 0
     out = capsys.readouterr().out
     assert "SECRET123" not in out and "token=***" in out
+
+
+@pytest.mark.skipif(platform.mac_ver()[0] != "", reason="on a Mac both read the real version")
+def test_plan_assumes_the_macos_version_the_sandbox_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A plan made on Linux skips what a sandbox run skips: both assume the same macOS version."""
+    sandbox = asyncio.run(SandboxPlatform(Paths(root=tmp_path)).facts())
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(
+        "format: 1\nuserland:\n"
+        f"  - {{name: w, type: wait, path: /tmp/x, only_if: {{os_version: '>= {sandbox.os_version}'}}}}\n"
+    )
+    assert main(["plan", str(manifest), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["facts"]["os_version"] == sandbox.os_version
+    assert doc["steps"][0]["action"] == "run"

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
 from bootstrapper.cli import main
 from bootstrapper.manifest.convert import native_path, raw_hashes, to_native
 from bootstrapper.manifest.load import load_bytes, load_file
-from bootstrapper.manifest.model import Format, Item
+from bootstrapper.manifest.model import Format, Item, Loaded
 from tests.manifest.test_installapplications import MANIFESTS, VALID
 
 
@@ -122,3 +122,62 @@ def test_convert_command_exits_0_on_a_condition_mapping(
     out = capsys.readouterr()
     assert "os_version: '>= 14.2'" in out.out and "model: MacBookAir*" in out.out
     assert "problem" not in out.err
+
+
+def _ia(*items: dict[str, object]) -> Loaded:
+    doc = {"preflight": [], "setupassistant": [], "userland": list(items)}
+    return load_bytes(json.dumps(doc, indent=1).encode(), "bootstrap.json")
+
+
+def _script(name: str, file: str = "/Library/installapplications/a.sh", **extra: object) -> dict[str, object]:
+    return {
+        "name": name,
+        "type": "rootscript",
+        "url": "https://e.com/a.sh",
+        "hash": "a" * 64,
+        "file": file,
+        **extra,
+    }
+
+
+def test_files_in_either_installapplications_folder_move_to_ours() -> None:
+    loaded = _ia(
+        _script("old", "/Library/installapplications/old.sh"),
+        _script("new", "/Library/Application Support/installapplications/sub/new.sh"),
+    )
+    text, notes = to_native(loaded)
+    files = [i.file for i in load_bytes(text.encode(), "out.yaml").manifest.items]
+    assert files == [
+        PurePosixPath("/Library/bootstrapper/old.sh"),
+        PurePosixPath("/Library/bootstrapper/sub/new.sh"),
+    ]
+    assert notes[0] == (
+        "2 file(s) moved from /Library/installapplications/ and /Library/Application Support/installapplications/ "
+        "to /Library/bootstrapper/; check scripts that refer to the old folder"
+    )
+
+
+def test_repeated_names_are_renamed_and_noted() -> None:
+    loaded = _ia(_script("Setup"), _script("Setup (2)"), _script("Setup"), _script("Setup"))
+    text, notes = to_native(loaded)
+    names = [i.name for i in load_bytes(text.encode(), "out.yaml").manifest.items]
+    assert names == ["Setup", "Setup (2)", "Setup (3)", "Setup (4)"]
+    assert "userland[2] \"Setup\": renamed 'Setup (3)': names must be unique in the native format" in notes
+    assert "userland[3] \"Setup\": renamed 'Setup (4)': names must be unique in the native format" in notes
+
+
+def test_what_is_not_carried_over_is_noted_with_its_line() -> None:
+    loaded = _ia(_script("a", colour="blue", parallel_group="g1"))
+    text, notes = to_native(loaded)
+    assert "colour" not in text and "parallel_group" not in text
+    dropped = [n for n in notes if "not carried over" in n]
+    assert len(dropped) == 2
+    assert any(n.startswith("bootstrap.json:") and "colour: unknown key, ignored" in n for n in dropped)
+    assert any("parallel_group: ignored; items run in manifest order" in n for n in dropped)
+
+
+def test_the_deployed_readme_example_with_a_repeated_name_converts_to_unique_names() -> None:
+    path = MANIFESTS / "macadmins-installapplications-README-example.json"
+    text, notes = to_native(load_file(path))
+    assert "name: Example Script (2)" in text
+    assert any("renamed 'Example Script (2)'" in n for n in notes)

@@ -161,6 +161,39 @@ def test_credentials_in_url_are_refused() -> None:
     assert "pw" not in problems[0]
 
 
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "https://[::1/a.sh",
+            "'https://[::1/a.sh' is not a valid URL (check the [ ] around an IPv6 address)",
+        ),
+        (
+            "https://[zz]/a.sh",
+            "'https://[zz]/a.sh' is not a valid URL (check the [ ] around an IPv6 address)",
+        ),
+        ("https://e.com:99999/a.sh", "has the port '99999'; give a number from 1 to 65535, or none"),
+        ("https://e.com:abc/a.sh", "has the port 'abc'; give a number from 1 to 65535, or none"),
+        ("https://e.com:0/a.sh", "has the port '0'; give a number from 1 to 65535, or none"),
+        ("https://e.com:1:2/a.sh", "has the port '1:2'; give a number from 1 to 65535, or none"),
+        ("https://e x.com/a.sh", "the host 'e x.com' may hold only letters, digits, '.', '-' and '_'"),
+        ("https://e%41.com/a.sh", "the host 'e%41.com' may hold only letters, digits, '.', '-' and '_'"),
+    ],
+)
+def test_malformed_urls_are_bad_input_at_their_line(url: str, message: str) -> None:
+    problems = errors(native(f'- name: a\n  type: rootscript\n  url: "{url}"\n  hash: {HASH}\n'))
+    assert len(problems) == 1
+    assert problems[0].startswith('m.yaml:5:8: userland[0] "a" → url: ')
+    assert message in problems[0]
+
+
+@pytest.mark.parametrize(
+    "url", ["https://[::1]:8443/a.sh", "https://e.com:443/a.sh", "https://bücher.de/a.sh", "https://e.com:/a"]
+)
+def test_well_formed_urls_with_ports_and_hosts_load(url: str) -> None:
+    assert load(native(f'- name: a\n  type: rootscript\n  url: "{url}"\n  hash: {HASH}\n')).manifest.items
+
+
 def test_relative_url_resolves_against_the_manifest_location() -> None:
     loaded = load(native(f"- name: a\n  type: rootscript\n  url: ../items/a.sh\n  hash: {HASH}\n"))
     assert loaded.manifest.items[0].url == "https://example.com/items/a.sh"
@@ -231,7 +264,7 @@ def test_names_must_be_unique() -> None:
     item = f"- name: same\n  type: rootscript\n  url: https://e.com/a.sh\n  hash: {HASH}\n"
     problems = errors(native(item + item))
     assert problems == [
-        'm.yaml:7:1: userland[1] "same" → name: also used by userland[0]; names must be unique so logs and '
+        'm.yaml:7:9: userland[1] "same" → name: also used by userland[0]; names must be unique so logs and '
         "progress can tell them apart"
     ]
 
@@ -361,3 +394,99 @@ def test_invalid_json_has_a_position() -> None:
     with pytest.raises(ManifestError) as info:
         load_bytes(b'{"userland": [}', "b.json")
     assert info.value.problems == ["b.json:1:15: invalid JSON: Expecting value"]
+
+
+def test_a_wrong_type_leaks_no_internals_and_hides_no_other_error() -> None:
+    problems = errors(
+        native("- name: a\n  type: [x]\n  url: https://e.com:99999/a\n  retries: -3\n  hash: 12\n")
+    )
+    assert problems == [
+        'm.yaml:4:9: userland[0] "a" → type: expected one of package, rootscript, userscript, rootfile, '
+        "userfile, wait, got a list",
+        "m.yaml:5:8: userland[0] \"a\" → url: 'https://e.com:99999/a' has the port '99999'; "
+        "give a number from 1 to 65535, or none",
+        'm.yaml:6:12: userland[0] "a" → retries: expected a number ≥ 0, got -3',
+        'm.yaml:7:9: userland[0] "a" → hash: 12 is a number, not 64 hex digits (sha256)',
+    ]
+
+
+def test_a_list_where_a_choice_goes_is_named_as_a_list() -> None:
+    base = f"- name: a\n  type: rootscript\n  url: https://e.com/a.sh\n  hash: {HASH}\n"
+    assert errors(native(base + "  fail_policy: [1]\n")) == [
+        'm.yaml:7:16: userland[0] "a" → fail_policy: expected one of failable, failable_execution, '
+        "failure_is_not_an_option, got a list"
+    ]
+
+
+def test_a_hash_yaml_reads_as_a_number() -> None:
+    base = "- name: a\n  type: rootscript\n  url: https://e.com/a.sh\n"
+    assert errors(native(base + "  hash: 12345\n")) == [
+        'm.yaml:6:9: userland[0] "a" → hash: 12345 is a number, not 64 hex digits (sha256)'
+    ]
+    digits = "1234567890" * 6 + "1234"
+    assert load(native(base + f"  hash: {digits}\n")).manifest.items[0].hash == digits
+
+
+def test_merge_keys_share_an_items_keys() -> None:
+    text = f"""\
+        format: 1
+        userland:
+          - &script
+            name: first
+            type: rootscript
+            url: https://e.com/a.sh
+            hash: {HASH}
+            retries: 1
+          - <<: *script
+            name: second
+            retries: 4
+          - <<: [{{donotwait: true}}, *script]
+            name: third
+        """
+    items = load(text).manifest.items
+    assert [(i.name, i.type.value, i.url, i.retries, i.donotwait) for i in items] == [
+        ("first", "rootscript", "https://e.com/a.sh", 1, False),
+        ("second", "rootscript", "https://e.com/a.sh", 4, False),
+        ("third", "rootscript", "https://e.com/a.sh", 1, True),
+    ]
+
+
+def test_a_merge_of_something_else_than_a_mapping_is_refused() -> None:
+    assert errors(native("- <<: [1]\n  name: a\n  type: wait\n  path: /tmp/x\n"))[0] == (
+        "m.yaml:3:7: `<<:` merges a mapping or a list of mappings (e.g. `<<: *defaults`)"
+    )
+
+
+def test_long_values_are_cut_in_messages() -> None:
+    big = "x" * 1_000_000
+    doc = {"preflight": [], "userland": [{"name": big, "type": big, "file": "/a/" + big, big: 1}]}
+    with pytest.raises(ManifestError) as info:
+        load_bytes(json.dumps(doc).encode(), "b.json")
+    problems = info.value.problems + [str(w) for w in info.value.warnings]
+    assert len(problems) == 3
+    assert all(len(p) < 400 for p in problems), [len(p) for p in problems]
+
+
+def test_a_number_past_pythons_digit_limit_is_an_error_not_a_crash() -> None:
+    problems = errors(f"format: 1\nsettings:\n  retries: {'1' * 5000}\n")
+    assert problems[0] == "m.yaml:3:12: a number of 5000 digits; is it a mistake?"
+    assert all(len(p) < 300 for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [("ad\u200bmin", "\\u200b"), ("setup \u202egnp.sh", "\\u202e"), ("a\u2066b\u2069", "\\u2066, \\u2069")],
+)
+def test_names_with_invisible_or_reordering_characters_are_refused(name: str, shown: str) -> None:
+    doc = {"format": 1, "userland": [{"name": name, "type": "wait", "path": "/tmp/x"}]}
+    problems = errors(json.dumps(doc))
+    assert len(problems) == 1
+    assert f"→ name: contains {shown}: control, bidi or zero-width characters" in problems[0]
+    assert "\u202e" not in problems[0] and "\u200b" not in problems[0]
+
+
+def test_a_shown_list_or_mapping_never_prints_parsed_nodes() -> None:
+    from bootstrapper.manifest.report import show
+    from bootstrapper.manifest.source import Node
+
+    assert (show([Node("x")]), show({"k": Node(1)})) == ("a list", "a mapping")
