@@ -36,6 +36,7 @@ from bootstrapper.fetch.http import RateGuard, check_status, make_client, read_c
 from bootstrapper.fetch.model import Download, FetchOptions
 from bootstrapper.fetch.redact import Redactor, redact_url
 from bootstrapper.fetch.retry import RetryPolicy, with_retries
+from bootstrapper.fetch.segments import SEGMENT_MIN, SMALL_BYTES, Link, SegmentedAttempt, mismatch
 from bootstrapper.fetch.staging import Part, Sink, Writer
 from bootstrapper.hashing import feed_file, sha256_file
 
@@ -74,6 +75,14 @@ class Downloader:
         self._rng = rng or random.Random()  # noqa: S311 -- jitter, not a secret
         self._client: httpx.AsyncClient | None = None
         self._locks: dict[Path, asyncio.Lock] = {}
+        #: How many connections pay, measured over every large transfer of this downloader.
+        self._link = Link(options.concurrency)
+        #: Segmented transfers in progress, the one needed soonest (fetched first) first.
+        self._transfers: list[tuple[int, SegmentedAttempt]] = []
+        self._order = 0
+        #: URLs whose server refused a range once: fetched as one stream from then on.
+        self._no_ranges: set[str] = set()
+        self._spare_watchers: list[Callable[[], None]] = []
 
     async def __aenter__(self) -> Downloader:
         staging.prepare_staging(self._staging)
@@ -107,22 +116,52 @@ class Downloader:
                 group.create_task(one(item))
         return {key: results[key] for key in keys}
 
-    async def fetch(self, item: Download) -> Path:
-        """Download, verify and place one item (retrying inside); its final path."""
+    def spare(self) -> bool:
+        """A connection that pays is free and no transfer under way can use it: start another item."""
+        return self._link.in_use < self._link.allowed
+
+    @property
+    def link(self) -> Link:
+        """The measured connection count (tests and benchmarks read it, or preset it)."""
+        return self._link
+
+    def watch_spare(self, callback: Callable[[], None]) -> None:
+        """`callback()` whenever a connection is left spare (a transfer ended, or more connections pay)."""
+        self._spare_watchers.append(callback)
+
+    async def fetch(self, item: Download, *, small: bool | None = None) -> Path:
+        """Download, verify and place one item (retrying inside); its final path.
+
+        A small item (by default: a known size up to `SMALL_BYTES`) runs on a connection of its own,
+        outside the count of connections that large transfers share and measure.
+        """
         if self._client is None:
             raise RuntimeError("Downloader.fetch outside `async with Downloader(...)`")
+        if small is None:
+            small = item.size is not None and item.size <= SMALL_BYTES
         part = Part.for_item(self._staging, item.url, item.sha256)
         lock = self._locks.setdefault(part.path, asyncio.Lock())
         redact = Redactor([*self._options.secrets(), *item.headers.values()])
+        self._order += 1
+        order = self._order
         try:
             async with lock:
-                return await self._fetch(self._client, item, part, redact)
+                return await self._fetch(self._client, item, part, redact, order, counted=not small)
         except FetchError as exc:
             log.warning("%s: %s", item.key, exc)
             self._emit(FailedEvent(item.key, exc))
             raise
 
-    async def _fetch(self, client: httpx.AsyncClient, item: Download, part: Part, redact: Redactor) -> Path:
+    async def _fetch(
+        self,
+        client: httpx.AsyncClient,
+        item: Download,
+        part: Part,
+        redact: Redactor,
+        order: int,
+        *,
+        counted: bool,
+    ) -> Path:
         shown = redact_url(item.url)
         if await self._in_place(item):
             size = item.dest.lstat().st_size
@@ -135,8 +174,13 @@ class Downloader:
             log.info("%s: attempt %d failed (%s); next in %.1fs", item.key, attempt, error, wait)
             self._emit(Retrying(item.key, attempt, str(error), wait))
 
+        def attempt() -> Awaitable[int]:
+            if counted and item.size is not None and item.size >= SEGMENT_MIN:
+                return SegmentedAttempt(self, client, item, part, redact, order).run()
+            return _Attempt(self, client, item, part, redact, counted=counted).run()
+
         size = await with_retries(
-            lambda: _Attempt(self, client, item, part, redact).run(),
+            attempt,
             RetryPolicy.of(self._options, item.retrywait, attempts=1 + item.retries),
             sleep=self._sleep,
             rng=self._rng,
@@ -166,10 +210,32 @@ class Downloader:
             os.chmod(item.dest, item.mode)
         return True
 
+    # --- connections for segmented transfers ------------------------------------------------------
+
+    def _register(self, transfer: SegmentedAttempt) -> None:
+        self._transfers.append((transfer.order, transfer))
+        self._transfers.sort(key=lambda pair: pair[0])
+
+    def _unregister(self, transfer: SegmentedAttempt) -> None:
+        self._transfers = [(o, t) for o, t in self._transfers if t is not transfer]
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Hand the connections that pay to the transfers in order of need, then tell the watchers."""
+        link = self._link
+        for _order, t in self._transfers:
+            if t.active == 0:
+                t.start_queued()  # a transfer always has its one connection
+            while link.in_use < link.allowed and (t.start_queued() or t.split()):
+                pass
+        if link.in_use < link.allowed:
+            for callback in self._spare_watchers:
+                callback()
+
     def _check_space(self, item: Download, part: Part, shown: str) -> None:
         if item.size is None:
             return
-        need = item.size - part.size()
+        need = item.size - part.held()
         free = staging.free_space(self._staging)
         if need > free:
             raise DiskFullError(
@@ -182,9 +248,17 @@ class _Attempt:
     """One try at an item: resume the part file if it can be, stream, verify."""
 
     def __init__(
-        self, owner: Downloader, client: httpx.AsyncClient, item: Download, part: Part, redact: Redactor
+        self,
+        owner: Downloader,
+        client: httpx.AsyncClient,
+        item: Download,
+        part: Part,
+        redact: Redactor,
+        *,
+        counted: bool,
     ) -> None:
         self.owner = owner
+        self.counted = counted
         self.client = client
         self.item = item
         self.part = part
@@ -200,12 +274,19 @@ class _Attempt:
         if offset and offset == self.item.size:
             return await self._verify_complete(hasher, offset)
         for _ in range(2):
+            link = self.owner._link
+            if self.counted:
+                link.in_use += 1
             try:
                 async with RateGuard(self.owner._options, self.item.url) as guard:
                     return await self._request(offset, validator, hasher, guard)
             except _StartOver:
                 self.part.discard()
                 offset, validator, hasher = 0, None, hashlib.sha256()
+            finally:
+                if self.counted:
+                    link.in_use -= 1
+                    self.owner._dispatch()
         raise TransferError(f"{self.shown}: the server keeps refusing to resume; retrying from zero")
 
     def _resumable(self) -> tuple[int, str | None]:
@@ -272,7 +353,8 @@ class _Attempt:
         return not (etag and validator and validator.startswith('"') and etag != validator)
 
     def _sidecar(self, response: httpx.Response) -> dict[str, str]:
-        data = {"url": self.item.url, "sha256": self.item.sha256}
+        # the URL as shown, never as fetched: a presigned URL's signature must not rest on disk
+        data = {"url": redact_url(self.item.url), "sha256": self.item.sha256}
         etag = response.headers.get("etag", "")
         if etag.startswith('"'):  # a strong validator only: If-Range cannot use a weak one
             data["etag"] = etag
@@ -288,6 +370,7 @@ class _Attempt:
         received = 0
         total = self.item.size
         emit = self.owner._emit
+        link = self.owner._link
         last = time.monotonic()
         body = read_capped(response, self.limit, guard, self.redact, self._too_large, offset=offset)
         try:
@@ -296,6 +379,10 @@ class _Attempt:
                     async for chunk in body:
                         received += len(chunk)
                         await sink.feed(chunk)
+                        if self.counted:
+                            link.add_bytes(len(chunk))
+                            if link.tick():
+                                self.owner._dispatch()
                         now = time.monotonic()
                         if now - last >= PROGRESS_EVERY:
                             last = now
@@ -333,12 +420,7 @@ class _Attempt:
         )
 
     def _mismatch(self, actual: str) -> HashMismatchError:
-        return HashMismatchError(
-            f"{self.shown}: sha256 mismatch: expected {self.item.sha256}, got {actual}; "
-            "the file was discarded (a captive portal, a changed file, or a wrong hash in the manifest)",
-            self.item.sha256,
-            actual,
-        )
+        return mismatch(self.item, actual)
 
 
 class _StartOver(Exception):

@@ -33,6 +33,11 @@ _NOSPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 _IO = ThreadPoolExecutor(max_workers=8, thread_name_prefix="bootstrapper-fetch-io")
 
 
+def submit(fn: Callable[..., None], *args: object) -> Future[None]:
+    """Run blocking file work on the downloads' I/O threads."""
+    return _IO.submit(fn, *args)
+
+
 def is_disk_full(exc: OSError) -> bool:
     return exc.errno in _NOSPACE
 
@@ -86,6 +91,19 @@ class Part:
             return 0
         return st.st_size
 
+    def held(self) -> int:
+        """Bytes already downloaded: the ranges a segmented part's sidecar lists, else the part's size."""
+        size = self.size()
+        listed = self.read_sidecar().get("segments") if size else None
+        if listed is None:
+            return size
+        held = 0
+        for word in listed.split(","):
+            start, _, end = word.partition("-")
+            if start.isdigit() and end.isdigit():
+                held += max(0, int(end) - int(start))
+        return min(held, size)
+
     def read_sidecar(self) -> dict[str, str]:
         try:
             fd = os.open(self.sidecar, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -118,6 +136,31 @@ class Part:
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
             raise StagingError(f"{self.path} is not a regular file; remove it")
+        return fd
+
+    def open_rw(self, size: int) -> int:
+        """The part for writing at any offset (segments), kept and grown to `size`; never a symlink.
+
+        The space is reserved up front where the filesystem can, so a full disk shows before the
+        download rather than in the middle of it.
+        """
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise StagingError(f"{self.path} is not a regular file; remove it")
+        try:
+            if st.st_size != size:
+                os.ftruncate(fd, size)
+            if hasattr(os, "posix_fallocate"):
+                try:
+                    os.posix_fallocate(fd, 0, size)
+                except OSError as exc:
+                    if is_disk_full(exc):
+                        raise
+        except BaseException:
+            os.close(fd)
+            raise
         return fd
 
 
