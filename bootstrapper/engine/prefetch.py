@@ -31,6 +31,7 @@ class Prefetcher:
         self._budget = lookahead_bytes
         self._in_use = 0
         self._large = 0
+        self._small_active = 0
         self._changed = asyncio.Condition()
         self._queue: list[Download] = []
         self._small: set[str] = set()
@@ -98,7 +99,8 @@ class Prefetcher:
         """The queue position of the next download to start now, if any.
 
         The window is the run of queued items whose bytes fit the budget, counted in order; in it a
-        small item always starts, a large one when no other large one runs or a connection is spare.
+        small item starts (up to `concurrency` of them at once), a large one when no other large one
+        runs or a connection is spare.
         """
         projected = self._in_use
         dl = self._downloader
@@ -108,8 +110,10 @@ class Prefetcher:
             if projected and projected + cost > self._budget:
                 break
             if d.key in self._small:
-                return n
-            if not self._large or (dl.spare() and self._large < dl.link.allowed):
+                # a cap all the same: a thousand scripts must not open a thousand connections at once
+                if self._small_active < dl.link.maximum:
+                    return n
+            elif not self._large or (dl.spare() and self._large < dl.link.allowed):
                 return n
             projected += cost
         self._waiting = True
@@ -125,6 +129,7 @@ class Prefetcher:
                 small = download.key in self._small
                 self._in_use += self._cost[download.key]
                 self._large += not small
+                self._small_active += small
             task = asyncio.create_task(self._one(download, small))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -142,4 +147,5 @@ class Prefetcher:
         finally:
             async with self._changed:
                 self._large -= not small
+                self._small_active -= small
                 self._changed.notify_all()
