@@ -83,6 +83,8 @@ class Downloader:
         #: URLs whose server refused a range once: fetched as one stream from then on.
         self._no_ranges: set[str] = set()
         self._spare_watchers: list[Callable[[], None]] = []
+        #: Large fetches begun that have no answer yet: they may still want the spare connections.
+        self._opening = 0
 
     async def __aenter__(self) -> Downloader:
         staging.prepare_staging(self._staging)
@@ -117,8 +119,12 @@ class Downloader:
         return {key: results[key] for key in keys}
 
     def spare(self) -> bool:
-        """A connection that pays is free and no transfer under way can use it: start another item."""
-        return self._link.in_use < self._link.allowed
+        """A connection that pays is free and no transfer under way can use it: start another item.
+
+        Not while a large fetch awaits its first answer: the connections are its own once it can
+        be split, and the next item must not take them in the meantime.
+        """
+        return self._link.in_use < self._link.allowed and not self._opening
 
     @property
     def link(self) -> Link:
@@ -144,13 +150,24 @@ class Downloader:
         redact = Redactor([*self._options.secrets(), *item.headers.values()])
         self._order += 1
         order = self._order
+        pending = [not small]
+        self._opening += pending[0]
+
+        def opened() -> None:
+            if pending[0]:
+                pending[0] = False
+                self._opening -= 1
+                self._dispatch()
+
         try:
             async with lock:
-                return await self._fetch(self._client, item, part, redact, order, counted=not small)
+                return await self._fetch(self._client, item, part, redact, order, opened, counted=not small)
         except FetchError as exc:
             log.warning("%s: %s", item.key, exc)
             self._emit(FailedEvent(item.key, exc))
             raise
+        finally:
+            opened()
 
     async def _fetch(
         self,
@@ -159,6 +176,7 @@ class Downloader:
         part: Part,
         redact: Redactor,
         order: int,
+        opened: Callable[[], None],
         *,
         counted: bool,
     ) -> Path:
@@ -175,9 +193,13 @@ class Downloader:
             self._emit(Retrying(item.key, attempt, str(error), wait))
 
         def attempt() -> Awaitable[int]:
+            one: SegmentedAttempt | _Attempt
             if counted and item.size is not None and item.size >= SEGMENT_MIN:
-                return SegmentedAttempt(self, client, item, part, redact, order).run()
-            return _Attempt(self, client, item, part, redact, counted=counted).run()
+                one = SegmentedAttempt(self, client, item, part, redact, order)
+            else:
+                one = _Attempt(self, client, item, part, redact, counted=counted)
+            one.opened = opened
+            return one.run()
 
         size = await with_retries(
             attempt,
@@ -259,6 +281,7 @@ class _Attempt:
     ) -> None:
         self.owner = owner
         self.counted = counted
+        self.opened: Callable[[], None] = lambda: None
         self.client = client
         self.item = item
         self.part = part
@@ -323,6 +346,7 @@ class _Attempt:
             self.client, self.item.url, self.owner._options, self.redact,
             item_headers=self.item.headers, extra=extra,
         )  # fmt: skip
+        self.opened()
         try:
             status = response.status_code
             if offset and (

@@ -61,8 +61,11 @@ SEGMENT_MIN = 16 * MiB
 SPLIT_MIN = 4 * MiB
 #: Segment boundaries fall on this, so writes stay page-aligned.
 ALIGN = 64 * KiB
-#: How long one throughput measurement lasts.
-PROBE_SECONDS = 0.2
+#: How long one throughput measurement lasts at least; longer on a link whose requests take long to
+#: answer (`LATENCY_WINDOWS` times the time to the first byte), so that a new connection's own
+#: start-up is not taken for a lack of gain.
+PROBE_SECONDS = 0.1
+LATENCY_WINDOWS = 4
 #: More connections must raise throughput by this much to stay.
 GAIN = 1.2
 #: After a probe that did not pay, how long until the next one.
@@ -93,6 +96,15 @@ class Link:
         self._mark: tuple[float, int] | None = None
         self._before: tuple[int, float] | None = None
         self._quiet_until = 0.0
+        self._latency = 0.0
+
+    @property
+    def window(self) -> float:
+        return max(PROBE_SECONDS, LATENCY_WINDOWS * self._latency)
+
+    def note_latency(self, seconds: float) -> None:
+        """A request's time to its answer: sets how long a measurement must last."""
+        self._latency = seconds if not self._latency else 0.7 * self._latency + 0.3 * seconds
 
     def add_bytes(self, n: int) -> None:
         self._bytes += n
@@ -108,7 +120,7 @@ class Link:
             self._mark = (now, self._bytes)
             return False
         started, at = self._mark
-        if now - started < PROBE_SECONDS:
+        if now - started < self.window:
             return False
         rate = (self._bytes - at) / (now - started)
         self._mark = (now, self._bytes)
@@ -307,6 +319,8 @@ class SegmentedAttempt:
         self._sidecar: dict[str, str] = {}
         self._last_progress = 0.0
         self._last_sidecar = 0.0
+        #: Called once the first answer says whether the file can be split.
+        self.opened: Callable[[], None] = lambda: None
 
     async def run(self) -> int:
         for _ in range(2):
@@ -443,15 +457,18 @@ class SegmentedAttempt:
         extra = {} if whole else {"Range": f"bytes={seg.pos}-{seg.end - 1}"}
         if self.validator and not whole:
             extra["If-Range"] = self.validator
+        asked_at = time.monotonic()
         response = await send_following(
             self.client, self.item.url, self.owner._options, self.redact,
             item_headers=self.item.headers, extra=extra,
         )  # fmt: skip
+        self.owner._link.note_latency(time.monotonic() - asked_at)
         try:
             self._check(seg, response, whole=whole, asked=extra.get("Range", ""))
         except BaseException:
             await response.aclose()
             raise
+        self.opened()
         return response
 
     def _check(self, seg: _Segment, response: httpx.Response, *, whole: bool, asked: str) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bootstrapper.errors import TransferError
-from bootstrapper.fetch.segments import SEGMENT_MIN, Assembly, Link, gaps, merge
+from bootstrapper.fetch.segments import PROBE_SECONDS, SEGMENT_MIN, Assembly, Link, gaps, merge
 from tests.fetch.conftest import Harness, sha
 from tests.support.httpfault import Exchange, FaultServer
 
@@ -289,12 +289,10 @@ class Clock:
 
 
 def _window(link: Link, clock: Clock, rate: float) -> bool:
-    from bootstrapper.fetch.segments import PROBE_SECONDS
-
     link.in_use = link.allowed
     link.tick()
-    clock.now += PROBE_SECONDS
-    link.add_bytes(int(rate * PROBE_SECONDS))
+    clock.now += link.window
+    link.add_bytes(int(rate * link.window))
     return link.tick()
 
 
@@ -323,6 +321,13 @@ def test_link_gives_back_connections_that_only_share_it_and_rests() -> None:
     link.add_bytes(int(24e6 * BACKOFF_SECONDS))
     assert link.tick()
     assert link.allowed == 2
+
+
+def test_link_measures_longer_where_requests_take_longer() -> None:
+    link = Link(4)
+    assert link.window == PROBE_SECONDS
+    link.note_latency(0.25)  # a far server: a new connection needs a while before it shows its speed
+    assert link.window == pytest.approx(4 * 0.25)
 
 
 def test_link_ignores_windows_with_idle_connections() -> None:
