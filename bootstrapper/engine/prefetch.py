@@ -32,6 +32,8 @@ class Prefetcher:
         self._in_use = 0
         self._large = 0
         self._small_active = 0
+        #: Large downloads started here that the downloader has not heard of yet.
+        self._launching = 0
         self._changed = asyncio.Condition()
         self._queue: list[Download] = []
         self._small: set[str] = set()
@@ -113,7 +115,7 @@ class Prefetcher:
                 # a cap all the same: a thousand scripts must not open a thousand connections at once
                 if self._small_active < dl.link.maximum:
                     return n
-            elif not self._large or (dl.spare() and self._large < dl.link.allowed):
+            elif not self._large or (not self._launching and dl.spare() and self._large < dl.link.allowed):
                 return n
             projected += cost
         self._waiting = True
@@ -129,6 +131,7 @@ class Prefetcher:
                 small = download.key in self._small
                 self._in_use += self._cost[download.key]
                 self._large += not small
+                self._launching += not small
                 self._small_active += small
             task = asyncio.create_task(self._one(download, small))
             self._tasks.add(task)
@@ -137,6 +140,8 @@ class Prefetcher:
     async def _one(self, download: Download, small: bool) -> None:
         future = self._results[download.key]
         try:
+            # `fetch` registers the download before it first waits, in this same step of the loop
+            self._launching -= not small
             path = await self._downloader.fetch(download, small=small)
         except Exception as exc:  # FetchError, or a bug: either way the step waiting must hear of it
             if not future.done():

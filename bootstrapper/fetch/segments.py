@@ -454,6 +454,8 @@ class SegmentedAttempt:
     async def _open(self, seg: _Segment) -> httpx.Response:
         """The request for one segment; checks that the answer is the range asked, of our file."""
         whole = seg.pos == 0 and seg.end == self.size and self.validator is None
+        # what is asked, kept: a split may lower `seg.end` while the answer is on its way
+        span = (seg.pos, seg.end)
         extra = {} if whole else {"Range": f"bytes={seg.pos}-{seg.end - 1}"}
         if self.validator and not whole:
             extra["If-Range"] = self.validator
@@ -464,14 +466,14 @@ class SegmentedAttempt:
         )  # fmt: skip
         self.owner._link.note_latency(time.monotonic() - asked_at)
         try:
-            self._check(seg, response, whole=whole, asked=extra.get("Range", ""))
+            self._check(span, response, whole=whole)
         except BaseException:
             await response.aclose()
             raise
         self.opened()
         return response
 
-    def _check(self, seg: _Segment, response: httpx.Response, *, whole: bool, asked: str) -> None:
+    def _check(self, span: Range, response: httpx.Response, *, whole: bool) -> None:
         status = response.status_code
         if whole:
             if status == 206:
@@ -480,7 +482,7 @@ class SegmentedAttempt:
             self._adopt(response)
             return
         if status == 416:
-            log.info("%s: the server refused range %s; starting over", self.item.key, asked)
+            log.info("%s: the server refused bytes %d-%d; starting over", self.item.key, span[0], span[1] - 1)
             self.owner._no_ranges.add(self.item.url)
             raise _Restart
         check_status(response)
@@ -493,9 +495,9 @@ class SegmentedAttempt:
         if etag and self.validator and self.validator.startswith('"') and etag != self.validator:
             log.info("%s: the file changed between segments (ETag); starting over", self.item.key)
             raise _Restart
-        if _content_range(response) != (seg.pos, seg.end - 1, self.size):
+        if _content_range(response) != (span[0], span[1] - 1, self.size):
             raise TransferError(
-                f"{self.shown}: asked for bytes {seg.pos}-{seg.end - 1} of {self.size} but the "
+                f"{self.shown}: asked for bytes {span[0]}-{span[1] - 1} of {self.size} but the "
                 f"server sent {response.headers.get('content-range') or 'no Content-Range'}; retrying"
             )
         if self.validator is None:
