@@ -88,7 +88,7 @@ class Prefetcher:
                 fut.exception()  # retrieved: an unused failure is not an "unhandled" one
 
     def _spare(self) -> None:
-        """The downloader has a connection to spare: the feeder may start the next large file."""
+        """A connection may be spare: the feeder, if waiting, looks again."""
         if self._waiting:
             self._waiting = False
             asyncio.get_running_loop().create_task(self._notify())
@@ -140,8 +140,11 @@ class Prefetcher:
     async def _one(self, download: Download, small: bool) -> None:
         future = self._results[download.key]
         try:
-            # `fetch` registers the download before it first waits, in this same step of the loop
-            self._launching -= not small
+            if not small:
+                # `fetch` registers the download before it first waits, in this same step of the
+                # loop; the feeder, woken after that, then sees whether a connection is left
+                self._launching -= 1
+                self._spare()
             path = await self._downloader.fetch(download, small=small)
         except Exception as exc:  # FetchError, or a bug: either way the step waiting must hear of it
             if not future.done():
