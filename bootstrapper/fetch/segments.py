@@ -57,15 +57,17 @@ SMALL_BYTES = 1 * MiB
 #: A file of at least this size may be split. Below it a second request costs more than it saves:
 #: at a CDN's 12 MiB/s per connection, half of 16 MiB is 0.7 s, against a request's ~0.1 s to ramp up.
 SEGMENT_MIN = 16 * MiB
-#: No segment is cut shorter than this (half a second at 8 MiB/s).
-SPLIT_MIN = 4 * MiB
+#: No segment is cut shorter than this. Small, so that near the end of a file the connections whose
+#: segments are done take over half of what the slowest one has left (as `aria2c -k1M` does): a
+#: 1 MiB piece is 80 ms at 12 MiB/s, still more than a request costs.
+SPLIT_MIN = 1 * MiB
 #: Segment boundaries fall on this, so writes stay page-aligned.
 ALIGN = 64 * KiB
 #: How long one throughput measurement lasts at least; longer on a link whose requests take long to
 #: answer (`LATENCY_WINDOWS` times the time to the first byte), so that a new connection's own
 #: start-up is not taken for a lack of gain.
-PROBE_SECONDS = 0.1
-LATENCY_WINDOWS = 4
+PROBE_SECONDS = 0.05
+LATENCY_WINDOWS = 2
 #: More connections must raise throughput by this much to stay.
 GAIN = 1.2
 #: After a probe that did not pay, how long until the next one.

@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 
 from bootstrapper.errors import TransferError
-from bootstrapper.fetch.segments import PROBE_SECONDS, SEGMENT_MIN, Assembly, Link, gaps, merge
+from bootstrapper.fetch.segments import (
+    LATENCY_WINDOWS,
+    PROBE_SECONDS,
+    SEGMENT_MIN,
+    Assembly,
+    Link,
+    gaps,
+    merge,
+)
 from tests.fetch.conftest import Harness, sha
 from tests.support.httpfault import Exchange, FaultServer
 
@@ -327,7 +335,7 @@ def test_link_measures_longer_where_requests_take_longer() -> None:
     link = Link(4)
     assert link.window == PROBE_SECONDS
     link.note_latency(0.25)  # a far server: a new connection needs a while before it shows its speed
-    assert link.window == pytest.approx(4 * 0.25)
+    assert link.window == pytest.approx(LATENCY_WINDOWS * 0.25)
 
 
 def test_link_ignores_windows_with_idle_connections() -> None:
