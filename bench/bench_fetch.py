@@ -4,7 +4,7 @@
    verified with the default settings: our wall time ÷ `curl -s URL | sha256sum` (goal ≤ 1.1), and
    our peak RSS (measured in a child process).
 2. The same file from a CDN that caps each connection at 12 MiB/s on a 48 MiB/s link: ours (segments,
-   as many as pay) ÷ `aria2c -x4 -s4` (goal ≤ 1.1); one connection for scale.
+   as many as pay) ÷ `aria2c -x4 -s4` (goal ≤ 1.1).
 3. Many items from a server that limits each connection's bandwidth: concurrency 4 ÷ concurrency 1.
 
 The server runs in its own process (`linkserver.py`), and so does our downloader (`client`), so
@@ -162,7 +162,7 @@ def bench_capped(work: Path) -> None:
             )
             times["aria2c"] = time.perf_counter() - started
             shutil.rmtree(out)
-        for label, concurrency in (("ours", 4), ("ours, one connection", 1)):
+        for label, concurrency in (("ours", 4),):
             dest = work / "capped-out" / "big.bin"
             job = {
                 "concurrency": concurrency,
