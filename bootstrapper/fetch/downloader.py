@@ -321,8 +321,9 @@ class _Attempt:
         meta = self.part.read_sidecar()
         validator = meta.get("etag") or meta.get("last_modified")
         if (
-            meta.get("url") != self.item.url
+            meta.get("url") != redact_url(self.item.url)
             or meta.get("sha256") != self.item.sha256
+            or "segments" in meta  # written by segments, not a prefix: this one stream starts over
             or not validator
             or size > self.limit
         ):

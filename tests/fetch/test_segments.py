@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import errno
 import hashlib
 import os
 import threading
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bootstrapper.errors import TransferError
+from bootstrapper.errors import DiskFullError, TransferError
 from bootstrapper.fetch.segments import (
     LATENCY_WINDOWS,
     PROBE_SECONDS,
@@ -238,18 +239,46 @@ def test_query_token_never_reaches_the_sidecar(h: Harness, srv: FaultServer) -> 
         assert "X-Amz-Signature=***" in p.read_text()
 
 
-def test_query_token_never_reaches_a_small_files_sidecar(h: Harness, srv: FaultServer) -> None:
+def test_query_token_never_reaches_a_small_files_sidecar_and_it_still_resumes(
+    h: Harness, srv: FaultServer
+) -> None:
     token = "s3cr3t-signature-value"
     data = os.urandom(300_000)
 
     def fn(ex: Exchange) -> None:
-        ex.serve(data, cut_after=100_000)
+        ex.serve(data, cut_after=100_000 if ex.index == 0 else None)
 
     url = srv.add("/s", fn) + f"?sig={token}"
     h.fail(h.item(url, data, retries=0))
     sidecars = [p for p in h.parts() if p.name.endswith(".json")]
     assert sidecars
     assert all(token not in p.read_text() for p in sidecars)
+
+    assert h.fetch(h.item(url, data)).read_bytes() == data
+    assert srv.requests("/s")[1].headers["range"].startswith("bytes=")
+
+
+def test_disk_full_in_a_segment_removes_the_part(h: Harness, srv: FaultServer) -> None:
+    room = [5 * 1024 * 1024]
+
+    def fills_up(fd: int, view: memoryview) -> int:
+        if room[0] <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        n = os.write(fd, view[: room[0]])
+        room[0] -= n
+        return n
+
+    url = srv.add("/big", ranged)
+
+    async def go() -> None:
+        async with h.downloader(write=fills_up) as d:
+            d.link.allowed = 4
+            await d.fetch(h.item(url, BIG))
+
+    with pytest.raises(DiskFullError, match="disk is full"):
+        asyncio.run(go())
+    assert h.parts() == []
+    assert not h.dest.exists()
 
 
 def test_assembly_hashes_out_of_order_writes_in_order(tmp_path: Path) -> None:
