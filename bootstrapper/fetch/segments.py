@@ -317,6 +317,7 @@ class SegmentedAttempt:
         self.active = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._ended = asyncio.Event()
+        self._closing = False
         self._assembly: Assembly | None = None
         self._sidecar: dict[str, str] = {}
         self._last_progress = 0.0
@@ -336,6 +337,7 @@ class SegmentedAttempt:
         # nothing carries over from a try the server refused: splitting waits for its first answer
         self.splittable = False
         self.queued, self.segments, self.active = [], [], 0
+        self._closing = False
         data = self.part.read_sidecar()
         validator = data.get("etag") or data.get("last_modified")
         done: list[Range] = []
@@ -389,6 +391,7 @@ class SegmentedAttempt:
                 self._ended.clear()
                 self.owner._dispatch()
         finally:
+            self._closing = True  # no new segment while the others wind down
             for task in self._tasks:
                 task.cancel()
             for task in self._tasks:
@@ -400,7 +403,7 @@ class SegmentedAttempt:
 
     def start_queued(self) -> bool:
         """Open a connection for the next range nobody fetches yet; False when there is none."""
-        if not self.queued or (self.active and not self.splittable):
+        if self._closing or not self.queued or (self.active and not self.splittable):
             return False
         start, end = self.queued.pop(0)
         self._start(_Segment(start, end))
@@ -408,7 +411,7 @@ class SegmentedAttempt:
 
     def split(self) -> bool:
         """Give a new connection half of the largest remaining range; False when none is worth it."""
-        if not self.splittable or not self.segments:
+        if self._closing or not self.splittable or not self.segments:
             return False
         seg = max(self.segments, key=lambda s: s.end - s.pos)
         left = seg.end - seg.pos
