@@ -119,12 +119,18 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(wait)
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        return  # a client that hangs up an idle kept-alive connection is no news
+
+
 def serve(folder: str, link: str, per_connection: str) -> None:
     _Handler.folder = Path(folder)
     _Handler.link = _Bucket(float(link)) if float(link) else None
     _Handler.per_connection = float(per_connection)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.daemon_threads = True
+    server = _Server(("127.0.0.1", 0), _Handler)
     print(server.server_address[1], flush=True)
     server.serve_forever()
 
