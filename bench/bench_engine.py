@@ -227,7 +227,18 @@ url, root = sys.argv[1], Path(sys.argv[2])
 paths = Paths(root=root)
 config = dataclasses.replace(Config(), allow_http=True)
 code = asyncio.run(run_with_provision(RunRequest(url, sandbox=True), config, paths, SandboxPlatform(paths)))
-print(json.dumps({"code": code, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+def peak_kb():
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over an exec from the forked parent
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss // 1024 if sys.platform == "darwin" else rss
+print(json.dumps({"code": code, "maxrss_kb": peak_kb()}))
 """
 
 
