@@ -104,7 +104,6 @@ class Scheduler:
         self.probe = probe
         self.transport = transport
         self.clock = clock
-        self._prefetch: Prefetcher | None = None
         self._facts: Facts | None = None
 
     async def execute(self) -> RunReport:
@@ -143,7 +142,7 @@ class Scheduler:
         report = RunReport("success")
         downloader = Downloader(self.options, ctx.paths.staging_dir, self._on_fetch, transport=self.transport)
         async with downloader as dl:
-            prefetch = self._prefetch = Prefetcher(dl, self.options.concurrency, ctx.config.lookahead_bytes)
+            prefetch = Prefetcher(dl, ctx.config.lookahead_bytes)
             try:
                 report = await self._stages(steps, prefetch)
             finally:
@@ -167,10 +166,13 @@ class Scheduler:
         report = RunReport("success")
         by_stage = {stage: [s for s in steps if s.item.stage is stage] for stage in Stage}
         # Preflight first, alone: a Mac that is already set up must not download everything else.
-        prefetch.add(self._downloads(by_stage[Stage.PREFLIGHT]))
+        scripts = {s.id for s in steps if SPECS[s.item.type].small}
+        prefetch.add(self._downloads(by_stage[Stage.PREFLIGHT]), small=scripts)
         for stage in Stage:
             if stage is Stage.SETUPASSISTANT:
-                prefetch.add(self._downloads(by_stage[Stage.SETUPASSISTANT] + by_stage[Stage.USERLAND]))
+                prefetch.add(
+                    self._downloads(by_stage[Stage.SETUPASSISTANT] + by_stage[Stage.USERLAND]), small=scripts
+                )
             if not by_stage[stage]:
                 continue
             self.state.set_stage(stage.value)
@@ -294,8 +296,6 @@ class Scheduler:
     def _on_fetch(self, event: FetchEvent) -> None:
         bus = self.ctx.bus
         if isinstance(event, fe.Progress):
-            if self._prefetch is not None:
-                self._prefetch.progress(event.key, event.done)
             bus.emit(ev.DownloadProgress(event.key, event.done, event.total))
         elif isinstance(event, fe.Started):
             bus.emit(ev.DownloadProgress(event.key, 0, event.total))

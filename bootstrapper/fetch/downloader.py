@@ -41,6 +41,7 @@ from bootstrapper.fetch.http import RateGuard, check_status, make_client, read_c
 from bootstrapper.fetch.model import Download, FetchOptions
 from bootstrapper.fetch.redact import Redactor, redact_url
 from bootstrapper.fetch.retry import RetryPolicy, with_retries
+from bootstrapper.fetch.segments import SEGMENT_MIN, SMALL_BYTES, Link, SegmentedAttempt, mismatch
 from bootstrapper.fetch.staging import Part, Sink, Writer
 from bootstrapper.hashing import feed_file
 from bootstrapper.safefile import open_verified, place_staged
@@ -80,6 +81,16 @@ class Downloader:
         self._rng = rng or random.Random()  # noqa: S311 -- jitter, not a secret
         self._client: httpx.AsyncClient | None = None
         self._locks: dict[Path, asyncio.Lock] = {}
+        #: How many connections pay, measured over every large transfer of this downloader.
+        self._link = Link(options.concurrency)
+        #: Segmented transfers in progress, the one needed soonest (fetched first) first.
+        self._transfers: list[tuple[int, SegmentedAttempt]] = []
+        self._order = 0
+        #: URLs whose server refused a range once: fetched as one stream from then on.
+        self._no_ranges: set[str] = set()
+        self._spare_watchers: list[Callable[[], None]] = []
+        #: Large fetches begun that have no answer yet: they may still want the spare connections.
+        self._opening = 0
 
     async def __aenter__(self) -> Downloader:
         staging.prepare_staging(self._staging)
@@ -113,26 +124,72 @@ class Downloader:
                 group.create_task(one(item))
         return {key: results[key] for key in keys}
 
-    async def fetch(self, item: Download) -> Path:
-        """Download, verify and place one item (retrying inside); its final path."""
+    def spare(self) -> bool:
+        """A connection that pays is free and no transfer under way can use it: start another item.
+
+        Not while a large fetch awaits its first answer: the connections are its own once it can
+        be split, and the next item must not take them in the meantime.
+        """
+        return self._link.in_use < self._link.allowed and not self._opening
+
+    @property
+    def link(self) -> Link:
+        """The measured connection count (tests and benchmarks read it, or preset it)."""
+        return self._link
+
+    def watch_spare(self, callback: Callable[[], None]) -> None:
+        """`callback()` whenever a connection is left spare (a transfer ended, or more connections pay)."""
+        self._spare_watchers.append(callback)
+
+    async def fetch(self, item: Download, *, small: bool | None = None) -> Path:
+        """Download, verify and place one item (retrying inside); its final path.
+
+        A small item (by default: a known size up to `SMALL_BYTES`) runs on a connection of its own,
+        outside the count of connections that large transfers share and measure.
+        """
         if self._client is None:
             raise RuntimeError("Downloader.fetch outside `async with Downloader(...)`")
+        if small is None:
+            small = item.size is not None and item.size <= SMALL_BYTES
         part = Part.for_item(self._staging, item.url, item.sha256)
         lock = self._locks.setdefault(part.path, asyncio.Lock())
         redact = Redactor([*self._options.secrets(), *item.headers.values()])
+        self._order += 1
+        order = self._order
+        pending = [not small]
+        self._opening += pending[0]
+
+        def opened() -> None:
+            if pending[0]:
+                pending[0] = False
+                self._opening -= 1
+                self._dispatch()
+
         try:
             async with lock:
                 if urlsplit(item.url).scheme == "file":
                     if not self._options.local_files:
                         raise UnsafeURLError(f"{item.url}: file:// items belong to a manifest on this disk")
                     return await self._copy_local(item, part)
-                return await self._fetch(self._client, item, part, redact)
+                return await self._fetch(self._client, item, part, redact, order, opened, counted=not small)
         except FetchError as exc:
             log.warning("%s: %s", item.key, exc)
             self._emit(FailedEvent(item.key, exc))
             raise
+        finally:
+            opened()
 
-    async def _fetch(self, client: httpx.AsyncClient, item: Download, part: Part, redact: Redactor) -> Path:
+    async def _fetch(
+        self,
+        client: httpx.AsyncClient,
+        item: Download,
+        part: Part,
+        redact: Redactor,
+        order: int,
+        opened: Callable[[], None],
+        *,
+        counted: bool,
+    ) -> Path:
         shown = redact_url(item.url)
         size = await self._in_place(item)
         if size is not None:
@@ -145,8 +202,17 @@ class Downloader:
             log.info("%s: attempt %d failed (%s); next in %.1fs", item.key, attempt, error, wait)
             self._emit(Retrying(item.key, attempt, str(error), wait))
 
+        def attempt() -> Awaitable[int]:
+            one: SegmentedAttempt | _Attempt
+            if counted and item.size is not None and item.size >= SEGMENT_MIN:
+                one = SegmentedAttempt(self, client, item, part, redact, order)
+            else:
+                one = _Attempt(self, client, item, part, redact, counted=counted)
+            one.opened = opened
+            return one.run()
+
         size = await with_retries(
-            lambda: _Attempt(self, client, item, part, redact).run(),
+            attempt,
             RetryPolicy.of(self._options, item.retrywait, attempts=1 + item.retries),
             sleep=self._sleep,
             rng=self._rng,
@@ -216,10 +282,32 @@ class Downloader:
             os.close(fd)
         return st.st_size
 
+    # --- connections for segmented transfers ------------------------------------------------------
+
+    def _register(self, transfer: SegmentedAttempt) -> None:
+        self._transfers.append((transfer.order, transfer))
+        self._transfers.sort(key=lambda pair: pair[0])
+
+    def _unregister(self, transfer: SegmentedAttempt) -> None:
+        self._transfers = [(o, t) for o, t in self._transfers if t is not transfer]
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        """Hand the connections that pay to the transfers in order of need, then tell the watchers."""
+        link = self._link
+        for _order, t in self._transfers:
+            if t.active == 0:
+                t.start_queued()  # a transfer always has its one connection
+            while link.in_use < link.allowed and (t.start_queued() or t.split()):
+                pass
+        if link.in_use < link.allowed:
+            for callback in self._spare_watchers:
+                callback()
+
     def _check_space(self, item: Download, part: Part, shown: str) -> None:
         if item.size is None:
             return
-        need = item.size - part.size()
+        need = item.size - part.held()
         free = staging.free_space(self._staging)
         if need > free:
             raise DiskFullError(
@@ -232,9 +320,18 @@ class _Attempt:
     """One try at an item: resume the part file if it can be, stream, verify."""
 
     def __init__(
-        self, owner: Downloader, client: httpx.AsyncClient, item: Download, part: Part, redact: Redactor
+        self,
+        owner: Downloader,
+        client: httpx.AsyncClient,
+        item: Download,
+        part: Part,
+        redact: Redactor,
+        *,
+        counted: bool,
     ) -> None:
         self.owner = owner
+        self.counted = counted
+        self.opened: Callable[[], None] = lambda: None
         self.client = client
         self.item = item
         self.part = part
@@ -250,12 +347,19 @@ class _Attempt:
         if offset and offset == self.item.size:
             return await self._verify_complete(hasher, offset)
         for _ in range(2):
+            link = self.owner._link
+            if self.counted:
+                link.in_use += 1
             try:
                 async with RateGuard(self.owner._options, self.item.url) as guard:
                     return await self._request(offset, validator, hasher, guard)
             except _StartOver:
                 self.part.discard()
                 offset, validator, hasher = 0, None, hashlib.sha256()
+            finally:
+                if self.counted:
+                    link.in_use -= 1
+                    self.owner._dispatch()
         raise TransferError(f"{self.shown}: the server keeps refusing to resume; retrying from zero")
 
     def _resumable(self) -> tuple[int, str | None]:
@@ -267,8 +371,9 @@ class _Attempt:
         meta = self.part.read_sidecar()
         validator = meta.get("etag") or meta.get("last_modified")
         if (
-            meta.get("url") != self.item.url
+            meta.get("url") != redact_url(self.item.url)
             or meta.get("sha256") != self.item.sha256
+            or "segments" in meta  # written by segments, not a prefix: this one stream starts over
             or not validator
             or size > self.limit
         ):
@@ -292,6 +397,7 @@ class _Attempt:
             self.client, self.item.url, self.owner._options, self.redact,
             item_headers=self.item.headers, extra=extra,
         )  # fmt: skip
+        self.opened()
         try:
             status = response.status_code
             if offset and (
@@ -322,7 +428,8 @@ class _Attempt:
         return not (etag and validator and validator.startswith('"') and etag != validator)
 
     def _sidecar(self, response: httpx.Response) -> dict[str, str]:
-        data = {"url": self.item.url, "sha256": self.item.sha256}
+        # the URL as shown, never as fetched: a presigned URL's signature must not rest on disk
+        data = {"url": redact_url(self.item.url), "sha256": self.item.sha256}
         etag = response.headers.get("etag", "")
         if etag.startswith('"'):  # a strong validator only: If-Range cannot use a weak one
             data["etag"] = etag
@@ -345,6 +452,7 @@ class _Attempt:
             else offset + int(announced)
         )
         emit = self.owner._emit
+        link = self.owner._link
         last = time.monotonic()
         body = read_capped(response, self.limit, guard, self.redact, self._too_large, offset=offset)
         try:
@@ -353,6 +461,10 @@ class _Attempt:
                     async for chunk in body:
                         received += len(chunk)
                         await sink.feed(chunk)
+                        if self.counted:
+                            link.add_bytes(len(chunk))
+                            if link.tick():
+                                self.owner._dispatch()
                         now = time.monotonic()
                         if now - last >= PROGRESS_EVERY:
                             last = now
@@ -390,12 +502,7 @@ class _Attempt:
         )
 
     def _mismatch(self, actual: str) -> HashMismatchError:
-        return HashMismatchError(
-            f"{self.shown}: sha256 mismatch: expected {self.item.sha256}, got {actual}; "
-            "the file was discarded (a captive portal, a changed file, or a wrong hash in the manifest)",
-            self.item.sha256,
-            actual,
-        )
+        return mismatch(self.item, actual)
 
 
 class _StartOver(Exception):

@@ -35,6 +35,11 @@ _NOSPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 _IO = ThreadPoolExecutor(max_workers=8, thread_name_prefix="bootstrapper-fetch-io")
 
 
+def submit(fn: Callable[..., None], *args: object) -> Future[None]:
+    """Run blocking file work on the downloads' I/O threads."""
+    return _IO.submit(fn, *args)
+
+
 def is_disk_full(exc: OSError) -> bool:
     return exc.errno in _NOSPACE
 
@@ -102,6 +107,19 @@ class Part:
             return 0
         return st.st_size
 
+    def held(self) -> int:
+        """Bytes already downloaded: the ranges a segmented part's sidecar lists, else the part's size."""
+        size = self.size()
+        listed = self.read_sidecar().get("segments") if size else None
+        if listed is None:
+            return size
+        held = 0
+        for word in listed.split(","):
+            start, _, end = word.partition("-")
+            if start.isdigit() and end.isdigit():
+                held += max(0, int(end) - int(start))
+        return min(held, size)
+
     def read_sidecar(self) -> dict[str, str]:
         try:
             fd = os.open(self.sidecar, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -134,6 +152,24 @@ class Part:
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
             raise StagingError(f"{self.path} is not a regular file; remove it")
+        return fd
+
+    def open_rw(self, size: int) -> int:
+        """The part for writing at any offset (segments), kept, and sized to `size` (sparse).
+
+        Not `fallocate`d: reserving a GiB costs a noticeable part of a second before the first
+        request, and the free space was checked before the download started.
+        """
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise StagingError(f"{self.path} is not a regular file; remove it")  # noqa: TRY301
+            if st.st_size != size:
+                os.ftruncate(fd, size)
+        except BaseException:
+            os.close(fd)
+            raise
         return fd
 
 

@@ -51,6 +51,9 @@ class KindSpec:
     kept_in_install_dir: bool = False
     #: Mode the verified download is placed with.
     mode: int = 0o644
+    #: A small file (a script) that is fetched on its own connection as soon as it is in the
+    #: look-ahead window, never queued behind a large download.
+    small: bool = False
     #: The item's `timeout` when neither it nor the settings give one (None: the runner's own default).
     default_timeout: float | None = None
     #: What progress displays say while it runs ("Installing Munki"), and its one-word status in a list.
@@ -90,6 +93,7 @@ SPECS: dict[ItemType, KindSpec] = {
             needs=frozenset({"url", "hash"}),
             kept_in_install_dir=True,
             mode=0o700,
+            small=True,
             verb="Running",
         ),
         KindSpec(
@@ -102,6 +106,7 @@ SPECS: dict[ItemType, KindSpec] = {
             runs_as_user=True,
             kept_in_install_dir=True,
             mode=0o755,
+            small=True,
             verb="Running",
         ),
         KindSpec(
