@@ -41,7 +41,7 @@ from bootstrapper.fetch.http import RateGuard, check_status, make_client, read_c
 from bootstrapper.fetch.model import Download, FetchOptions
 from bootstrapper.fetch.redact import Redactor, redact_url
 from bootstrapper.fetch.retry import RetryPolicy, with_retries
-from bootstrapper.fetch.segments import SEGMENT_MIN, SMALL_BYTES, Link, SegmentedAttempt, mismatch
+from bootstrapper.fetch.segments import SEGMENT_MIN, SMALL_BYTES, Attempt, Link, SegmentedAttempt, mismatch
 from bootstrapper.fetch.staging import Part, Sink, Writer
 from bootstrapper.hashing import feed_file
 from bootstrapper.safefile import open_verified, place_staged
@@ -316,7 +316,7 @@ class Downloader:
             )
 
 
-class _Attempt:
+class _Attempt(Attempt):
     """One try at an item: resume the part file if it can be, stream, verify."""
 
     def __init__(
@@ -329,14 +329,9 @@ class _Attempt:
         *,
         counted: bool,
     ) -> None:
-        self.owner = owner
+        super().__init__(owner, client, item, part, redact)
         self.counted = counted
         self.opened: Callable[[], None] = lambda: None
-        self.client = client
-        self.item = item
-        self.part = part
-        self.redact = redact
-        self.shown = redact_url(item.url)
         self.limit = item.size if item.size is not None else owner._options.max_bytes
 
     async def run(self) -> int:

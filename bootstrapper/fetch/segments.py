@@ -247,49 +247,45 @@ class _Restart(Exception):
     """The server will not serve this range of this version of the file: one stream from zero."""
 
 
-class _SegmentSink:
-    """One segment's bytes, gathered into batches and handed to the I/O thread, one batch in flight."""
+class _SegmentSink(staging.Batches):
+    """One segment's bytes, written at their offset on the I/O thread, one batch in flight."""
 
     def __init__(self, assembly: Assembly, pos: int) -> None:
+        super().__init__()
         self._assembly = assembly
         self._pos = pos
-        self._chunks: list[bytes] = []
-        self._buffered = 0
-        self._pending: Future[None] | None = None
 
-    async def feed(self, chunk: bytes) -> None:
-        self._chunks.append(chunk)
-        self._buffered += len(chunk)
-        if self._buffered >= BATCH:
-            await self.flush()
+    def _submit(self, data: bytes) -> Future[None]:
+        pending = staging.submit(self._assembly.put, self._pos, data)
+        self._pos += len(data)
+        return pending
 
     async def flush(self) -> None:
-        if self._pending is not None:
-            await asyncio.wrap_future(self._pending)
-            self._pending = None
-        if self._chunks:
-            data = b"".join(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
-            self._chunks.clear()
-            self._buffered = 0
-            self._pending = staging.submit(self._assembly.put, self._pos, data)
-            self._pos += len(data)
+        await self._flush()
 
     def close(self) -> None:
         """Wait for the write in flight (the descriptor must outlive it); keep what arrived."""
-        intact = True
-        if self._pending is not None:
-            try:
-                self._pending.result()
-            except BaseException:
-                intact = False
-            self._pending = None
-        if intact and self._chunks:
+        if self._settle() and self._chunks:
             with contextlib.suppress(OSError):
                 self._assembly.put(self._pos, b"".join(self._chunks))
         self._chunks.clear()
 
 
-class SegmentedAttempt:
+class Attempt:
+    """What every try at an item holds: its downloader, client, part file and what to scrub."""
+
+    def __init__(
+        self, owner: Downloader, client: httpx.AsyncClient, item: Download, part: Part, redact: Redactor
+    ) -> None:
+        self.owner = owner
+        self.client = client
+        self.item = item
+        self.part = part
+        self.redact = redact
+        self.shown = redact_url(item.url)
+
+
+class SegmentedAttempt(Attempt):
     """One try at a large item whose server takes ranges: segments on as many connections as pay."""
 
     def __init__(
@@ -302,14 +298,9 @@ class SegmentedAttempt:
         order: int,
     ) -> None:
         assert item.size is not None
-        self.owner = owner
+        super().__init__(owner, client, item, part, redact)
         self.order = order
-        self.client = client
-        self.item = item
         self.size = item.size
-        self.part = part
-        self.redact = redact
-        self.shown = redact_url(item.url)
         self.validator: str | None = None
         self.splittable = False
         self.queued: list[Range] = []

@@ -173,20 +173,20 @@ class Part:
         return fd
 
 
-class Sink:
-    """Hashes and writes a body on an I/O thread while the event loop receives the next batch.
+class Batches:
+    """A body gathered into batches for an I/O thread, one batch in flight at a time.
 
-    At most one batch is in flight, so memory stays at about two batches per download, and hashing
-    (which releases the GIL) overlaps with the network instead of following it.
+    Memory stays at about two batches per transfer, and the thread's work (hashing releases the GIL)
+    overlaps with the network instead of following it. Subclasses say what a batch is for.
     """
 
-    def __init__(self, fd: int, hasher: hashlib._Hash, write: Writer) -> None:
-        self._fd = fd
-        self._hasher = hasher
-        self._write = write
+    def __init__(self) -> None:
         self._chunks: list[bytes] = []
         self._buffered = 0
         self._pending: Future[None] | None = None
+
+    def _submit(self, data: bytes) -> Future[None]:
+        raise NotImplementedError
 
     async def feed(self, chunk: bytes) -> None:
         self._chunks.append(chunk)
@@ -203,7 +203,31 @@ class Sink:
             data = b"".join(self._chunks) if len(self._chunks) > 1 else self._chunks[0]
             self._chunks.clear()
             self._buffered = 0
-            self._pending = _IO.submit(self._consume, data)
+            self._pending = self._submit(data)
+
+    def _settle(self) -> bool:
+        """Wait for the batch in flight (also after a cancellation); False when its write failed."""
+        intact = True
+        if self._pending is not None:
+            try:
+                self._pending.result()
+            except BaseException:
+                intact = False
+            self._pending = None
+        return intact
+
+
+class Sink(Batches):
+    """Hashes and writes a body on the I/O thread while the event loop receives the next batch."""
+
+    def __init__(self, fd: int, hasher: hashlib._Hash, write: Writer) -> None:
+        super().__init__()
+        self._fd = fd
+        self._hasher = hasher
+        self._write = write
+
+    def _submit(self, data: bytes) -> Future[None]:
+        return _IO.submit(self._consume, data)
 
     def _consume(self, data: bytes) -> None:
         self._hasher.update(data)
@@ -229,13 +253,7 @@ class Sink:
         descriptor is never closed under it; after a failed write nothing more is appended, since a
         gap would corrupt the part. The hash is not needed: a resume re-reads the part from disk.
         """
-        intact = True
-        if self._pending is not None:
-            try:
-                self._pending.result()
-            except BaseException:
-                intact = False
-            self._pending = None
+        intact = self._settle()
         try:
             if intact and self._chunks:
                 with contextlib.suppress(OSError):
