@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import pwd
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bootstrapper import process
+from bootstrapper.atomic import write_json_atomic
 from bootstrapper.engine.trust import untrusted_reason
 from bootstrapper.errors import (
     CommandError,
@@ -53,6 +55,13 @@ class AgentConfig:
     trusted_uids: frozenset[int] = field(default_factory=frozenset)
     #: The system root scripts see as BOOTSTRAPPER_ROOT: "/" on a Mac, the sandbox folder otherwise.
     root: str = "/"
+
+    @property
+    def groups_file(self) -> Path:
+        """Where the script groups now running are listed, for the next agent to reap after a SIGKILL:
+        the session's private temporary folder, or the (sandbox) home when that is the shared /tmp."""
+        folder = self.home if self.tmpdir.rstrip("/") in ("/tmp", "/private/tmp") else self.tmpdir  # noqa: S108
+        return Path(folder) / ".bootstrapper-agent-groups.json"
 
     @classmethod
     def for_current_user(cls, socket: Path, daemon_uid: int, sandbox: Path | None = None) -> AgentConfig:
@@ -90,6 +99,45 @@ class Agent:
             "BOOTSTRAPPER_ROOT": config.root,
         }
         self._cwd = Path(config.home) if Path(config.home).is_dir() else Path("/")
+        self._groups: dict[int, str | None] = {}
+
+    # --- the groups of running scripts, as process.watching reports them ------------------------
+
+    def started(self, group: process.Group) -> None:
+        self._groups[group.pgid] = group.started
+        self._save_groups()
+
+    def ended(self, group: process.Group) -> None:
+        self._groups.pop(group.pgid, None)
+        self._save_groups()
+
+    def _save_groups(self) -> None:
+        path = self.config.groups_file
+        try:
+            if self._groups:
+                doc = [{"pgid": pgid, "started": started} for pgid, started in self._groups.items()]
+                write_json_atomic(path, doc, mode=0o600)
+            else:
+                path.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("cannot record the running scripts in %s: %s", path, exc)
+
+    async def reap_leftovers(self) -> None:
+        """Kill the scripts an agent before us (SIGKILLed, or crashed) left running: the daemon runs an
+        interrupted user step again, and it must never run beside its first copy."""
+        path = self.config.groups_file
+        try:
+            doc = json.loads(path.read_text())
+            groups = [process.Group(int(g["pgid"]), g.get("started")) for g in doc]
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            log.warning("ignoring %s: %s", path, exc)
+            groups = []
+        for group in groups:
+            if await process.reap_group(group):
+                log.warning("killed process group %d left by an earlier agent", group.pgid)
+        path.unlink(missing_ok=True)
 
     async def serve_forever(self) -> None:
         """Check in, serve, and dial again whenever the connection ends, until told to shut down.
@@ -98,6 +146,7 @@ class Agent:
         queue full, perhaps flooded by another user), refusing or not who it should be is tried
         again after a capped, jittered backoff. Each problem is logged once, not on every try.
         """
+        await self.reap_leftovers()
         delay = self.config.backoff_initial
         last_problem = ""
         while True:
@@ -181,13 +230,14 @@ class Agent:
         started = time.monotonic()
         try:
             await asyncio.to_thread(verify_script, op.path, op.sha256, self.config.trusted_uids)
-            done = await process.run(
-                [op.path, *op.args],
-                timeout=op.timeout,
-                env=self._env,
-                cwd=self._cwd,
-                tail_bytes=process.TAIL_BYTES,
-            )
+            with process.watching(self):
+                done = await process.run(
+                    [op.path, *op.args],
+                    timeout=op.timeout,
+                    env=self._env,
+                    cwd=self._cwd,
+                    tail_bytes=process.TAIL_BYTES,
+                )
         except (ScriptRefusedError, CommandError) as exc:
             log.warning("step %s: %s", op.step_id, exc)
             return protocol.Response(

@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -358,7 +360,36 @@ def start(run: Setup, *, interactive: bool) -> int:
     request = RunRequest(
         run.manifest, interactive=interactive, sandbox=run.sandbox, agent_executable=agent_exe
     )
-    return asyncio.run(run_with_provision(request, run.config, run.paths, run.platform))
+    return asyncio.run(_stoppable(run_with_provision(request, run.config, run.paths, run.platform)))
+
+
+async def _stoppable(job: Awaitable[int]) -> int:
+    """Run `job`; SIGTERM (launchd's bootout, shutdown or reboot) is an orderly stop, not a death.
+
+    The running step is cancelled, which kills its whole process group; the state file already says
+    where the run is, so the next start runs that step again (at least once, never two copies).
+    Exits 130 so that launchd (KeepAlive on failure) starts us again when it was not shutting down.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    stopping: list[bool] = []
+
+    def stop() -> None:
+        stopping.append(True)
+        task.cancel()
+
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop)
+    try:
+        return await job
+    except asyncio.CancelledError:
+        if not stopping:
+            raise
+        task.uncancel()
+        log.warning("stopped by SIGTERM: the interrupted step runs again at the next start")
+        return int(ExitCode.INTERRUPTED)
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 async def run_with_provision(request: RunRequest, config: Config, paths: Paths, platform: Platform) -> int:

@@ -79,6 +79,9 @@ class StepState:
     finished_at: str | None = None
     exit_code: int | None = None
     reason: str = ""
+    #: Process groups the step started that may still run (`{"pgid": int, "started": str | None}`):
+    #: what a daemon killed with SIGKILL left behind, reaped before the step runs again.
+    groups: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def duration(self) -> float | None:
@@ -160,6 +163,10 @@ def _check_step(step: StepState) -> None:
         value = getattr(step, name)
         if value is not None:
             datetime.fromisoformat(_typed(value, str))
+    for group in _typed(step.groups, list):
+        _typed(_typed(group, dict).get("pgid"), int)
+        if group.get("started") is not None:
+            _typed(group["started"], str)
 
 
 def read_state(path: Path) -> RunState:
@@ -280,6 +287,26 @@ class StateStore:
 
     def mark_skipped(self, step_id: str, reason: str) -> None:
         self._finish(step_id, "skipped", reason, None)
+
+    def add_group(self, step_id: str, pgid: int, started: str | None) -> None:
+        """A process group of the step runs: recorded before it can outlive this daemon."""
+        self.step(step_id).groups.append({"pgid": pgid, "started": started})
+        self.save()
+
+    def drop_group(self, step_id: str, pgid: int) -> None:
+        """The group ended (or was killed): nothing of it is left to reap."""
+        step = self.state.steps.get(step_id)
+        if step is not None:
+            step.groups = [g for g in step.groups if g["pgid"] != pgid]
+            self.save()
+
+    def leftover_groups(self) -> list[tuple[str, int, str | None]]:
+        """(step id, pgid, start time) of every group a previous daemon may have left running."""
+        return [
+            (step.step_id, g["pgid"], g.get("started"))
+            for step in self.state.steps.values()
+            for g in step.groups
+        ]
 
     def _finish(self, step_id: str, status: StepStatus, reason: str, exit_code: int | None) -> None:
         step = self.step(step_id)
