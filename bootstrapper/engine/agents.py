@@ -46,6 +46,10 @@ class AgentGate:
         self._sleep = sleep
         self._uid: int | None = None
         self._seen: set[int] = set()
+        #: Users whose agent was dropped (hung, unresponsive) or did not check in: the next start
+        #: replaces whatever copy still runs instead of leaving it alone.
+        self._replace: set[int] = set()
+        self._given: dict[int, Session] = {}
 
     def attach(self, server: AgentServer) -> None:
         """The server is built with `allowed_uid` of this gate, so it is attached after both exist."""
@@ -84,17 +88,29 @@ class AgentGate:
             user = await self.console_user()
             if self._server is None:
                 raise IPCError("user items cannot run: the daemon has no agent socket (dry run?)")
+            if (live := self._server.session(user.uid)) is not None and live.alive:
+                self._given[user.uid] = live
+                return live
+            if self._given.pop(user.uid, None) is not None:
+                self._replace.add(user.uid)  # dropped: its process may still be there, wedged
 
             async def start(user: ConsoleUser = user) -> None:
-                self._bus.emit(Message("info", f"starting the agent for {user.name}"))
-                await self._platform.start_agent(user)
+                replace = user.uid in self._replace
+                verb = "replacing" if replace else "starting"
+                self._bus.emit(Message("info", f"{verb} the agent for {user.name}"))
+                await self._platform.start_agent(user, restart=replace)
 
             try:
-                return await ensure_agent(self._server, user.uid, start, self._checkin)
+                session = await ensure_agent(self._server, user.uid, start, self._checkin)
             except NoAgentError as exc:
+                self._replace.add(user.uid)
                 if starts >= AGENT_STARTS:
                     raise NoAgentError(f"{exc} ({AGENT_STARTS} starts); the step did not run") from None
                 self._bus.emit(Message("warning", f"{exc}: starting it again"))
+                continue
+            self._replace.discard(user.uid)
+            self._given[user.uid] = session
+            return session
 
     async def shutdown_all(self) -> None:
         """Ask every checked-in agent to exit (the run is over); an agent that is gone is fine."""

@@ -400,8 +400,10 @@ class MacOSPlatform:
     async def is_loaded(self, domain: str, label: str) -> bool:
         return await self.launchd.is_loaded(domain, label)
 
-    async def start_agent(self, user: ConsoleUser) -> None:
-        await self.launchd.start_agent(user.uid, self.paths.launch_agent_plist, self.paths.agent_label)
+    async def start_agent(self, user: ConsoleUser, *, restart: bool = False) -> None:
+        await self.launchd.start_agent(
+            user.uid, self.paths.launch_agent_plist, self.paths.agent_label, restart=restart
+        )
 
     async def run_as_user(
         self,

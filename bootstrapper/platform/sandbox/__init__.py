@@ -426,11 +426,13 @@ class SandboxPlatform:
     async def is_loaded(self, domain: str, label: str) -> bool:
         return await self.launchd.is_loaded(domain, label)
 
-    async def start_agent(self, user: ConsoleUser) -> None:
+    async def start_agent(self, user: ConsoleUser, *, restart: bool = False) -> None:
         """As on the Mac: bootstrap our LaunchAgent in gui/<uid> and kickstart it. With `agent_argv`
         given (a test seam), that program is started instead of the plist's, detached, as launchd would."""
         if self._agent_argv is None:
-            await self.launchd.start_agent(user.uid, self.paths.launch_agent_plist, self.paths.agent_label)
+            await self.launchd.start_agent(
+                user.uid, self.paths.launch_agent_plist, self.paths.agent_label, restart=restart
+            )
             return
         domain = gui_domain(user.uid)
         target = service_target(domain, self.paths.agent_label)
