@@ -28,6 +28,7 @@ from bootstrapper.errors import (
     CommandError,
     DaemonAbsentError,
     IPCError,
+    NotNeededError,
     ProtocolError,
     ScriptRefusedError,
     UsageError,
@@ -154,6 +155,9 @@ class Agent:
                 channel = await check_in(
                     self.config.socket, self.config.daemon_uid, timeout=self.config.timeout
                 )
+            except NotNeededError as exc:
+                log.info("%s: exiting", exc)
+                return
             except (IPCError, OSError) as exc:
                 problem = str(exc)
                 if problem != last_problem:

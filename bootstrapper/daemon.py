@@ -185,6 +185,7 @@ async def run_daemon(request: RunRequest, config: Config, paths: Paths, platform
             agent_executable=request.agent_executable,
         )
         gate.attach(server)
+        gate.remember(state)
         ctx = RunContext(paths, platform, config, bus, gate, owner_uid=owner)
         probe = LiveProbe(paths, ctx.script_env())
         started = time.time()

@@ -104,6 +104,9 @@ class RunState:
     #: The stage being run (the persisted key predates the manifest's word).
     phase: str | None = None
     result: RunResult | None = None
+    #: Whose session the user steps run in (`{"name", "uid", "gid", "home"}`): the first real user
+    #: on the console when userland started, kept while others use the Mac (fast user switching).
+    primary_user: dict[str, Any] | None = None
     #: In plan order (dicts keep insertion order, and so does the JSON).
     steps: dict[str, StepState] = field(default_factory=dict)
 
@@ -134,12 +137,21 @@ class RunState:
                 run_attempt=_typed(data["run_attempt"], int),
                 phase=data.get("phase"),
                 result=data.get("result"),
+                primary_user=data.get("primary_user"),
                 steps=steps,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise StateError(f"malformed state: {type(exc).__name__}: {exc}") from None
         if state.phase is not None and not isinstance(state.phase, str):
             raise StateError(f"malformed state: phase {state.phase!r}")
+        primary = state.primary_user
+        if primary is not None and not (
+            isinstance(primary, dict)
+            and isinstance(primary.get("name"), str)
+            and all(isinstance(primary.get(k), int) for k in ("uid", "gid"))
+            and isinstance(primary.get("home"), str)
+        ):
+            raise StateError(f"malformed state: primary_user {primary!r}")
         if state.result is not None and state.result not in _RUN_RESULTS:
             raise StateError(f"malformed state: result {state.result!r}")
         return state
@@ -227,6 +239,10 @@ class StateStore:
 
     def set_stage(self, stage: str) -> None:
         self.state.phase = stage
+        self.save()
+
+    def set_primary_user(self, name: str, uid: int, gid: int, home: str) -> None:
+        self.state.primary_user = {"name": name, "uid": uid, "gid": gid, "home": home}
         self.save()
 
     def set_result(self, result: RunResult) -> None:

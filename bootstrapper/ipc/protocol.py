@@ -90,6 +90,15 @@ class Refuse:
     reason: str
 
 
+#: How a daemon's refusal starts when this user has nothing to do (another user's session, say): the
+#: agent exits 0 for good, and its LaunchAgent (`KeepAlive: {SuccessfulExit: false}`) stays down.
+NOT_NEEDED = "not needed"
+
+
+def not_needed(uid: int) -> Refuse:
+    return Refuse(f"{NOT_NEEDED}: uid {uid} may not check in (the user steps are another user's)")
+
+
 @dataclass(frozen=True, slots=True)
 class Request:
     """Daemon → agent. `deadline` is in seconds from receipt: the two processes share no clock."""

@@ -446,7 +446,7 @@ class AgentServer:
             return
         if not self._allowed_uid(cred.uid):
             self._log_refused(cred, "not an allowed user")
-            _refuse_now(conn, f"uid {cred.uid} may not check in")
+            _refuse_now(conn, protocol.not_needed(cred.uid))
             return
         if (held := self._held[cred.uid]) >= self.limits.max_per_uid:
             self._log_refused(cred, f"it holds {held} connections already")
@@ -619,10 +619,11 @@ async def ensure_agent(
         ) from None
 
 
-def _refuse_now(conn: socket.socket, reason: str) -> None:
+def _refuse_now(conn: socket.socket, reason: str | protocol.Refuse) -> None:
     """Say why in one non-blocking send (a fresh socket has room for it), close, read nothing."""
+    refusal = reason if isinstance(reason, protocol.Refuse) else protocol.Refuse(reason)
     with contextlib.suppress(OSError):
-        conn.send(protocol.encode(protocol.Refuse(reason)))
+        conn.send(protocol.encode(refusal))
     conn.close()
 
 

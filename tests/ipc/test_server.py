@@ -17,6 +17,7 @@ from bootstrapper.errors import (
     AgentUnresponsiveError,
     IPCError,
     NoAgentError,
+    NotNeededError,
     ProtocolError,
 )
 from bootstrapper.ipc import protocol
@@ -302,7 +303,7 @@ def test_uid_not_allowed_is_refused_with_a_reason(sandbox: Paths) -> None:
     async def body() -> None:
         async with AgentServer(sandbox.socket, lambda uid: False, me(), limits=FAST) as server:
             with pytest.raises(
-                IPCError, match=rf"the daemon refused this agent: uid {me()} may not check in"
+                NotNeededError, match=rf"does not need this agent: not needed: uid {me()} may"
             ):
                 await check_in(sandbox.socket, me())
             assert server.sessions == {}
