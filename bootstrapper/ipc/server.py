@@ -495,8 +495,8 @@ class AgentServer:
                 counted = False
             if session is None:
                 return
-            self._register(session)
-            await session._serve()
+            if self._register(session):
+                await session._serve()
         except Exception:
             log.exception("unexpected error on an agent connection")
         finally:
@@ -553,6 +553,16 @@ class AgentServer:
                 f"no common protocol version: agent speaks {offered}, daemon {protocol.SUPPORTED_VERSIONS}",
             )
             return None
+        if (live := self._sessions.get(cred.uid)) is not None and live.alive:
+            # One agent per user: a second one must not take over a live session (and kill its
+            # request in flight). It may once the first is gone or has missed its heartbeats.
+            log.info("refused a second agent of uid %d (pid %s): %s is checked in", cred.uid, cred.pid, live)
+            await self._refuse(
+                reader,
+                writer,
+                f"another agent of uid {cred.uid} (pid {live.pid}) is checked in; try again later",
+            )
+            return None
         try:
             await write_frame(writer, protocol.Welcome(version, self._daemon_version), timeout=_WRITE_TIMEOUT)
         except (OSError, TimeoutError):
@@ -580,15 +590,18 @@ class AgentServer:
         except (OSError, TimeoutError):
             writer.transport.abort()
 
-    def _register(self, session: Session) -> None:
+    def _register(self, session: Session) -> bool:
+        """Make `session` the uid's agent, unless another one checked in meanwhile and is alive."""
         old = self._sessions.get(session.uid)
+        if old is not None and old.alive:
+            session._abort(f"{old} is checked in already", graceful=True)
+            return False
         self._sessions[session.uid] = session
         log.info("%s checked in (agent %s, protocol %d)", session, session.agent_version, session.version)
-        if old is not None:
-            old._abort(f"replaced by a new check-in from pid {session.pid}", graceful=True)
         for future in self._waiters.pop(session.uid, set()):
             if not future.done():
                 future.set_result(session)
+        return True
 
     def _forget(self, session: Session) -> None:
         if self._sessions.get(session.uid) is session:
