@@ -49,6 +49,7 @@ class Commands:
     ioreg: str = "/usr/sbin/ioreg"
     shutdown: str = "/sbin/shutdown"
     sudo: str = "/usr/bin/sudo"
+    ps: str = "/bin/ps"
     env: str = "/usr/bin/env"
     sh: str = "/bin/sh"
 
@@ -399,6 +400,16 @@ class MacOSPlatform:
 
     async def is_loaded(self, domain: str, label: str) -> bool:
         return await self.launchd.is_loaded(domain, label)
+
+    async def gui_uids(self) -> set[int]:
+        """Every GUI login session runs a loginwindow as its user, whether or not it has the console."""
+        result = await self._run(self.cmd.ps, "-axo", "uid=,comm=")
+        uids: set[int] = set()
+        for line in result.tail.splitlines():
+            uid, _, comm = line.strip().partition(" ")
+            if uid.isdigit() and int(uid) != 0 and comm.strip().endswith("/loginwindow"):
+                uids.add(int(uid))
+        return uids
 
     async def start_agent(self, user: ConsoleUser, *, restart: bool = False) -> None:
         await self.launchd.start_agent(
