@@ -182,6 +182,7 @@ class Agent:
     async def serve(self, channel: Channel) -> bool:
         """Answer the daemon until it leaves; True when it asked us to shut down."""
         running: asyncio.Task[None] | None = None
+        background: set[asyncio.Task[None]] = set()
         try:
             while True:
                 try:
@@ -203,6 +204,10 @@ class Agent:
                     case protocol.Request(op=protocol.ShutdownOp()):
                         await channel.send(protocol.Response(message.id, ok=True))
                         return True
+                    case protocol.Request(op=protocol.StartScript()):
+                        task = asyncio.create_task(self._start(channel, message))
+                        background.add(task)
+                        task.add_done_callback(background.discard)
                     case protocol.Request(op=protocol.RunScript()):
                         if running is not None and not running.done():
                             busy = "busy: one request at a time"
@@ -218,10 +223,12 @@ class Agent:
             log.info("lost the daemon: %s", exc)
             return False
         finally:
-            if running is not None and not running.done():
-                running.cancel()  # the daemon is gone: process.run kills the script's whole group
-                with contextlib.suppress(asyncio.CancelledError):
-                    await running
+            tasks = [*background, *([running] if running is not None else [])]
+            for task in tasks:
+                if not task.done():
+                    task.cancel()  # the daemon is gone: process.run kills the script's whole group
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
     async def _answer(self, channel: Channel, request: protocol.Request) -> None:
         assert isinstance(request.op, protocol.RunScript)
@@ -229,7 +236,33 @@ class Agent:
         with contextlib.suppress(OSError, TimeoutError):
             await channel.send(response)
 
-    async def run_script(self, request_id: int, op: protocol.RunScript) -> protocol.Response:
+    async def _start(self, channel: Channel, request: protocol.Request) -> None:
+        """Answer a `start_script` once the script runs (or could not start); report its end later."""
+        op = request.op
+        assert isinstance(op, protocol.StartScript)
+        started = asyncio.get_running_loop().create_future()
+        run = protocol.RunScript(op.step_id, op.path, op.sha256, op.args, op.timeout)
+        script = asyncio.create_task(self.run_script(request.id, run, on_start=started))
+        try:
+            await asyncio.wait([script, started], return_when=asyncio.FIRST_COMPLETED)
+            with contextlib.suppress(OSError, TimeoutError):
+                if not started.done():
+                    await channel.send(script.result())  # refused or could not start: the answer
+                    return
+                await channel.send(protocol.Response(request.id, ok=True))
+            done = await script
+        finally:
+            if not script.done():
+                script.cancel()  # process.run kills the script's whole group
+                with contextlib.suppress(asyncio.CancelledError):
+                    await script
+        exited = protocol.Exited(op.step_id, done.ok, done.exit_code, done.duration, done.output, done.error)
+        with contextlib.suppress(OSError, TimeoutError):
+            await channel.send(exited)
+
+    async def run_script(
+        self, request_id: int, op: protocol.RunScript, on_start: asyncio.Future[None] | None = None
+    ) -> protocol.Response:
         """Verify, run and report; every failure is a response, so the daemon always hears back."""
         started = time.monotonic()
         try:
@@ -241,6 +274,7 @@ class Agent:
                     env=self._env,
                     cwd=self._cwd,
                     tail_bytes=process.TAIL_BYTES,
+                    on_start=None if on_start is None else (lambda _pgid: on_start.set_result(None)),
                 )
         except (ScriptRefusedError, CommandError) as exc:
             log.warning("step %s: %s", op.step_id, exc)

@@ -297,3 +297,8 @@ class Scheduler:
         for task in done:
             if task.exception() is not None:
                 self.ctx.bus.emit(ev.Message("warning", f"a background script failed: {task.exception()}"))
+                continue
+            name, result = task.get_name(), task.result()
+            if name.startswith("step:") and isinstance(result, Outcome):
+                # The completion record carries the exit code of a script that ended after its step.
+                self.state.record_exit(name.removeprefix("step:"), result.exit_code, result.reason)

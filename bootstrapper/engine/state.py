@@ -324,6 +324,14 @@ class StateStore:
             for g in step.groups
         ]
 
+    def record_exit(self, step_id: str, exit_code: int | None, reason: str) -> None:
+        """A background (`donotwait`) script of a finished step ended: keep how."""
+        step = self.state.steps.get(step_id)
+        if step is not None:
+            step.exit_code = exit_code
+            step.reason = reason
+            self.save()
+
     def _finish(self, step_id: str, status: StepStatus, reason: str, exit_code: int | None) -> None:
         step = self.step(step_id)
         step.status = status

@@ -99,6 +99,8 @@ class Session:
         self._ids = 0
         self._closed = asyncio.Event()
         self._heartbeat: asyncio.Task[None] | None = None
+        #: The ends of `start_script` scripts, by step id: told by the agent whenever they come.
+        self._exits: dict[str, asyncio.Future[protocol.Exited]] = {}
 
     def __repr__(self) -> str:
         return f"agent of uid {self.uid} (pid {self.pid})"
@@ -138,6 +140,39 @@ class Session:
             },
         )
         return await self.request(op, deadline if deadline is not None else timeout + SCRIPT_DEADLINE_MARGIN)
+
+    async def start_script(
+        self,
+        step_id: str,
+        path: str | os.PathLike[str],
+        sha256: str,
+        args: tuple[str, ...] | list[str] = (),
+        timeout: float = 600.0,
+    ) -> protocol.Response:
+        """Have the agent start a verified script and answer at once; `script_exit` tells its end."""
+        op = protocol.make_op(
+            "start_script",
+            {
+                "step_id": step_id,
+                "path": os.fspath(path),
+                "sha256": sha256,
+                "args": list(args),
+                "timeout": timeout,
+            },
+        )
+        self._exit_future(step_id)
+        return await self.request(op, SCRIPT_DEADLINE_MARGIN)
+
+    async def script_exit(self, step_id: str) -> protocol.Exited:
+        """How a started script ended; `AgentDisconnectedError` when the agent goes first."""
+        return await asyncio.shield(self._exit_future(step_id))
+
+    def _exit_future(self, step_id: str) -> asyncio.Future[protocol.Exited]:
+        if (future := self._exits.get(step_id)) is None:
+            future = self._exits[step_id] = asyncio.get_running_loop().create_future()
+            if not self.alive:
+                _fail(future, AgentDisconnectedError(f"{self} is gone ({self.close_reason})"))
+        return future
 
     async def ping(self, deadline: float = 5.0) -> protocol.Response:
         return await self.request(protocol.PingOp(), deadline)
@@ -225,6 +260,11 @@ class Session:
             self._abort(reason, graceful=True, warn=warn)
 
     def _deliver(self, message: protocol.Message) -> None:
+        if isinstance(message, protocol.Exited):
+            ended = self._exit_future(message.step_id)
+            if not ended.done():
+                ended.set_result(message)
+            return
         if not isinstance(message, protocol.Response | protocol.Pong):
             raise ProtocolError(f"unexpected {type(message).__name__.lower()} message from an agent")
         kind, future = self._pending.get(message.id, (None, None))
@@ -255,6 +295,8 @@ class Session:
         for _, future in self._pending.values():
             _fail(future, AgentDisconnectedError(f"{self} went away: {reason}"))
         self._pending.clear()
+        for exit_future in self._exits.values():
+            _fail(exit_future, AgentDisconnectedError(f"{self} went away: {reason}"))
         if graceful:
             self._writer.close()
         else:

@@ -422,3 +422,24 @@ def test_condition_scripts_and_paths_are_decided_on_the_machine(site: Site, sand
         "setupassistant[1]": "skipped",
         "setupassistant[2]": "skipped",
     }
+
+
+def test_a_donotwait_user_script_frees_the_agent_for_the_next_and_its_exit_code_is_recorded(
+    site: Site, sandbox: Paths
+) -> None:
+    log = "$BOOTSTRAPPER_ROOT/order.log"
+    slow = f"echo slow-start >> {log}; sleep 2; echo slow-end >> {log}; exit 7"
+    url = site.manifest(
+        {
+            "userland": [
+                {"name": "slow", "type": "userscript", "donotwait": True, **site.script("s.sh", slow)},
+                {"name": "next", "type": "userscript", **site.script("n.sh", f"echo next >> {log}")},
+            ]
+        }
+    )
+    assert run_sandbox(sandbox, url) == 0
+    # The second script ran while the first still did: the background one did not hold the slot.
+    assert (sandbox.root / "order.log").read_text().split() == ["slow-start", "next", "slow-end"]
+    steps = {s["name"]: s for s in result(sandbox)["steps"]}
+    assert steps["slow"]["status"] == "done" and steps["slow"]["exit_code"] == 7
+    assert steps["next"]["exit_code"] == 0

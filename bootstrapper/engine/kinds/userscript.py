@@ -22,13 +22,32 @@ class UserScript:
         if problem is not None:
             return Outcome.failed(f"refused: {problem}")
         if item.donotwait:
-            try:
-                await ctx.agents.session()  # no agent, no run: a step that never ran is not done
-            except IPCError as exc:
-                return Outcome.failed(str(exc))
-            ctx.background.append(asyncio.create_task(self._call(item, file, ctx)))
-            return Outcome.done("started in the background")
+            return await self._start(item, file, ctx)
         return await self._call(item, file, ctx)
+
+    async def _start(self, item: Item, file: Path, ctx: RunContext) -> Outcome:
+        """A `donotwait` script: the agent starts it and answers at once, so it does not hold the
+        agent's one request slot; its end (and exit code) comes later. No agent, no run: a step
+        that never started is not done."""
+        assert item.hash is not None
+        timeout = item.timeout or DEFAULT_SCRIPT_TIMEOUT
+        try:
+            session = await ctx.agents.session()
+            response = await session.start_script(item.id, file, item.hash, item.arguments, timeout=timeout)
+        except IPCError as exc:
+            return Outcome.failed(str(exc))
+        if not response.ok:
+            return Outcome.failed(response.error or "the agent could not start it", response.exit_code)
+
+        async def ended() -> Outcome:
+            exited = await session.script_exit(item.id)
+            if exited.ok:
+                return Outcome.done(tail_line(exited.output), exited.exit_code)
+            return Outcome.failed(exited.error or f"exited with {exited.exit_code}", exited.exit_code)
+
+        task: asyncio.Task[object] = asyncio.create_task(ended(), name=f"step:{item.id}")
+        ctx.background.append(task)
+        return Outcome.done("started in the background")
 
     async def _call(self, item: Item, file: Path, ctx: RunContext) -> Outcome:
         """Ask the primary user's agent to run it. A script cut short because its agent went away
