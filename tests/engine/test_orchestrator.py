@@ -443,3 +443,37 @@ def test_a_donotwait_user_script_frees_the_agent_for_the_next_and_its_exit_code_
     steps = {s["name"]: s for s in result(sandbox)["steps"]}
     assert steps["slow"]["status"] == "done" and steps["slow"]["exit_code"] == 7
     assert steps["next"]["exit_code"] == 0
+
+
+def test_progress_windows_open_once_a_step_installs_their_program(site: Site, sandbox: Paths) -> None:
+    record = sandbox.root / "windows"
+    fake = f'#!/bin/sh\\necho "$0 $*" >> {record}\\nsleep 30\\n'
+    install = (
+        'mkdir -p "$BOOTSTRAPPER_ROOT/usr/local/bin" "$BOOTSTRAPPER_ROOT/$DEP"\n'
+        f'for p in "$BOOTSTRAPPER_ROOT/usr/local/bin/dialog" "$BOOTSTRAPPER_ROOT/$DEP/DEPNotify"; do\n'
+        f'  printf \'{fake}\' > "$p"; chmod 755 "$p"\n'
+        "done"
+    )
+    dep = "Applications/Utilities/DEPNotify.app/Contents/MacOS"
+    # The last step waits until both windows are up: they opened while the run went on.
+    wait = f"for i in $(seq 100); do [ $(wc -l < {record} 2>/dev/null || echo 0) -ge 2 ] && exit 0; sleep 0.1; done; exit 1"
+    url = site.manifest(
+        {
+            "setupassistant": [
+                {
+                    "name": "Install the windows",
+                    "type": "rootscript",
+                    **site.script("i.sh", f"DEP={dep}\n{install}"),
+                },
+                {"name": "Wait for them", "type": "rootscript", **site.script("w.sh", wait)},
+            ]
+        }
+    )
+    assert not sandbox.system("/usr/local/bin/dialog").exists()
+    assert run_sandbox(sandbox, url, swiftdialog=True, depnotify=True) == 0
+    assert statuses(sandbox) == {"setupassistant[0]": "done", "setupassistant[1]": "done"}
+    lines = record.read_text().splitlines()
+    dialog = next(line for line in lines if line.startswith(str(sandbox.system("/usr/local/bin/dialog"))))
+    assert "--commandfile" in dialog and "Wait for them" in dialog
+    depnotify = next(line for line in lines if "DEPNotify" in line)
+    assert depnotify.endswith(f"-path {sandbox.system('/var/tmp/depnotify.log')}")
