@@ -4,11 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench venv clean pkg-payload pkg mac-smoke
+.PHONY: demo test lint bench venv clean pkg-payload pkg mac-smoke lock
 
 $(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || \
+		{ echo "error: no $(PYTHON) on PATH; install Python 3.11 or newer, or set PYTHON=/path/to/python3" >&2; exit 2; }
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
-		{ echo "error: bootstrapper needs Python 3.11 or newer; set PYTHON=/path/to/python3.11" >&2; exit 2; }
+		{ echo "error: $(PYTHON) is Python $$($(PYTHON) -c 'import platform; print(platform.python_version())'); bootstrapper needs 3.11 or newer: set PYTHON=/path/to/python3.11" >&2; exit 2; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
@@ -33,6 +35,10 @@ pkg-payload: $(STAMP)
 
 pkg: $(STAMP)
 	$(BIN)/python pkg/build.py pkg
+
+# Regenerate pkg/requirements.lock (hashed wheels for the bundled runtime) after changing dependencies.
+lock: $(STAMP)
+	$(BIN)/python pkg/build.py lock
 
 mac-smoke: $(STAMP)
 	$(BIN)/python pkg/build.py mac-smoke

@@ -19,12 +19,14 @@ from bootstrapper.commands import (
     convert,
     daemon,
     deploy,
+    keygen,
     mdm,
     pkg,
     plan,
     run,
     sandbox,
     schema,
+    sign,
     status,
     validate,
 )
@@ -66,6 +68,8 @@ app.command()(run.run)
 app.command()(status.status)
 app.command()(daemon.daemon)
 app.command()(agent.agent)
+app.command()(keygen.keygen)
+app.command()(sign.sign)
 app.add_typer(mdm.app, name="mdm")
 app.add_typer(deploy.app, name="deploy")
 app.add_typer(pkg.app, name="pkg")

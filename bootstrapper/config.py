@@ -27,14 +27,22 @@ def setting(
     default: Any, doc: str, *, secret: bool = False, choices: tuple[str, ...] = (), minimum: float = 0
 ) -> Any:
     meta = {"doc": doc, "secret": secret, "choices": choices, "minimum": minimum}
-    if isinstance(default, dict):
-        return field(default_factory=dict, metadata=meta)
+    if isinstance(default, dict | list):
+        return field(default_factory=type(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
 class Config:
     manifest_url: str | None = setting(None, "Where the daemon fetches the manifest: an https URL.")
+    manifest_public_keys: list[str] = setting(
+        [],
+        "minisign public keys (the base64 line of minisign.pub); when set, only a manifest signed by one "
+        "of them runs. In the environment, separate keys with commas.",
+    )
+    manifest_min_serial: int = setting(
+        0, "With manifest_public_keys: refuse a manifest signed with a lower serial.", minimum=0
+    )
     allow_http: bool = setting(False, "Allow plain http:// URLs (labs and tests only).")
     concurrency: int = setting(4, "Downloads at once.", minimum=1)
     lookahead_bytes: int = setting(
@@ -108,12 +116,12 @@ def types() -> dict[str, Any]:
 
 
 def base_type(annotation: Any) -> type:
-    """`int | None` → int; `dict[str, str]` → dict."""
+    """`int | None` → int; `dict[str, str]` → dict; `list[str]` → list."""
     args = [a for a in typing.get_args(annotation) if a is not type(None)]
     origin = typing.get_origin(annotation)
-    if origin is dict:
-        return dict
-    if args and origin is not dict:
+    if origin in (dict, list):
+        return typing.cast(type, origin)
+    if args:
         return base_type(args[0])
     assert isinstance(annotation, type)
     return annotation
@@ -209,6 +217,12 @@ def coerce(key: str, raw: Any, where: str) -> Any:
         if value < meta["minimum"]:
             raise bad(f"a number ≥ {meta['minimum']:g}")
         return kind(value)
+    if kind is list:
+        # The environment holds one string: keys separated by commas (a key never contains one).
+        items = [part.strip() for part in raw.split(",")] if isinstance(raw, str) else raw
+        if isinstance(items, list | tuple) and all(isinstance(v, str) for v in items):
+            return [v.strip() for v in items if v.strip()]
+        raise bad("a list of texts")
     if kind is dict:
         if isinstance(raw, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in raw.items()):
             return dict(raw)

@@ -13,29 +13,31 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from bootstrapper import __version__, process
+from bootstrapper import __version__
 from bootstrapper.atomic import write_json_atomic
 from bootstrapper.config import Config
 from bootstrapper.deploy.layout import FRAMEWORK
 from bootstrapper.engine.agents import AgentGate
 from bootstrapper.engine.cleanup import boot_out_daemon, remove_ourselves
 from bootstrapper.engine.context import RunContext
-from bootstrapper.engine.events import EventBus, Message, Sink
+from bootstrapper.engine.events import EventBus, Message, RunFinished, RunStarted, Sink
+from bootstrapper.engine.leftovers import remove_leftovers
+from bootstrapper.engine.probe import LiveProbe
 from bootstrapper.engine.run import RunReport, Scheduler
-from bootstrapper.engine.source import load_manifest
-from bootstrapper.engine.state import DaemonLock, StateStore
-from bootstrapper.errors import BootstrapperError, ExitCode, UsageError
+from bootstrapper.engine.source import Source, Trust, fetch_source
+from bootstrapper.engine.state import DaemonLock, StateStore, accepted_serial
+from bootstrapper.errors import BootstrapperError, ExitCode, UnsafePathError, UsageError
 from bootstrapper.fetch import FetchOptions
 from bootstrapper.ipc.server import AgentServer
-from bootstrapper.manifest.conditions import condition_scripts
 from bootstrapper.manifest.model import FinalAction, Loaded, Manifest, OnFailure
 from bootstrapper.paths import Paths
+from bootstrapper.safefile import open_dir
 
 if TYPE_CHECKING:
     from bootstrapper.engine.plan import Step
@@ -43,9 +45,6 @@ if TYPE_CHECKING:
     from bootstrapper.platform.base import Platform
 
 log = logging.getLogger(__name__)
-
-#: A condition script may take this long before it counts as "does not hold".
-CONDITION_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -80,53 +79,52 @@ def fetch_options(config: Config, manifest_url: str | None = None) -> FetchOptio
         client_key=Path(config.client_key) if config.client_key else None,
         proxy=config.proxy,
         auth_headers=auth,
+        local_files=manifest_url is not None and "://" not in manifest_url,
     )
 
 
-async def read_manifest(ref: str, config: Config, options: FetchOptions | None = None) -> Loaded:
-    """The manifest, with the daemon's settings: retried until `manifest_deadline` (networks come up late)."""
-    return await load_manifest(ref, options or fetch_options(config, ref), config.manifest_deadline)
+async def read_manifest(
+    ref: str, config: Config, options: FetchOptions | None = None, *, state_file: Path | None = None
+) -> Source:
+    """The manifest, with the daemon's settings: retried until `manifest_deadline` (networks come up late).
 
-
-class LiveProbe:
-    """Answers path and script conditions on this machine; scripts are run once, up front."""
-
-    def __init__(self, paths: Paths, env: dict[str, str]) -> None:
-        self._paths = paths
-        self._env = env
-        self._scripts: dict[str, bool] = {}
-
-    async def prepare(self, manifest: Manifest) -> None:
-        for source in condition_scripts(manifest):
-            if source not in self._scripts:
-                result = await process.run(
-                    ["/bin/sh", "-c", source], timeout=CONDITION_TIMEOUT, env=self._env
-                )
-                self._scripts[source] = result.ok
-
-    def path_exists(self, path: str) -> bool | None:
-        return self._paths.system(path).exists()
-
-    def script_succeeds(self, source: str) -> bool | None:
-        return self._scripts.get(source)
+    With manifest_public_keys set, its signature must also beat the highest serial in `state_file`.
+    A local file is read only if nobody but root (or us) could have written it: root follows it.
+    """
+    trust = Trust.from_config(config, accepted_serial(state_file) if state_file else None)
+    options = options or fetch_options(config, ref)
+    return await fetch_source(ref, options, config.manifest_deadline, trust, trusted=True)
 
 
 def prepare_folders(paths: Paths) -> None:
-    """Our folders, with the modes the security rules need (the package's postinstall does the same)."""
+    """Our folders, with the modes the security rules need (the package's postinstall does the same).
+
+    Each is reached with `open_dir` (no symlink another user planted, no folder they own) and its
+    mode set on that descriptor, so a folder swapped in by path is refused rather than chmodded.
+    """
     for folder, mode in (
         (paths.install_dir, 0o755),
         (paths.staging_dir, 0o700),
         (paths.log_dir, 0o755),
         (paths.run_dir, 0o755),
     ):
-        folder.mkdir(parents=True, exist_ok=True)
-        os.chmod(folder, mode)
+        fd = open_dir(folder, create=True, folder_mode=mode)
+        try:
+            if os.fstat(fd).st_uid != os.geteuid():
+                raise UnsafePathError(folder, "is not ours; remove it and run again")
+            os.fchmod(fd, mode)
+        finally:
+            os.close(fd)
 
 
 def _command_file(paths: Paths, mac_path: PurePosixPath) -> Path:
-    """The command files live in a folder every Mac has; a fresh sandbox needs it made."""
+    """The command files live in a folder every Mac has; a fresh sandbox needs it made.
+
+    An unsafe folder is left as it is: the command file's own writer refuses it with one warning.
+    """
     path = paths.system(mac_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(UnsafePathError):
+        os.close(open_dir(path.parent, create=True))
     return path
 
 
@@ -164,9 +162,16 @@ async def run_daemon(request: RunRequest, config: Config, paths: Paths, platform
     # also open the items stored beside it (a private bucket).
     options = fetch_options(config, request.manifest)
     with DaemonLock(paths.lock_file):
-        loaded = await read_manifest(request.manifest, config, options)
-        manifest = loaded.manifest
+        started = time.time()
         state = StateStore.load(paths.state_file)
+        try:
+            source = await read_manifest(request.manifest, config, options, state_file=paths.state_file)
+        except BootstrapperError as exc:
+            return await _could_not_run(request, config, paths, platform, state, exc, started)
+        loaded = source.loaded
+        manifest = loaded.manifest
+        if source.verified is not None:
+            state.accept_serial(source.verified.serial)
         bus = EventBus(_sinks(paths, config, request.interactive, manifest.source, options))
         for warning in loaded.warnings:
             bus.emit(Message("warning", str(warning)))
@@ -188,34 +193,114 @@ async def run_daemon(request: RunRequest, config: Config, paths: Paths, platform
         gate.remember(state)
         ctx = RunContext(paths, platform, config, bus, gate, owner_uid=owner)
         probe = LiveProbe(paths, ctx.script_env())
-        started = time.time()
         windows = _progress_windows(platform, paths, config, bus, gate)
+        failure: BaseException | None = None
         try:
             async with server:
-                await probe.prepare(manifest)
                 report = await Scheduler(manifest, ctx, state, options, probe=probe).execute()
                 await gate.shutdown_all()
-        finally:
+        except Exception as exc:  # a full disk, an unusable folder, or a bug: never a restart loop
+            failure = exc
+            with contextlib.suppress(Exception):
+                await gate.shutdown_all()
+        except BaseException:
             await bus.aclose()
+            raise
+        finally:
             for window in windows:
                 window.cancel()  # the sink already told the window to quit; stop waiting for it
                 with contextlib.suppress(asyncio.CancelledError):
                     await window
-        on_failure = OnFailure(config.on_failure) if config.on_failure else manifest.on_failure
-        final = FinalAction(config.final_action) if config.final_action else manifest.final_action
-        finished = report.result != "failed"
-        give_up = not finished and (
-            on_failure is OnFailure.CLEANUP or state.attempts_exhausted(config.max_attempts)
-        )
-        _write_result(paths, manifest, report, state, started, retrying=not finished and not give_up)
-        if finished or give_up:
-            if config.cleanup:
-                await remove_ourselves(platform, paths, gate.uids_seen)
-            if finished and report.result == "success" and final is not FinalAction.NONE:
-                await _final_action(platform, final)
-            if config.cleanup:
-                await boot_out_daemon(platform, paths)
+        if failure is not None:
+            return await _could_not_run(
+                request, config, paths, platform, state, failure, started,
+                bus=bus, on_failure=manifest.on_failure, uids_seen=gate.uids_seen,
+            )  # fmt: skip
+        await bus.aclose()
+        return await _finish(config, paths, platform, manifest, report, state, started, gate.uids_seen)
+
+
+async def _finish(
+    config: Config,
+    paths: Paths,
+    platform: Platform,
+    manifest: Manifest,
+    report: RunReport,
+    state: StateStore,
+    started: float,
+    uids_seen: Iterable[int],
+) -> int:
+    """Write the completion record; remove ourselves unless launchd is to run us again."""
+    on_failure = OnFailure(config.on_failure) if config.on_failure else manifest.on_failure
+    final = FinalAction(config.final_action) if config.final_action else manifest.final_action
+    finished = report.result != "failed"
+    give_up = not finished and (
+        on_failure is OnFailure.CLEANUP or state.attempts_exhausted(config.max_attempts)
+    )
+    _write_result(paths, manifest, report, state, started, retrying=not finished and not give_up)
+    if finished or give_up:
+        if config.cleanup:
+            for gone in remove_leftovers(manifest, state.state.created_folders, paths.system):
+                log.info("removed %s (downloaded by this run)", gone)
+            await remove_ourselves(platform, paths, uids_seen)
+        if report.result in ("success", "partial") and final is not FinalAction.NONE:
+            await _final_action(platform, final)
+        if config.cleanup:
+            await boot_out_daemon(platform, paths)
     return int(ExitCode.OK if finished else ExitCode.FAILED)
+
+
+async def _could_not_run(
+    request: RunRequest,
+    config: Config,
+    paths: Paths,
+    platform: Platform,
+    state: StateStore,
+    exc: BaseException,
+    started: float,
+    *,
+    bus: EventBus | None = None,
+    on_failure: OnFailure = OnFailure.RETRY,
+    uids_seen: Iterable[int] = (),
+) -> int:
+    """A run that could not start or go on (an invalid or unreachable manifest, a full disk, a bug).
+
+    It is recorded like a failed run — a log line, events (and so the webhook), the completion record
+    with the reason — and counts as an attempt, so `max_attempts` ends launchd's restarts. An
+    expected failure exits with its own code (1, or 2 for an invalid manifest); a bug is re-raised
+    once recorded, for the CLI to log its traceback and exit 3.
+    """
+    expected = isinstance(exc, BootstrapperError)
+    reason = str(exc) if expected else f"unexpected error: {type(exc).__name__}: {exc}; see the log"
+    if expected:
+        log.error("the run failed: %s", reason)
+    else:
+        log.error("the run failed: %s", reason, exc_info=exc)
+    attempt = state.state.run_attempt
+    with contextlib.suppress(BootstrapperError):
+        attempt = state.count_attempt(request.manifest)
+    with contextlib.suppress(BootstrapperError):
+        state.set_result("failed")
+    if bus is None:
+        options = fetch_options(config, request.manifest)
+        bus = EventBus(_sinks(paths, config, request.interactive, request.manifest, options))
+        run_id = state.state.run_id or "-"
+        bus.emit(RunStarted(run_id=run_id, source=request.manifest, item_count=0, attempt=attempt))
+    bus.emit(Message("error", reason))
+    bus.emit(RunFinished("failed", (), time.time() - started))
+    await bus.aclose()
+    if config.on_failure:
+        on_failure = OnFailure(config.on_failure)
+    give_up = on_failure is OnFailure.CLEANUP or state.attempts_exhausted(config.max_attempts)
+    report = RunReport("failed", stopped_by=reason, duration=time.time() - started)
+    with contextlib.suppress(OSError):
+        _write_result(paths, None, report, state, started, retrying=not give_up, reason=reason)
+    if give_up and config.cleanup:
+        await remove_ourselves(platform, paths, uids_seen)
+        await boot_out_daemon(platform, paths)
+    if not expected:
+        raise exc
+    return int(getattr(exc, "exit_code", ExitCode.FAILED))
 
 
 #: Seconds between looks for a progress window's program (installed by a step, perhaps) and for a user.
@@ -322,11 +407,21 @@ async def _final_action(platform: Platform, action: FinalAction) -> None:
 
 
 def _write_result(
-    paths: Paths, manifest: Manifest, report: RunReport, state: StateStore, started: float, *, retrying: bool
+    paths: Paths,
+    manifest: Manifest | None,
+    report: RunReport,
+    state: StateStore,
+    started: float,
+    *,
+    retrying: bool,
+    reason: str | None = None,
 ) -> None:
-    """The completion record: a documented JSON file that outlives our removal (for inventory tools)."""
+    """The completion record: a documented JSON file that outlives our removal (for inventory tools).
+
+    Without a manifest (it could not be read) the record has no steps, and `reason` says why.
+    """
     steps: list[dict[str, Any]] = []
-    for item in manifest.items:
+    for item in manifest.items if manifest is not None else ():
         s = state.step(item.id)
         steps.append(
             {
@@ -340,8 +435,9 @@ def _write_result(
     doc = {
         "version": 1,
         "bootstrapper": __version__,
-        "manifest": manifest.source,
+        "manifest": manifest.source if manifest is not None else state.state.source,
         "result": report.result,
+        "attempt": state.state.run_attempt,
         "retrying": retrying,
         "stopped_by": report.stopped_by,
         "failed_steps": report.failed,
@@ -350,6 +446,8 @@ def _write_result(
         "duration_seconds": round(report.duration, 3),
         "steps": steps,
     }
+    if reason is not None:
+        doc["reason"] = reason
     write_json_atomic(paths.result_file, doc, mode=0o644)
 
 
@@ -380,6 +478,7 @@ def setup(
     sandbox: Path | None = None,
     dry_run: bool = False,
     allow_http: bool = False,
+    public_keys: list[str] | None = None,
     facts: dict[str, str | None] | None = None,
     env: dict[str, str] | None = None,
     interactive: bool = False,
@@ -392,7 +491,8 @@ def setup(
     paths = Paths(root=sandbox.resolve()) if sandbox is not None else Paths()
     if sandbox is not None:
         sandbox.mkdir(parents=True, exist_ok=True)
-    config, warnings = load_config(paths, env, {"allow_http": True if allow_http else None})
+    flags = {"allow_http": True if allow_http else None, "manifest_public_keys": public_keys or None}
+    config, warnings = load_config(paths, env, flags)
     _logging(config.log_level if not interactive else "warning")
     for warning in warnings:
         log.warning("%s", warning)
@@ -472,7 +572,7 @@ async def dry_run_plan(run: Setup) -> tuple[Loaded, list[Step], Facts]:
     from bootstrapper.engine.plan import plan
     from bootstrapper.manifest.kinds import SPECS
 
-    loaded = await read_manifest(run.manifest, run.config)
+    loaded = (await read_manifest(run.manifest, run.config, state_file=run.paths.state_file)).loaded
     facts = await run.platform.facts()
     receipts: dict[str, str] = {}
     for item in loaded.manifest.items:

@@ -7,6 +7,7 @@ that escapes is a bug, reported as "unexpected error" with the traceback in the 
 
 from __future__ import annotations
 
+import os
 from enum import IntEnum
 from typing import Any, ClassVar
 
@@ -101,6 +102,15 @@ class IntegrityError(FetchError):
 
 class HTTPStatusError(FetchError):
     """The server refused (4xx other than 408/425/429): retrying will not help."""
+
+
+class UnsafePathError(RunError):
+    """A path root must not act on (another user could change it), or could not be walked safely."""
+
+    def __init__(self, path: os.PathLike[str] | str, why: str) -> None:
+        self.path = os.fspath(path)
+        self.why = why
+        super().__init__(f"{self.path}: {why}")
 
 
 class PlatformError(RunError):

@@ -69,8 +69,10 @@ def chunk_hashes(stream: BinaryIO, size: int, chunk_size: int = CHUNK_SIZE) -> C
     return ChunkHashes(size, chunk_size, md5s, sha256s)
 
 
-def read_product(pkg: Path) -> tuple[Product, list[str]]:
-    """The archive's identity, and warnings; a component package or a broken archive is refused."""
+def read_product(pkg: Path, *, allow_unsigned: bool = False) -> tuple[Product, list[str]]:
+    """The archive's identity, and warnings; a component package, a broken archive and (unless
+    `allow_unsigned`, for labs) an unsigned archive are refused: macOS will not install it from MDM,
+    and the device reports that only after acknowledging the command, out of the MDM's sight."""
     from bootstrapper.flatpkg import read_package
 
     facts = read_package(pkg)
@@ -93,9 +95,14 @@ def read_product(pkg: Path) -> tuple[Product, list[str]]:
         raise PackageError(f"{pkg}: no product or package identifier in the Distribution")
     warnings = []
     if not facts.signed:
+        fix = "sign it with productsign --sign 'Developer ID Installer: …'"
+        if not allow_unsigned:
+            raise PackageError(
+                f"{pkg}: not signed; macOS refuses unsigned packages from MDM: {fix} "
+                "(or pass --allow-unsigned for a lab)"
+            )
         warnings.append(
-            f"{pkg}: not signed; macOS refuses unsigned packages from MDM. "
-            "Sign it with productsign --sign 'Developer ID Installer: …'"
+            f"{pkg}: not signed (--allow-unsigned); macOS refuses unsigned packages from MDM: {fix}"
         )
     product = Product(
         identifier=identifier,
@@ -182,11 +189,11 @@ def read_certificate(path: Path) -> bytes:
     return data
 
 
-def build_manifest(pkg: Path, url: str) -> tuple[dict[str, Any], list[str]]:
+def build_manifest(pkg: Path, url: str, *, allow_unsigned: bool = False) -> tuple[dict[str, Any], list[str]]:
     check_https(url, "--url")
     if not pkg.is_file():
         raise UsageError(f"{pkg}: no such package file")
-    product, warnings = read_product(pkg)
+    product, warnings = read_product(pkg, allow_unsigned=allow_unsigned)
     with pkg.open("rb") as fh:
         hashes = chunk_hashes(fh, pkg.stat().st_size)
     return app_manifest(product, url, hashes), warnings

@@ -23,10 +23,23 @@ import hashlib
 import os
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path, PurePosixPath
 
-from bootstrapper.errors import RunError
+from bootstrapper.errors import UnsafePathError
+
+__all__ = [
+    "Owners",
+    "UnsafePathError",
+    "open_dir",
+    "open_trusted",
+    "open_verified",
+    "place_file",
+    "place_staged",
+    "replace_command_file",
+    "stage_copy",
+    "trusted_owners",
+]
 
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | _CLOEXEC
@@ -40,24 +53,21 @@ _MAX_HOPS = 16
 _TRIES = 8
 
 
-class UnsafePathError(RunError):
-    """A path root must not act on (another user could change it), or could not be walked safely."""
-
-    def __init__(self, path: os.PathLike[str] | str, why: str) -> None:
-        self.path = os.fspath(path)
-        self.why = why
-        super().__init__(f"{self.path}: {why}")
+#: Who else a caller trusts: one uid (the user a file is for), several (the agent trusts the daemon and
+#: its user), or nobody.
+Owners = int | Collection[int] | None
 
 
-def trusted_owners(owner: int | None = None) -> frozenset[int]:
-    """Whose folders and files root may rely on: root, ourselves, and the owner the caller names."""
-    return frozenset({0, os.geteuid()} | ({owner} if owner is not None else set()))
+def trusted_owners(owner: Owners = None) -> frozenset[int]:
+    """Whose folders and files root may rely on: root, ourselves, and the owner(s) the caller names."""
+    named = set() if owner is None else {owner} if isinstance(owner, int) else set(owner)
+    return frozenset({0, os.geteuid()} | named)
 
 
 def open_dir(
     path: os.PathLike[str] | str,
     *,
-    owner: int | None = None,
+    owner: Owners = None,
     create: bool = False,
     folder_owner: tuple[int, int] | None = None,
     folder_mode: int = 0o755,
@@ -155,7 +165,7 @@ def place_file(
     return digest
 
 
-def open_trusted(path: os.PathLike[str] | str, *, owner: int | None = None) -> int:
+def open_trusted(path: os.PathLike[str] | str, *, owner: Owners = None) -> int:
     """A read-only descriptor of a file nobody else can have changed (a local manifest, a setting).
 
     The file must be a regular file with one link, owned by root, us or `owner`, writable by nobody
@@ -176,7 +186,7 @@ def open_trusted(path: os.PathLike[str] | str, *, owner: int | None = None) -> i
     return fd
 
 
-def open_verified(path: os.PathLike[str] | str, sha256: str, *, owner: int | None = None) -> int:
+def open_verified(path: os.PathLike[str] | str, sha256: str, *, owner: Owners = None) -> int:
     """`open_trusted`, and the file has `sha256`, computed from this descriptor.
 
     Nothing swapped in by path after the check can change what the caller reads. The caller closes it.

@@ -4,6 +4,7 @@
     python pkg/build.py pkg          the signed product archive (macOS only)
     python pkg/build.py generate     rewrite the committed generated files (profile, schema, plists, docs)
     python pkg/build.py mac-smoke    install the built package on this Mac and check the outcome
+    python pkg/build.py lock         regenerate pkg/requirements.lock from pyproject.toml (needs PyPI)
 
 Signing comes from the environment: BOOTSTRAPPER_APP_IDENTITY (Developer ID Application, for the
 runtime's binaries; ad hoc when unset), BOOTSTRAPPER_INSTALLER_IDENTITY (Developer ID Installer, for
@@ -14,18 +15,21 @@ profile). BOOTSTRAPPER_RELOCATABLE_PYTHON points at a relocatable-python checkou
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bootstrapper.config import read_plist  # noqa: E402
-from bootstrapper.deploy.layout import INTERPRETER, template_values  # noqa: E402
+from bootstrapper.deploy.layout import template_values  # noqa: E402
 from bootstrapper.errors import BootstrapperError, UsageError  # noqa: E402
-from pkg.tooling import build, committed  # noqa: E402
-from pkg.tooling.payload import assemble, verify  # noqa: E402
+from bootstrapper.process import run_sync  # noqa: E402
+from pkg.tooling import build, committed, lock, pins  # noqa: E402
+from pkg.tooling.payload import archive, assemble, source_date_epoch, verify  # noqa: E402
 from pkg.tooling.rehearse import rehearse_all  # noqa: E402
 from pkg.tooling.templates import render  # noqa: E402
 
@@ -36,7 +40,9 @@ SAMPLES = REPO / "tests" / "data" / "macos"
 
 
 def payload(_: argparse.Namespace) -> int:
-    out = assemble(BUILD / "pkg-payload")
+    epoch = source_date_epoch()
+    out = assemble(BUILD / "pkg-payload", epoch=epoch)
+    tar = archive(out, BUILD / "pkg-payload.tar", epoch)
     problems = verify(out)
     if not SAMPLES.is_dir():
         problems.append(f"{SAMPLES}: the recorded macOS outputs are missing; restore tests/data/ from git")
@@ -46,7 +52,9 @@ def payload(_: argparse.Namespace) -> int:
         print(f"error: pkg-payload: {problem}", file=sys.stderr)
     if problems:
         return 1
+    sha = hashlib.sha256(tar.read_bytes()).hexdigest()
     print(f"pkg-payload: {out.base} assembled; plists, programs and scripts checked; scripts rehearsed")
+    print(f"pkg-payload: {tar.relative_to(REPO)} sha256 {sha} (SOURCE_DATE_EPOCH={epoch})")
     return 0
 
 
@@ -65,6 +73,31 @@ def package(args: argparse.Namespace) -> int:
     build.build_package(BUILD, REPO, ids, relocatable_python=Path(tool) if tool else None, config=config)
     if not ids.installer:
         print("warning: the package is unsigned; set BOOTSTRAPPER_INSTALLER_IDENTITY to sign it for MDM")
+    return 0
+
+
+def relock(_: argparse.Namespace) -> int:
+    """Resolve pyproject.toml's runtime dependencies for the pinned Python on each Mac platform."""
+    short = pins.load().python_short
+    requires = lock.top_level()
+    passed = {k: v for k, v in os.environ.items() if k.startswith("PIP_") or k.lower().endswith("_proxy")}
+    reports = []
+    with tempfile.TemporaryDirectory(prefix="bootstrapper-lock-") as tmp:
+        for platform in lock.PLATFORMS:
+            report = Path(tmp) / platform / "report.json"
+            report.parent.mkdir()
+            argv = lock.resolve_argv(sys.executable, requires, platform, short, report)
+            done = run_sync(argv, timeout=600.0, env={"HOME": os.environ.get("HOME", "/root"), **passed})
+            if not done.ok:
+                last = done.tail.strip().splitlines()[-1:] or ["no output"]
+                raise UsageError(f"make lock: pip could not resolve for {platform}: {last[0]}")
+            reports.append(lock.load_report(report))
+    locked = lock.merge(reports)
+    locked.requires = requires
+    lock.LOCK.write_text(lock.render(locked, short), encoding="utf-8")
+    print(
+        f"wrote {lock.LOCK.relative_to(REPO)}: {len(locked.versions)} packages for CPython {short} on macOS"
+    )
     return 0
 
 
@@ -92,7 +125,7 @@ def mac_smoke(args: argparse.Namespace) -> int:
         if args.pkg
         else max(BUILD.glob("bootstrapper-*.pkg"), default=None, key=os.path.getmtime)
     )
-    python = BUILD / "pkg" / "root" / str(INTERPRETER).lstrip("/")
+    python = BUILD / "pkg" / "root" / str(pins.load().interpreter).lstrip("/")
     if pkg is None or not pkg.is_file() or not python.is_file():
         raise UsageError("no built package in build/; run `make pkg` first")
     script = BUILD / "mac-smoke.sh"
@@ -112,6 +145,7 @@ def main() -> int:
     g = sub.add_parser("generate")
     g.add_argument("--check", action="store_true", help="fail when a committed copy is out of date")
     g.set_defaults(run=generate)
+    sub.add_parser("lock").set_defaults(run=relock)
     s = sub.add_parser("mac-smoke")
     s.add_argument("pkg", nargs="?", help="the package to install (default: the newest in build/)")
     s.set_defaults(run=mac_smoke)

@@ -78,8 +78,13 @@ def test_manifest_for_a_signed_product_archive(pkgs: Path) -> None:
     }
 
 
-def test_an_unsigned_product_archive_gets_a_warning(pkgs: Path) -> None:
-    manifest, warnings = mdm.build_manifest(pkgs / "dockutil-3.0-product.pkg", URL)
+def test_an_unsigned_product_archive_is_refused_with_the_fix(pkgs: Path) -> None:
+    with pytest.raises(PackageError, match=r"not signed; .*productsign --sign .*--allow-unsigned for a lab"):
+        mdm.build_manifest(pkgs / "dockutil-3.0-product.pkg", URL)
+
+
+def test_an_unsigned_product_archive_is_allowed_for_labs_with_a_warning(pkgs: Path) -> None:
+    manifest, warnings = mdm.build_manifest(pkgs / "dockutil-3.0-product.pkg", URL, allow_unsigned=True)
     metadata = manifest["items"][0]["metadata"]
     assert (metadata["bundle-identifier"], metadata["bundle-version"]) == (
         "com.installapplicationsdemo.dockutil",
@@ -134,10 +139,24 @@ def test_cli_refuses_a_component_package_in_one_line(pkgs: Path, capsys: pytest.
     assert err.count("\n") == 1 and err.startswith("error: ") and "productbuild --package" in err
 
 
-def test_cli_warns_about_an_unsigned_package(pkgs: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(["mdm", "manifest", str(pkgs / "dockutil-3.0-product.pkg"), "--url", URL], capsys)
-    assert code == 0 and plistlib.loads(out.encode())["items"]
-    assert err.startswith("warning: ") and "not signed" in err
+@pytest.mark.parametrize("command", ["manifest", "command"])
+def test_cli_refuses_an_unsigned_package_in_one_line(
+    pkgs: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    code, out, err = run(["mdm", command, str(pkgs / "dockutil-3.0-product.pkg"), "--url", URL], capsys)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and err.startswith("error: ") and "not signed" in err
+    assert "--allow-unsigned" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", ["manifest", "command"])
+def test_cli_warns_about_an_unsigned_package_it_was_told_to_allow(
+    pkgs: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    pkg = str(pkgs / "dockutil-3.0-product.pkg")
+    code, out, err = run(["mdm", command, pkg, "--url", URL, "--allow-unsigned"], capsys)
+    assert code == 0 and plistlib.loads(out.encode())
+    assert err.startswith("warning: ") and "not signed (--allow-unsigned)" in err and err.count("\n") == 1
 
 
 def test_command_with_an_inline_manifest(pkgs: Path, capsys: pytest.CaptureFixture[str]) -> None:

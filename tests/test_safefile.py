@@ -20,8 +20,7 @@ from pathlib import Path
 import pytest
 
 from bootstrapper import safefile
-from bootstrapper.errors import RunError
-from bootstrapper.safefile import UnsafePathError
+from bootstrapper.errors import RunError, UnsafePathError
 
 ATTACKER = 501
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="acting as a second user needs root")

@@ -16,6 +16,17 @@ Sandbox = Annotated[
     typer.Option("--sandbox", metavar="DIR", help="Use the simulated macOS under this folder, without root."),
 ]
 
+PublicKeys = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--public-key",
+        metavar="KEY",
+        help="Require a manifest signed by this minisign public key (the base64 line of minisign.pub); "
+        "repeatable; replaces manifest_public_keys.",
+        show_default=False,
+    ),
+]
+
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 

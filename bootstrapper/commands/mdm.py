@@ -16,6 +16,12 @@ app = typer.Typer(
 
 PkgArg = Annotated[Path, typer.Argument(help="A product archive (.pkg).", show_default=False)]
 PkgURL = Annotated[str, typer.Option("--url", help="The https URL the Mac downloads the package from.")]
+AllowUnsigned = Annotated[
+    bool,
+    typer.Option(
+        "--allow-unsigned", help="Accept an unsigned package (labs only: macOS refuses it from MDM)."
+    ),
+]
 
 
 @app.command("manifest")
@@ -23,13 +29,14 @@ def manifest(
     pkg: PkgArg,
     url: PkgURL,
     output_format: Annotated[str, typer.Option("--format", "-f", help="plist or json.")] = "plist",
+    allow_unsigned: AllowUnsigned = False,
 ) -> None:
     """Print the app manifest (items → assets, metadata) to host beside the package."""
     if output_format not in ("plist", "json"):
         raise UsageError(f"--format {output_format!r}: expected plist or json")
     from bootstrapper import mdm
 
-    doc, warnings = mdm.build_manifest(pkg, url)
+    doc, warnings = mdm.build_manifest(pkg, url, allow_unsigned=allow_unsigned)
     _warn(warnings)
     typer.echo(mdm.render(doc, output_format), nl=False)
 
@@ -52,6 +59,7 @@ def command(
     command_uuid: Annotated[
         str | None, typer.Option("--uuid", help="The CommandUUID (default: random).")
     ] = None,
+    allow_unsigned: AllowUnsigned = False,
 ) -> None:
     """Print the InstallEnterpriseApplication command plist for NanoMDM-style servers."""
     from bootstrapper import mdm
@@ -61,7 +69,7 @@ def command(
         raise UsageError("--pin-cert needs --manifest-url: macOS ignores pinning for an inline Manifest")
     if require_revocation_check and not pin_certs:
         raise UsageError("--require-revocation-check needs at least one --pin-cert")
-    doc, warnings = mdm.build_manifest(pkg, url)
+    doc, warnings = mdm.build_manifest(pkg, url, allow_unsigned=allow_unsigned)
     _warn(warnings)
     if manifest_url is not None:
         mdm.check_https(manifest_url, "--manifest-url")

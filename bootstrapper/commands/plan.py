@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from bootstrapper.commands._options import AllowHttp
+from bootstrapper.commands._options import AllowHttp, PublicKeys
 from bootstrapper.errors import UsageError
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ def plan(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
     allow_http: AllowHttp = False,
+    public_keys: PublicKeys = None,
 ) -> None:
     """Show the steps a Mac would run, in order, and what would be skipped and why."""
     if arch is not None and arch not in ("arm64", "x86_64"):
@@ -38,11 +39,11 @@ def plan(
     from dataclasses import asdict
 
     from bootstrapper.engine.plan import plan as make_plan
-    from bootstrapper.engine.source import read_manifest
+    from bootstrapper.engine.source import command_trust, read_manifest
     from bootstrapper.fetch.redact import redact_url
 
     facts, simulated = host_facts(arch, os_version, model)
-    loaded = read_manifest(manifest, allow_http=allow_http)
+    loaded = read_manifest(manifest, allow_http=allow_http, trust=command_trust(public_keys))
     steps = make_plan(loaded.manifest, facts)
     if as_json:
         doc = {

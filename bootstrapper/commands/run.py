@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from bootstrapper.commands._options import AllowHttp
+from bootstrapper.commands._options import AllowHttp, PublicKeys
 from bootstrapper.errors import UsageError
 
 
@@ -32,6 +32,7 @@ def run(
         bool, typer.Option("--dry-run", help="Download nothing, change nothing: print this Mac's plan.")
     ] = False,
     allow_http: AllowHttp = False,
+    public_keys: PublicKeys = None,
     arch: Annotated[
         str | None, typer.Option(metavar="ARCH", help="Sandbox only: pretend to be arm64 or x86_64.")
     ] = None,
@@ -55,6 +56,7 @@ def run(
         sandbox=sandbox,
         dry_run=dry_run,
         allow_http=allow_http,
+        public_keys=public_keys,
         facts={"arch": arch, "os_version": os_version, "model": model},
         env=dict(os.environ),
         interactive=True,

@@ -9,16 +9,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from bootstrapper.commands._options import AllowHttp, count
-from bootstrapper.errors import ManifestError, UsageError
+from bootstrapper.commands._options import AllowHttp, PublicKeys, count
+from bootstrapper.errors import ManifestError, SignatureError, UsageError
 
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
     from bootstrapper.engine.deep import ItemCheck
+    from bootstrapper.engine.source import Trust
     from bootstrapper.fetch import FetchOptions
     from bootstrapper.manifest.model import Loaded, Manifest, Problem
+    from bootstrapper.manifest.signature import Verified
 
 
 def validate(
@@ -40,28 +42,43 @@ def validate(
             help="Also download every item; check size, sha256, package id, version. Exit 2 on a mismatch.",
         ),
     ] = False,
+    public_keys: PublicKeys = None,
 ) -> None:
     """Check manifests and report every problem with its line:column. Exit 0 valid, 2 invalid.
 
+    With a public key (--public-key or manifest_public_keys), each manifest's .minisig is checked first.
     With --deep, exit 1 when an item could not be downloaded (the network, not the manifest).
     """
     if output_format not in ("text", "json", "github"):
         raise UsageError(f"--format {output_format!r}: expected text, json or github")
-    raise typer.Exit(check(manifests, output_format, allow_http, deep=deep))
+    from bootstrapper.engine.source import command_trust
+
+    trust = command_trust(public_keys)
+    raise typer.Exit(check(manifests, output_format, allow_http, deep=deep, trust=trust))
 
 
-def check(refs: Sequence[str], fmt: str, allow_http: bool, *, deep: bool = False) -> int:
+def check(
+    refs: Sequence[str], fmt: str, allow_http: bool, *, deep: bool = False, trust: Trust | None = None
+) -> int:
     """Check every manifest (and with `deep` every item), print one verdict each; the worst exit code."""
-    from bootstrapper.engine.source import read_manifest
+    from bootstrapper.engine.source import read_checked
+    from bootstrapper.manifest.model import Problem
 
     results: list[dict[str, Any]] = []
     for ref in refs:
         try:
-            loaded = read_manifest(ref, allow_http=allow_http)
+            source = read_checked(ref, allow_http=allow_http, trust=trust)
+        except SignatureError as exc:
+            # One line, not positioned: the signature covers the whole file.
+            message = str(exc).removeprefix(f"{ref}: ")
+            results.append(_result(ref, None, [Problem(ref, 0, 0, message)], []))
+            continue
         except ManifestError as exc:
             results.append(_result(ref, None, exc.details, exc.warnings))
             continue
+        loaded = source.loaded
         result = _result(ref, loaded, [], list(loaded.warnings))
+        result["signature"] = _signature_doc(source.verified)
         if deep:
             from bootstrapper.fetch import FetchOptions
 
@@ -91,8 +108,31 @@ def check(refs: Sequence[str], fmt: str, allow_http: bool, *, deep: bool = False
                 typer.echo(f"warning: {_text(r['source'], p)}")
             if "_checks" in r:
                 _print_deep(r["_loaded"].manifest, r["_checks"])
+            if r["valid"]:
+                typer.echo(_signature_note(r["source"], r["signature"]))
             typer.echo(_verdict(r))
     return max(_code(r) for r in results)
+
+
+def _signature_doc(verified: Verified | None) -> dict[str, Any] | None:
+    if verified is None:
+        return None
+    from bootstrapper.manifest.signature import format_expires
+
+    expires = None if verified.expires is None else format_expires(verified.expires)
+    return {"key_id": verified.key_id, "serial": verified.serial, "expires": expires}
+
+
+def _signature_note(source: str, signature: dict[str, Any] | None) -> str:
+    """Whether the signature was checked: an unsigned manifest passes, but the admin should know."""
+    if signature is None:
+        return (
+            f"note: {source}: unsigned (no --public-key or manifest_public_keys, so no signature was "
+            "checked); see docs/signing.md"
+        )
+    serial = "no serial" if signature["serial"] is None else f"serial {signature['serial']}"
+    expires = f"expires {signature['expires']}" if signature["expires"] else "no expiry"
+    return f"note: {source}: signed by key {signature['key_id']} ({serial}, {expires})"
 
 
 def _code(r: dict[str, Any]) -> int:
@@ -144,6 +184,7 @@ def _result(
         "items": len(loaded.manifest.items) if loaded else 0,
         "errors": [asdict(p) for p in errors],
         "warnings": [asdict(p) for p in warnings],
+        "signature": None,
         "_loaded": loaded,
     }
 

@@ -1,9 +1,10 @@
 """Where the package puts things, derived from `bootstrapper.paths` (the one source of labels and paths).
 
-The launchd items run a small launcher script rather than the interpreter: the launcher exists on every
-platform the payload is assembled on (so `make pkg-payload` can check the programs the plists name), it
-pins the interpreter flags (`-I`: no PYTHON* variables, no user site) in one place, and it gives admins
-a `bootstrapper` command on the Mac for `status`.
+The launchd items run a small signed launcher (pkg/launcher/launcher.c) rather than the interpreter: it
+carries our Developer ID (so Login Items settings and the Managed Login Items profile can name it), it
+pins the interpreter and its flags (`-I`: no PYTHON* variables, no user site) in one place, and it gives
+admins a `bootstrapper` command on the Mac for `status`. Which Python the bundle carries is a build
+input (pkg/pins.toml), not something the installed program needs to know.
 """
 
 from __future__ import annotations
@@ -14,15 +15,12 @@ from pathlib import PurePosixPath
 from bootstrapper import __version__
 from bootstrapper.paths import INSTALL_DIR, PACKAGE_ID, Paths
 
-#: The Python the runtime bundle carries; the framework layout depends on it.
-PYTHON_VERSION = "3.11"
 #: Oldest macOS the package installs on: the first release on Apple silicon.
 MIN_MACOS = "11.0"
 HOST_ARCHITECTURES = ("arm64", "x86_64")
 
 LAUNCHER = INSTALL_DIR / "bin" / "bootstrapper"
 FRAMEWORK = INSTALL_DIR / "Python.framework"
-INTERPRETER = FRAMEWORK / "Versions" / PYTHON_VERSION / "bin" / f"python{PYTHON_VERSION}"
 
 #: The component package inside the product archive (the Distribution's pkg-ref points to it).
 COMPONENT_PKG = "bootstrapper-component.pkg"
@@ -69,7 +67,6 @@ def template_values(version: str = __version__) -> dict[str, str]:
         "RESULT_FILE": str(p.result_file),
         "MANAGED_PREFS": str(p.managed_prefs),
         "LAUNCHER": str(LAUNCHER),
-        "INTERPRETER": str(INTERPRETER),
         "MIN_MACOS": MIN_MACOS,
         "HOST_ARCHITECTURES": ",".join(HOST_ARCHITECTURES),
         "COMPONENT_PKG": COMPONENT_PKG,

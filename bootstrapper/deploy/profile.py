@@ -4,14 +4,20 @@ a key the wrong type (an `<string>5</string>` where the daemon needs an `<intege
 
 The profile uses a payload whose PayloadType is the preference domain itself ("custom settings"):
 macOS writes its keys to /Library/Managed Preferences/<domain>.plist, which `config.load_config`
-reads. The committed examples in pkg/profile/ and docs/settings.md are checked against these
-generators by the tests.
+reads. A second payload, `com.apple.servicemanagement` (Managed Login Items, macOS 13+), marks our
+launchd jobs as managed: they are enabled and allowed without the "Background Items Added" prompt,
+and the user cannot turn them off in Login Items settings. It matches them by Label, and, when a
+Team ID is given, everything signed by that team (Apple's device-management schema,
+mdm/profiles/com.apple.servicemanagement.yaml: Rules → RuleType, RuleValue, Comment).
+
+The committed examples in pkg/profile/ and docs/settings.md are checked against these generators by the tests.
 """
 
 from __future__ import annotations
 
 import json
 import plistlib
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -27,8 +33,15 @@ PROFILE_ID = f"{PREFS_DOMAIN}.profile"
 #: produces the same bytes and an MDM sees an update, not a new profile.
 _NAMESPACE = uuid.UUID("5b0c8a3e-6f47-4d59-9a0e-2f6a1c9d7e41")
 
-_JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", dict: "object"}
-_PLIST_TYPES = {bool: "boolean", int: "integer", float: "real", str: "string", dict: "dictionary"}
+_JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", dict: "object", list: "array"}
+_PLIST_TYPES = {
+    bool: "boolean",
+    int: "integer",
+    float: "real",
+    str: "string",
+    dict: "dictionary",
+    list: "array",
+}
 
 
 def example_settings() -> dict[str, Any]:
@@ -62,10 +75,32 @@ def parse_assignments(items: Sequence[str]) -> dict[str, Any]:
     return {k: coerce(k, v, f"{k} from --set") if isinstance(v, dict) else v for k, v in out.items()}
 
 
+def login_items_payload(identifier: str = PROFILE_ID, team_id: str = "") -> dict[str, Any]:
+    """Managed Login Items for the daemon and agent labels (and our Team ID's signed code, if given)."""
+    paths = Paths()
+    if team_id and not re.fullmatch(r"[A-Z0-9]{10}", team_id):
+        raise UsageError(f"--team-id {team_id!r}: expected the 10-character Apple Team ID, e.g. ABCDE12345")
+    rules = [
+        {"RuleType": "Label", "RuleValue": paths.daemon_label, "Comment": "bootstrapper daemon"},
+        {"RuleType": "Label", "RuleValue": paths.agent_label, "Comment": "bootstrapper agent"},
+    ]
+    if team_id:
+        rules.append({"RuleType": "TeamIdentifier", "RuleValue": team_id, "Comment": "bootstrapper's signer"})
+    return {
+        "PayloadType": "com.apple.servicemanagement",
+        "PayloadIdentifier": f"{identifier}.loginitems",
+        "PayloadUUID": str(uuid.uuid5(_NAMESPACE, f"{identifier}.loginitems")).upper(),
+        "PayloadVersion": 1,
+        "PayloadDisplayName": "bootstrapper background items",
+        "Rules": rules,
+    }
+
+
 def mobileconfig(
-    settings: Mapping[str, Any], *, identifier: str = PROFILE_ID, organization: str = ""
+    settings: Mapping[str, Any], *, identifier: str = PROFILE_ID, organization: str = "", team_id: str = ""
 ) -> bytes:
-    """A configuration profile (System scope) that sets `settings` in the managed preferences domain."""
+    """A configuration profile (System scope): `settings` in the managed preferences domain, and our
+    launchd jobs as Managed Login Items."""
     known = types()
     values: dict[str, Any] = {}
     for key, raw in settings.items():
@@ -83,7 +118,7 @@ def mobileconfig(
         **values,
     }
     profile: dict[str, Any] = {
-        "PayloadContent": [content],
+        "PayloadContent": [content, login_items_payload(identifier, team_id)],
         "PayloadDisplayName": "bootstrapper",
         "PayloadDescription": f"Settings for bootstrapper (preference domain {PREFS_DOMAIN}).",
         "PayloadIdentifier": identifier,
@@ -112,6 +147,8 @@ def jamf_schema() -> dict[str, Any]:
         }
         if kind is dict:
             prop["additionalProperties"] = {"type": "string"}
+        elif kind is list:
+            prop["items"] = {"type": "string"}
         elif f.default is not None and not callable(f.default_factory):
             prop["default"] = f.default
         if meta["choices"]:
@@ -185,6 +222,6 @@ def _describe(doc: str, secret: bool) -> str:
 def _plist_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, dict):
-        return "{}" if not value else json.dumps(value)
+    if isinstance(value, dict | list):
+        return json.dumps(value)
     return str(value)

@@ -11,13 +11,15 @@ import contextlib
 import logging
 import os
 import shutil
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bootstrapper.errors import PlatformError
+from bootstrapper.errors import PlatformError, UnsafePathError
 from bootstrapper.paths import PACKAGE_ID, Paths
+from bootstrapper.safefile import open_dir
 
 if TYPE_CHECKING:
     from bootstrapper.platform.base import Platform
@@ -42,22 +44,34 @@ def owned_paths(paths: Paths) -> list[Path]:
 
 
 def _remove(path: Path, paths: Paths, report: CleanupReport) -> None:
+    """Remove one of ours, never following a link out of our folders.
+
+    The parent is reached with `open_dir` (no folder another user planted on the way) and the name is
+    removed relative to it: a symlink is unlinked, not followed, and a folder is removed with
+    `rmtree(dir_fd=)`, which does not follow links inside it either.
+    """
     allowed = {os.path.normpath(p) for p in owned_paths(paths)}
     if os.path.normpath(path) not in allowed or not paths.contains(path, paths.root):
         report.problems.append(f"refused to remove {path}: not one of ours")
         return
     try:
-        if path.is_symlink() or path.is_file():
-            path.unlink()
-        elif path.is_dir():
-            shutil.rmtree(path)
+        parent = open_dir(path.parent.absolute())
+    except UnsafePathError as exc:
+        if os.path.lexists(path.parent):
+            report.problems.append(f"refused to remove {path}: {exc}")
+        return
+    try:
+        if stat.S_ISDIR(os.stat(path.name, dir_fd=parent, follow_symlinks=False).st_mode):
+            shutil.rmtree(path.name, dir_fd=parent)
         else:
-            return
+            os.unlink(path.name, dir_fd=parent)
     except FileNotFoundError:
         return
     except OSError as exc:
         report.problems.append(f"could not remove {path}: {exc.strerror}")
         return
+    finally:
+        os.close(parent)
     report.removed.append(str(path))
 
 

@@ -24,7 +24,8 @@ from typing import Any, ClassVar, Literal, Protocol, TypeAlias, get_args, runtim
 log = logging.getLogger(__name__)
 
 StepOutcome: TypeAlias = Literal["done", "failed", "skipped"]
-RunResult: TypeAlias = Literal["success", "failed", "already-set-up"]
+#: `partial`: the run went on past failable failures (listed); `success`: nothing failed.
+RunResult: TypeAlias = Literal["success", "partial", "failed", "already-set-up"]
 PlannedStatus: TypeAlias = Literal["pending", "done", "skipped"]
 Level: TypeAlias = Literal["debug", "info", "warning", "error"]
 

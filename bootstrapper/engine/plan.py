@@ -40,21 +40,24 @@ def plan(
     """
     probe = probe or NoProbe()
     receipts = receipts or {}
-    steps: list[Step] = []
-    for item in manifest.items:
-        if item.id in done:
-            steps.append(Step(item, True, "done in an earlier run"))
-            continue
-        decision = decide(item, facts, probe)
-        if decision.skip is not False:
-            steps.append(Step(item, decision.skip, decision.reason))
-            continue
-        installed = _installed(item, receipts)
-        if installed is not None:
-            steps.append(Step(item, True, installed))
-            continue
-        steps.append(Step(item, False, ""))
-    return steps
+    return [
+        Step(item, True, "done in an earlier run")
+        if item.id in done
+        else decide_step(item, facts, probe, receipts)
+        for item in manifest.items
+    ]
+
+
+def decide_step(item: Item, facts: Facts, probe: Probe, receipts: Mapping[str, str]) -> Step:
+    """One item's decision: its conditions, then its receipt. The scheduler asks again when the step
+    is reached, so an earlier step's work (a path it made, a package it installed) counts."""
+    decision = decide(item, facts, probe)
+    if decision.skip is not False:
+        return Step(item, decision.skip, decision.reason)
+    installed = _installed(item, receipts)
+    if installed is not None:
+        return Step(item, True, installed)
+    return Step(item, False, "")
 
 
 def _installed(item: Item, receipts: Mapping[str, str]) -> str | None:

@@ -23,15 +23,18 @@ import httpx
 from bootstrapper import process
 from bootstrapper.engine import events as ev
 from bootstrapper.engine.context import RunContext
-from bootstrapper.engine.kinds import RUNNERS
+from bootstrapper.engine.kinds import RUNNERS, download_dest
 from bootstrapper.engine.kinds.base import Outcome
-from bootstrapper.engine.plan import Step, plan
+from bootstrapper.engine.leftovers import folders_to_create
+from bootstrapper.engine.plan import Step, decide_step, plan
 from bootstrapper.engine.prefetch import Prefetcher
+from bootstrapper.engine.probe import StepProbe
 from bootstrapper.engine.state import RunResult, StateStore, StepKey
-from bootstrapper.errors import FetchError
+from bootstrapper.errors import BootstrapperError, FetchError
 from bootstrapper.fetch import Download, Downloader, FetchEvent, FetchOptions
 from bootstrapper.fetch import events as fe
-from bootstrapper.manifest.conditions import Probe
+from bootstrapper.manifest.conditions import NoProbe, Probe
+from bootstrapper.manifest.facts import Facts
 from bootstrapper.manifest.kinds import SPECS
 from bootstrapper.manifest.model import FailPolicy, Item, Manifest, Stage
 
@@ -54,6 +57,21 @@ def fingerprint(item: Item) -> str:
     """What identifies an item across manifest edits: a changed hash or version makes it a new step."""
     text = "\0".join([item.type.value, item.hash or "", item.version or "", item.url or "", item.path or ""])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _background_failure(task: asyncio.Task[object]) -> tuple[str | None, int | None]:
+    """What went wrong with a finished `donotwait` script, if anything, and its exit code."""
+    if task.cancelled():
+        return "was stopped", None
+    if (exc := task.exception()) is not None:
+        return f"failed: {exc}", None
+    result = task.result()
+    if isinstance(result, process.Completed) and not result.ok:
+        why = "timed out" if result.timed_out else f"exited with {result.returncode}"
+        return why, result.returncode
+    if isinstance(result, Outcome) and not result.ok:
+        return f"failed: {result.reason}", result.exit_code
+    return None, None
 
 
 def stops_run(item: Item, outcome: Outcome) -> bool:
@@ -101,6 +119,7 @@ class Scheduler:
         self.transport = transport
         self.clock = clock
         self._prefetch: Prefetcher | None = None
+        self._facts: Facts | None = None
 
     async def execute(self) -> RunReport:
         ctx, state = self.ctx, self.state
@@ -110,9 +129,13 @@ class Scheduler:
         state.reconcile(StepKey(i.id, i.name, fingerprint(i)) for i in self.manifest.items)
         done = frozenset(i.id for i in self.manifest.items if state.step(i.id).status in ("done", "skipped"))
         receipts = await self._receipts()
-        steps = plan(self.manifest, facts, self.probe, receipts, done)
+        # Machine conditions are left open here ("decided on the Mac") and decided when each step is
+        # reached; their items are prefetched in case they run. A receipt found now stands.
+        steps = plan(self.manifest, facts, NoProbe(), receipts, done)
+        self._facts = facts
         run_id = uuid.uuid4().hex[:12]
         attempt = state.begin_attempt(run_id, self.manifest.source)
+        state.note_folders(folders_to_create(self.manifest, ctx.host_path))
         ctx.bus.emit(
             ev.RunStarted(
                 run_id=run_id,
@@ -198,20 +221,22 @@ class Scheduler:
                         report.result = "failed"
                         report.stopped_by = f"{step.item.label}: {outcome.reason}"
                         return report
+        if report.failed:
+            report.result = "partial"  # went on past failable failures: never called success
         return report
 
     def _downloads(self, steps: list[Step]) -> list[Download]:
         out: list[Download] = []
         for s in steps:
             item = s.item
-            if s.skip is not False or not SPECS[item.type].downloads or item.hash is None or item.url is None:
+            if s.skip is True or not SPECS[item.type].downloads or item.hash is None or item.url is None:
                 continue
             assert item.file is not None
             out.append(
                 Download(
                     key=item.id,
                     url=item.url,
-                    dest=self.ctx.host_path(item.file),
+                    dest=download_dest(item, self.ctx),
                     sha256=item.hash,
                     size=item.size,
                     mode=SPECS[item.type].mode,
@@ -224,7 +249,10 @@ class Scheduler:
     async def _step(self, step: Step, prefetch: Prefetcher) -> Outcome | None:
         """Run one step; None when it was skipped."""
         item, bus, state = step.item, self.ctx.bus, self.state
+        if step.skip is not True:
+            step = await self._decide_now(step)
         if step.skip is not False:
+            await prefetch.release(item.id)
             if state.step(step.id).status not in ("done", "skipped"):
                 state.mark_skipped(step.id, step.reason)
             bus.emit(ev.StepFinished(step.id, "skipped", step.reason))
@@ -248,6 +276,21 @@ class Scheduler:
         return outcome
 
     async def _carry_out(self, item: Item, prefetch: Prefetcher) -> Outcome:
+        """The step's outcome, whatever happens inside it.
+
+        One item's bytes (a package that breaks the reader, a planted file) or a bug in one runner
+        must cost that step, under its fail policy, not the daemon: an exception escaping here would
+        end the run with exit 3, and launchd would start it again into the same crash forever.
+        """
+        try:
+            return await self._attempt(item, prefetch)
+        except BootstrapperError as exc:
+            return Outcome.failed(str(exc))
+        except Exception as exc:
+            log.exception("%s: unexpected error", item.label)
+            return Outcome.failed(f"unexpected error: {type(exc).__name__}: {exc}; see the log")
+
+    async def _attempt(self, item: Item, prefetch: Prefetcher) -> Outcome:
         runner = RUNNERS[item.type]
         file: Path | None = None
         if SPECS[item.type].downloads:
@@ -264,6 +307,19 @@ class Scheduler:
             return await runner.run(item, file, self.ctx)
         finally:
             await prefetch.release(item.id)
+
+    async def _decide_now(self, step: Step) -> Step:
+        """The step's decision with what this machine says now: its conditions, its receipt."""
+        item = step.item
+        if isinstance(self.probe, StepProbe):
+            await self.probe.refresh(item)
+        receipts: dict[str, str] = {}
+        if SPECS[item.type].has_receipt and item.packageid:
+            receipt = await self.ctx.platform.receipt(item.packageid)
+            if receipt is not None:
+                receipts[item.packageid] = receipt.version
+        assert self._facts is not None
+        return decide_step(item, self._facts, self.probe, receipts)
 
     def _on_fetch(self, event: FetchEvent) -> None:
         bus = self.ctx.bus
@@ -295,10 +351,18 @@ class Scheduler:
                 )
             )
         for task in done:
-            if task.exception() is not None:
-                self.ctx.bus.emit(ev.Message("warning", f"a background script failed: {task.exception()}"))
+            problem, code = _background_failure(task)
+            step_id = task.get_name()
+            if problem is None:
+                result = task.result()
+                if isinstance(result, Outcome) and step_id in self.state.state.steps:
+                    # The completion record carries the exit code of a script that ended after its step.
+                    self.state.record_exit(step_id, result.exit_code, result.reason)
                 continue
-            name, result = task.get_name(), task.result()
-            if name.startswith("step:") and isinstance(result, Outcome):
-                # The completion record carries the exit code of a script that ended after its step.
-                self.state.record_exit(name.removeprefix("step:"), result.exit_code, result.reason)
+            label = next((i.label for i in self.manifest.items if i.id == step_id), step_id)
+            self.ctx.bus.emit(ev.Message("warning", f"background script {label} {problem}"))
+            if step_id in self.state.state.steps:
+                self.state.mark_failed(step_id, f"in the background: {problem}", code)
+            report.failed.append(step_id)
+            if report.result == "success":
+                report.result = "partial"

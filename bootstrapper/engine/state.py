@@ -5,8 +5,10 @@ crash it holds either the state before or after the last change. A step is `done
 succeeded; a step found `running` at load time was interrupted and is run again.
 
 A state file that cannot be read (truncated, not JSON, an unknown version) is never fatal: it is moved
-aside with a clear log line and the run starts over, which is safe because package receipts keep
-installs idempotent. Crashing on it instead would make launchd restart us into the same crash forever.
+aside with a clear log line and the run resumes from `state.json.prev`, the last good copy written
+after every successful save; only when that is unreadable too does the run start over. Starting over
+is safe for packages (receipts keep them idempotent) but not for root scripts, which would run twice.
+Crashing on it instead would make launchd restart us into the same crash forever.
 
 Steps are matched by (name, fingerprint), not by position, so a manifest edited between two attempts
 keeps the progress of the items that did not change.
@@ -26,6 +28,7 @@ import fcntl
 import json
 import logging
 import os
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
@@ -42,9 +45,10 @@ log = logging.getLogger(__name__)
 STATE_VERSION = 1
 
 StepStatus: TypeAlias = Literal["pending", "running", "done", "failed", "skipped"]
-RunResult: TypeAlias = Literal["success", "failed", "already-set-up"]
+RunResult: TypeAlias = Literal["success", "partial", "failed", "already-set-up"]
 _STEP_STATUSES = frozenset(get_args(StepStatus))
 _RUN_RESULTS = frozenset(get_args(RunResult))
+_NOSPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 Clock: TypeAlias = Callable[[], datetime]
 _T = TypeVar("_T")
@@ -107,8 +111,12 @@ class RunState:
     #: Whose session the user steps run in (`{"name", "uid", "gid", "home"}`): the first real user
     #: on the console when userland started, kept while others use the Mac (fast user switching).
     primary_user: dict[str, Any] | None = None
+    #: The highest manifest signature serial this Mac accepted for a run: a lower one is a replay.
+    accepted_serial: int | None = None
     #: In plan order (dicts keep insertion order, and so does the JSON).
     steps: dict[str, StepState] = field(default_factory=dict)
+    #: Folders (Mac paths) the run's downloads will create outside our own: removed at the end if empty.
+    created_folders: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -138,7 +146,9 @@ class RunState:
                 phase=data.get("phase"),
                 result=data.get("result"),
                 primary_user=data.get("primary_user"),
+                accepted_serial=_optional(data.get("accepted_serial"), int),
                 steps=steps,
+                created_folders=[_typed(f, str) for f in _typed(data.get("created_folders", []), list)],
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise StateError(f"malformed state: {type(exc).__name__}: {exc}") from None
@@ -161,6 +171,21 @@ def _typed(value: Any, kind: type[_T]) -> _T:
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise TypeError(f"expected {kind.__name__}, got {value!r}")
     return value
+
+
+def _optional(value: Any, kind: type[_T]) -> _T | None:
+    return None if value is None else _typed(value, kind)
+
+
+def accepted_serial(path: Path) -> int | None:
+    """The highest signature serial a run on this Mac accepted; None when none (or no readable state).
+
+    Read-only: an unreadable state file is set aside by `StateStore.load`, not here.
+    """
+    try:
+        return read_state(path).accepted_serial
+    except (OSError, StateError):
+        return None
 
 
 def _check_step(step: StepState) -> None:
@@ -202,6 +227,7 @@ class StateStore:
         self.path = path
         self.state = state
         self._clock = clock
+        self._counted = False
 
     @classmethod
     def load(cls, path: Path, *, clock: Clock = _utcnow) -> StateStore:
@@ -213,8 +239,9 @@ class StateStore:
         except (StateError, OSError) as exc:
             aside = _set_aside(path, clock())
             where = f"moved it to {aside}" if aside else "could not move it aside; it will be overwritten"
-            log.warning("state file %s is unreadable (%s); %s and starting the run over", path, exc, where)
-            state = RunState()
+            state = _last_good(last_good_path(path))
+            then = "resuming from the last good copy" if state.run_id else "starting the run over"
+            log.warning("state file %s is unreadable (%s); %s and %s", path, exc, where, then)
         store = cls(path, state, clock=clock)
         if not state.created_at:
             state.created_at = state.updated_at = _iso(clock())
@@ -230,8 +257,24 @@ class StateStore:
         st.source = source
         st.run_attempt += 1
         st.result = None
+        self._counted = True
         self.save()
         return st.run_attempt
+
+    def count_attempt(self, source: str) -> int:
+        """Count this daemon's attempt if the run failed before it began one (an invalid manifest).
+
+        Such a start counts toward `max_attempts` too, or launchd would restart it forever.
+        """
+        if self._counted:
+            return self.state.run_attempt
+        return self.begin_attempt(uuid.uuid4().hex[:12], source)
+
+    def accept_serial(self, serial: int | None) -> None:
+        """A run of a manifest signed with `serial` started: never accept a lower one again."""
+        if serial is not None and serial > (self.state.accepted_serial or 0):
+            self.state.accepted_serial = serial
+            self.save()
 
     def attempts_exhausted(self, limit: int) -> bool:
         """True once `limit` daemon attempts have started: `on_failure: retry` must give up."""
@@ -244,6 +287,13 @@ class StateStore:
     def set_primary_user(self, name: str, uid: int, gid: int, home: str) -> None:
         self.state.primary_user = {"name": name, "uid": uid, "gid": gid, "home": home}
         self.save()
+
+    def note_folders(self, folders: Iterable[str]) -> None:
+        """Remember folders this run is about to create (kept across attempts, never forgotten)."""
+        new = [f for f in folders if f not in self.state.created_folders]
+        if new:
+            self.state.created_folders.extend(new)
+            self.save()
 
     def set_result(self, result: RunResult) -> None:
         self.state.result = result
@@ -341,9 +391,31 @@ class StateStore:
         self.save()
 
     def save(self) -> None:
+        """Persist the state, then the last good copy; a write that fails (a full disk) is a `StateError`."""
         self.state.updated_at = _iso(self._clock())
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.path, self.state.to_json())
+        doc = self.state.to_json()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(self.path, doc)
+            write_json_atomic(last_good_path(self.path), doc)
+        except OSError as exc:
+            fix = "free some space on that disk" if exc.errno in _NOSPACE else "check that folder"
+            raise StateError(f"cannot save the state file {self.path}: {exc.strerror or exc}; {fix}") from exc
+
+
+def last_good_path(path: Path) -> Path:
+    """Where the copy of the last state that was saved whole is kept: `state.json.prev`."""
+    return path.with_name(path.name + ".prev")
+
+
+def _last_good(prev: Path) -> RunState:
+    """The last good copy, or a fresh state when it is missing or unreadable as well."""
+    try:
+        return read_state(prev)
+    except (StateError, OSError) as exc:
+        if not isinstance(exc, FileNotFoundError):
+            log.warning("the last good copy %s is unreadable too (%s)", prev, exc)
+        return RunState()
 
 
 def _set_aside(path: Path, now: datetime) -> Path | None:
@@ -375,7 +447,14 @@ class DaemonLock:
 
     def acquire(self) -> DaemonLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o600)
+        try:  # never through a link: root would create or lock whatever it points at
+            fd = os.open(
+                self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600
+            )
+        except OSError as exc:
+            raise StateError(
+                f"cannot open the lock file {self.path} ({exc.strerror}); remove it if it is a link"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
@@ -388,9 +467,12 @@ class DaemonLock:
                 f"another bootstrapper daemon ({who}) is running: it holds {self.path}; "
                 "wait for it to finish, or stop it first"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        os.fsync(fd)
+        with contextlib.suppress(
+            OSError
+        ):  # the pid only names us to a second daemon: a full disk may refuse it
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            os.fsync(fd)
         self._fd = fd
         return self
 

@@ -18,16 +18,21 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import unquote, urlsplit
 
 import httpx
 
 from bootstrapper.errors import (
+    ClientStatusError,
     DiskFullError,
     FetchError,
     HashMismatchError,
+    IntegrityError,
     SizeLimitError,
     StagingError,
     TransferError,
+    UnsafePathError,
+    UnsafeURLError,
 )
 from bootstrapper.fetch import staging
 from bootstrapper.fetch.events import Failed as FailedEvent
@@ -37,7 +42,8 @@ from bootstrapper.fetch.model import Download, FetchOptions
 from bootstrapper.fetch.redact import Redactor, redact_url
 from bootstrapper.fetch.retry import RetryPolicy, with_retries
 from bootstrapper.fetch.staging import Part, Sink, Writer
-from bootstrapper.hashing import feed_file, sha256_file
+from bootstrapper.hashing import feed_file
+from bootstrapper.safefile import open_verified, place_staged
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +122,10 @@ class Downloader:
         redact = Redactor([*self._options.secrets(), *item.headers.values()])
         try:
             async with lock:
+                if urlsplit(item.url).scheme == "file":
+                    if not self._options.local_files:
+                        raise UnsafeURLError(f"{item.url}: file:// items belong to a manifest on this disk")
+                    return await self._copy_local(item, part)
                 return await self._fetch(self._client, item, part, redact)
         except FetchError as exc:
             log.warning("%s: %s", item.key, exc)
@@ -124,8 +134,8 @@ class Downloader:
 
     async def _fetch(self, client: httpx.AsyncClient, item: Download, part: Part, redact: Redactor) -> Path:
         shown = redact_url(item.url)
-        if await self._in_place(item):
-            size = item.dest.lstat().st_size
+        size = await self._in_place(item)
+        if size is not None:
             self._emit(Finished(item.key, item.dest, size, cached=True))
             return item.dest
         self._check_space(item, part, shown)
@@ -142,29 +152,69 @@ class Downloader:
             rng=self._rng,
             on_retry=retrying,
         )
-        staging.place(part.path, item.dest, shown)
+        return await self._place(item, part, shown, size)
+
+    async def _place(self, item: Download, part: Part, shown: str, size: int) -> Path:
+        """Move the verified part to its destination, root's (in an unprivileged sandbox, ours)."""
+        owner = (0, 0) if os.geteuid() == 0 else None
+        try:
+            await asyncio.to_thread(
+                place_staged, part.path, item.dest, owner=owner, mode=item.mode, sha256=item.sha256
+            )
+        except UnsafePathError as exc:
+            raise StagingError(f"{shown}: {exc}") from exc
         part.discard()
         log.info("%s: placed %s (%d bytes)", item.key, item.dest, size)
         self._emit(Finished(item.key, item.dest, size))
         return item.dest
 
-    async def _in_place(self, item: Download) -> bool:
-        """The destination already holds the right bytes (a regular file, not a link): keep it."""
+    async def _copy_local(self, item: Download, part: Part) -> Path:
+        """A file:// item of a local manifest (a rehearsal, or a bundle on a disk): copied into staging,
+        verified by size and sha256 like a download, then placed the same way."""
+        source = Path(unquote(urlsplit(item.url).path))
+        cached = await self._in_place(item)
+        if cached is not None:
+            self._emit(Finished(item.key, item.dest, cached, cached=True))
+            return item.dest
+        self._emit(Started(item.key, item.size))
         try:
-            st = item.dest.lstat()
-        except OSError:
-            return False
-        if not stat.S_ISREG(st.st_mode) or (item.size is not None and st.st_size != item.size):
-            return False
-        try:
-            digest = await asyncio.to_thread(sha256_file, item.dest)
-        except OSError:
-            return False
+            size, digest = await asyncio.to_thread(_copy_hashed, source, part.path, item.size)
+        except FileNotFoundError:
+            raise ClientStatusError(f"{item.url}: no such file; check the item's url", 404) from None
+        except OSError as exc:
+            raise FetchError(f"{item.url}: cannot read it ({exc.strerror or exc})") from exc
+        if item.size is not None and size != item.size:
+            part.discard()
+            raise IntegrityError(f"{item.url}: {size} bytes, the manifest says {item.size}")
         if digest != item.sha256:
-            return False
-        if st.st_mode & 0o7777 != item.mode:
-            os.chmod(item.dest, item.mode)
-        return True
+            part.discard()
+            raise HashMismatchError(
+                f"{item.url}: sha256 mismatch: expected {item.sha256}, got {digest}", item.sha256, digest
+            )
+        return await self._place(item, part, item.url, size)
+
+    async def _in_place(self, item: Download) -> int | None:
+        """The size of a file already at the destination that root may keep; None: download again.
+
+        Only a regular, unshared file of root's (or ours) in safe folders whose bytes, read through
+        one descriptor, hash right is kept: a file another user planted there, whatever its bytes,
+        is replaced. Its size and mode are read and fixed on that descriptor, never by path.
+        """
+        try:
+            fd = await asyncio.to_thread(open_verified, item.dest, item.sha256)
+        except (UnsafePathError, OSError):
+            return None
+        try:
+            st = os.fstat(fd)
+            if item.size is not None and st.st_size != item.size:
+                return None
+            if stat.S_IMODE(st.st_mode) != item.mode:
+                os.fchmod(fd, item.mode)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        return st.st_size
 
     def _check_space(self, item: Download, part: Part, shown: str) -> None:
         if item.size is None:
@@ -352,3 +402,21 @@ def _human(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} TiB"
+
+
+def _copy_hashed(source: Path, dest: Path, limit: int | None) -> tuple[int, str]:
+    """Copy `source` to a new 0600 file at `dest`, hashing as it goes; at most `limit` + 1 bytes."""
+    digest = hashlib.sha256()
+    size = 0
+    with source.open("rb") as src:
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            while block := src.read(1024 * 1024):
+                size += len(block)
+                digest.update(block)
+                out.write(block)
+                if limit is not None and size > limit:
+                    break
+            out.flush()
+            os.fsync(out.fileno())
+    return size, digest.hexdigest()

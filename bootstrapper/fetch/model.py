@@ -37,6 +37,8 @@ def _check_headers(headers: Mapping[str, str], where: str) -> Mapping[str, str]:
 def check_url(url: str, where: str) -> None:
     """Refuse what can never be fetched safely; the scheme policy (allow_http) is checked per request."""
     parts = urlsplit(url)
+    if parts.scheme == "file" and parts.path.startswith("/") and not parts.netloc:
+        return  # an item beside a local manifest (the loader allows these only for a local manifest)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ValueError(f"{where}: expected an https:// URL, got {parts.scheme or 'no'} scheme")
     if parts.username is not None or parts.password is not None:
@@ -101,6 +103,8 @@ class FetchOptions:
     min_rate_window: float = 60.0
     #: Plain http for items and redirects; off by default and nothing in a manifest can turn it on.
     allow_http: bool = False
+    #: file:// items: only for a manifest read from this machine's disk (its items sit beside it).
+    local_files: bool = False
     #: Extra trusted CAs (PEM), added to the default public roots.
     ca_bundle: Path | None = None
     #: Client certificate (PEM) for mutual TLS, and its key when not in the same file.

@@ -1,8 +1,9 @@
 """Files on disk: the root-only staging folder, `.part` files with their resume sidecar, and placing.
 
 A download is written to `<staging>/<name>.part` (0600, never through a symlink), hashed as it is
-written, fsynced, and only after verification renamed over the destination, so a symlink planted at
-the destination is replaced, never followed, and partial work is never taken for a finished file.
+written, fsynced, and only after verification moved over the destination by `safefile.place_staged`,
+so a symlink planted at the destination is replaced, never followed, no folder another user controls
+is written into, and partial work is never taken for a finished file.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from bootstrapper.errors import DiskFullError, FetchError, StagingError
+from bootstrapper.errors import StagingError, UnsafePathError
 from bootstrapper.fetch.model import MiB
+from bootstrapper.safefile import open_dir
 
 #: The part file's writer: `os.write` in production; a test may inject one that fails like a full disk.
 Writer = Callable[[int, memoryview], int]
@@ -38,22 +40,36 @@ def is_disk_full(exc: OSError) -> bool:
 
 
 def prepare_staging(path: Path) -> Path:
-    """Create the staging folder 0700; refuse one that is a symlink, not a folder, or not ours."""
+    """Create the staging folder 0700; refuse one that is a symlink, not a folder, or not ours.
+
+    The folders above it are walked with `safefile.open_dir` (none another user owns or planted a
+    link in), and the folder itself is opened without following a link and checked and fixed on
+    that descriptor, so a folder swapped in by path is never the one chmodded.
+    """
+    path = path.absolute()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+        parent = open_dir(path.parent, create=True)
+    except UnsafePathError as exc:
+        raise StagingError(f"staging folder {path}: {exc}") from exc
+    try:
         with contextlib.suppress(FileExistsError):
-            path.mkdir(mode=0o700)
-        st = path.lstat()
+            os.mkdir(path.name, 0o700, dir_fd=parent)
+        fd = os.open(path.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
     except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            what = "a symlink" if path.is_symlink() else "not a folder"
+            raise StagingError(f"staging folder {path} is {what}; remove it, it is not ours") from None
         raise StagingError(f"staging folder {path}: {exc.strerror or exc}; check the install prefix") from exc
-    if stat.S_ISLNK(st.st_mode):
-        raise StagingError(f"staging folder {path} is a symlink; remove it, it is not ours")
-    if not stat.S_ISDIR(st.st_mode):
-        raise StagingError(f"staging folder {path} is not a folder; remove it")
-    if st.st_uid != os.geteuid():
-        raise StagingError(f"staging folder {path} is owned by uid {st.st_uid}, not us; remove it")
-    if stat.S_IMODE(st.st_mode) != 0o700:
-        os.chmod(path, 0o700)
+    finally:
+        os.close(parent)
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != os.geteuid():
+            raise StagingError(f"staging folder {path} is owned by uid {st.st_uid}, not us; remove it")
+        if stat.S_IMODE(st.st_mode) != 0o700:
+            os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
     return path
 
 
@@ -204,55 +220,3 @@ def free_space(path: Path) -> int:
         except FileNotFoundError:
             continue
     return 0
-
-
-def place(staged: Path, dest: Path, shown: str) -> None:
-    """Rename the verified file over `dest` (the link itself, if a symlink was planted there)."""
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
-        try:
-            os.replace(staged, dest)
-        except OSError as exc:
-            if exc.errno != errno.EXDEV:
-                raise
-            _copy_into_place(staged, dest)
-        _sync_dir(dest.parent)
-    except OSError as exc:
-        if is_disk_full(exc):
-            raise DiskFullError(
-                f"{shown}: the disk holding {dest.parent} is full; free some space and run again"
-            ) from exc
-        raise FetchError(f"{shown}: cannot place the file at {dest}: {exc.strerror or exc}") from exc
-
-
-def _copy_into_place(staged: Path, dest: Path) -> None:
-    """Staging and destination on different filesystems: copy beside `dest`, then rename."""
-    fd = os.open(staged, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    tmp = dest.parent / f".{dest.name}.bootstrapper-{os.getpid()}.tmp"
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
-    try:
-        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            with os.fdopen(fd, "rb", closefd=False) as src, os.fdopen(out, "wb", closefd=False) as dst:
-                shutil.copyfileobj(src, dst, BATCH)
-            os.fchmod(out, stat.S_IMODE(os.fstat(fd).st_mode))
-            os.fsync(out)
-        finally:
-            os.close(out)
-        os.replace(tmp, dest)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    finally:
-        os.close(fd)
-    staged.unlink()
-
-
-def _sync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

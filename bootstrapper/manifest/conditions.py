@@ -141,17 +141,21 @@ _DECIDERS: dict[type, Callable[[Any, Facts, Probe], Decision]] = {
 
 
 def condition_scripts(manifest: Manifest) -> list[str]:
-    """Every inline condition script, in manifest order: the daemon runs them once, up front."""
+    """Every inline condition script, in manifest order."""
+    return [source for item in manifest.items for source in item_condition_scripts(item)]
+
+
+def item_condition_scripts(item: Item) -> list[str]:
+    """The inline condition scripts of one item: run when its step is reached, not before."""
     found: list[str] = []
-    for item in manifest.items:
-        for condition in (item.skip_if, item.only_if):
-            branches: tuple[AllOf, ...] = ()
-            if isinstance(condition, AnyOf):
-                branches = condition.branches
-            elif isinstance(condition, AllOf):
-                branches = (condition,)
-            for branch in branches:
-                found += [p.source for p in branch.predicates if isinstance(p, Script)]
+    for condition in (item.skip_if, item.only_if):
+        branches: tuple[AllOf, ...] = ()
+        if isinstance(condition, AnyOf):
+            branches = condition.branches
+        elif isinstance(condition, AllOf):
+            branches = (condition,)
+        for branch in branches:
+            found += [p.source for p in branch.predicates if isinstance(p, Script)]
     return found
 
 

@@ -14,7 +14,21 @@ from typing import Any
 import yaml
 
 from bootstrapper.manifest.kinds import SPECS
-from bootstrapper.manifest.model import AllOf, Arch, Format, Item, Loaded, Settings, Stage
+from bootstrapper.manifest.model import (
+    AllOf,
+    AnyOf,
+    Arch,
+    Condition,
+    Format,
+    Item,
+    Loaded,
+    Model,
+    OSVersion,
+    PathExists,
+    Script,
+    Settings,
+    Stage,
+)
 from bootstrapper.paths import INSTALL_DIR
 
 IA_INSTALL_DIR = PurePosixPath("/Library/installapplications")
@@ -78,7 +92,9 @@ def _item(item: Item, defaults: Settings, notes: list[str], raw_hashes: dict[str
     }
     out.update({key: value for key, (value, default) in changed.items() if value != default})
     if item.skip_if is not None:
-        out["skip_if"] = _condition_word(item.skip_if)
+        out["skip_if"] = _condition(item.skip_if)
+    if item.only_if is not None:
+        out["only_if"] = _condition(item.only_if)
     return out
 
 
@@ -94,13 +110,36 @@ def _hash(item: Item, out: dict[str, Any], notes: list[str], raw_hashes: dict[st
         notes.append(f"{item.label}: has no hash; put the file's sha256 in")
 
 
-def _condition_word(condition: object) -> Any:
-    """InstallApplications only has architecture words; keep the manifest as plain as it was."""
+def _condition(condition: Condition) -> Any:
+    """A condition as the native format spells it; a lone architecture stays the plain word it was.
+
+    The loader reads both formats' conditions into one model, so a mapping of tests (which
+    `validate` accepts in a bootstrap.json too) converts as a mapping, and a list of them as a list.
+    """
     if isinstance(condition, AllOf) and len(condition.predicates) == 1:
         pred = condition.predicates[0]
         if isinstance(pred, Arch):
             return "intel" if pred.arch == "x86_64" else "apple_silicon"
-    raise ValueError(f"unexpected condition in an InstallApplications manifest: {condition!r}")
+    if isinstance(condition, AnyOf):
+        return [_tests(branch) for branch in condition.branches]
+    return _tests(condition)
+
+
+def _tests(condition: AllOf) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for pred in condition.predicates:
+        match pred:
+            case Arch():
+                out["arch"] = pred.arch
+            case OSVersion():
+                out["os_version"] = f"{pred.op} {pred.version}"
+            case Model():
+                out["model"] = pred.pattern
+            case PathExists():
+                out["path_exists"] = pred.path
+            case Script():
+                out["script"] = pred.source
+    return out
 
 
 def raw_hashes(data: bytes) -> dict[str, str]:

@@ -13,7 +13,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from bootstrapper.errors import UsageError
+from bootstrapper.errors import UnsafePathError, UsageError
 from bootstrapper.manifest import fields as F
 from bootstrapper.manifest.items import enum_value, read_item, typed_value
 from bootstrapper.manifest.model import (
@@ -36,15 +36,44 @@ _TOP = {f.name: f for f in F.TOP_FIELDS}
 _SETTINGS = {f.name: f for f in F.SETTINGS_FIELDS}
 
 
-def load_file(path: Path, *, allow_http: bool = False, display: str | None = None) -> Loaded:
-    """Read and load a manifest on disk; relative URLs resolve against its folder."""
+def load_file(
+    path: Path, *, allow_http: bool = False, display: str | None = None, trusted: bool = False
+) -> Loaded:
+    """Read and load a manifest on disk; relative URLs resolve against its folder.
+
+    `trusted` is for the daemon, which acts as root on what the manifest says: the file is read
+    through `open_trusted`, so one another user owns, can write, or reaches through a planted
+    symlink or hard link is refused instead of obeyed.
+    """
     shown = display or str(path)
-    data = _read_capped(path, shown)
+    data = read_file(path, shown, trusted=trusted)
+    return load_bytes(data, shown, location=path.resolve().as_uri(), local=True, allow_http=allow_http)
+
+
+def read_file(path: Path, shown: str, *, trusted: bool = False) -> bytes:
+    """A manifest's (or its signature's) bytes from disk: a regular file within the size limit; with
+    `trusted`, only one nobody but root (or us) could have written (see `load_file`)."""
+    data = _read_trusted(path, shown) if trusted else _read_capped(path, shown)
     if len(data) > MAX_BYTES:
         report = Report(shown)
         report.error(None, "", f"the manifest is over {MAX_BYTES} bytes, the limit (4 MiB)")
         raise report.failure()
-    return load_bytes(data, shown, location=path.resolve().as_uri(), local=True, allow_http=allow_http)
+    return data
+
+
+def _read_trusted(path: Path, shown: str) -> bytes:
+    """`_read_capped` through a descriptor `open_trusted` checked (owner, mode, links, folders)."""
+    from bootstrapper.safefile import open_trusted
+
+    try:
+        fd = open_trusted(os.path.abspath(path))
+    except UnsafePathError as exc:
+        raise UsageError(f"{shown}: {exc.why}") from None
+    with os.fdopen(fd, "rb") as f:
+        try:
+            return f.read(MAX_BYTES + 1)
+        except OSError as exc:
+            raise UsageError(f"{shown}: cannot read it ({exc.strerror})") from None
 
 
 def _read_capped(path: Path, shown: str) -> bytes:

@@ -48,7 +48,7 @@ _EXPIRES_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 @dataclass(frozen=True)
 class PublicKey:
-    """A trusted minisign public key. `key_id` is shown the way minisign prints it (16 upper hex digits)."""
+    """A trusted minisign public key; `key_id` as minisign prints it (upper hex, no leading zeros)."""
 
     key_id: str
     key: bytes
@@ -77,8 +77,9 @@ class Verified:
 
 
 def key_id_text(raw: bytes) -> str:
-    """minisign prints the 8 key-id bytes as a little-endian 64-bit number, so the bytes appear reversed."""
-    return f"{int.from_bytes(raw, 'little'):016X}"
+    """minisign prints the 8 key-id bytes as a little-endian 64-bit number (`%PRIX64`: bytes reversed,
+    and no leading zeros, so an id may have fewer than 16 digits)."""
+    return f"{int.from_bytes(raw, 'little'):X}"
 
 
 def format_expires(when: datetime) -> str:

@@ -134,6 +134,16 @@ def public_key_text(sec_text: str, password: str | None = None) -> str:
     )
 
 
+def is_encrypted(sec_text: str) -> bool:
+    """Whether a secret key file needs a password (kdf "Sc"); False for minisign -W keys and junk alike."""
+    lines = sec_text.strip().split("\n")
+    try:
+        raw = base64.b64decode(lines[-1].strip(), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    return raw[2:4] == _KDF_SCRYPT
+
+
 def read_secret_key(sec_text: str, password: str | None = None) -> _SecretKey:
     """Open a minisign secret key file, decrypting it with `password` when it is encrypted."""
     lines = [line.strip() for line in sec_text.strip().split("\n")]

@@ -182,3 +182,26 @@ def _num(value: object) -> int | None:
 def _last(result: process.Completed) -> str:
     lines = result.tail.strip().splitlines()
     return lines[-1] if lines else "no output"
+
+
+class LaunchdOperations:
+    """The `Platform` launchd methods, for a platform that talks to launchd through `self.launchd`."""
+
+    @property
+    def launchd(self) -> LaunchctlClient:
+        raise NotImplementedError
+
+    async def bootstrap(self, domain: str, plist: Path) -> bool:
+        return await self.launchd.bootstrap(domain, plist)
+
+    async def bootout(self, domain: str, label: str) -> bool:
+        return await self.launchd.bootout(domain, label)
+
+    async def kickstart(self, domain: str, label: str, *, restart: bool = False) -> None:
+        await self.launchd.kickstart(domain, label, restart=restart)
+
+    async def service(self, domain: str, label: str) -> ServiceInfo | None:
+        return await self.launchd.service(domain, label)
+
+    async def is_loaded(self, domain: str, label: str) -> bool:
+        return await self.launchd.is_loaded(domain, label)

@@ -28,9 +28,8 @@ from bootstrapper.platform.base import (
     InstallResult,
     ProgressCallback,
     Receipt,
-    ServiceInfo,
 )
-from bootstrapper.platform.launchctl import SHORT, LaunchctlClient, checked_id
+from bootstrapper.platform.launchctl import SHORT, LaunchctlClient, LaunchdOperations, checked_id
 
 _NO_RECEIPT = re.compile(r"No receipt for '([^']*)' found at '([^']*)'\.?")
 
@@ -256,7 +255,7 @@ def _lookup(name: str) -> tuple[int, int, Path] | None:
     return entry.pw_uid, entry.pw_gid, Path(entry.pw_dir)
 
 
-class MacOSPlatform:
+class MacOSPlatform(LaunchdOperations):
     """`Platform` on a real Mac, running as root."""
 
     def __init__(
@@ -268,7 +267,7 @@ class MacOSPlatform:
     ) -> None:
         self.paths = paths or Paths()
         self.cmd = commands or Commands()
-        self.launchd = LaunchctlClient(self.cmd.launchctl)
+        self._launchd = LaunchctlClient(self.cmd.launchctl)
         self._lookup = user_lookup
 
     async def _run(self, *argv: str, timeout: float = SHORT) -> process.Completed:
@@ -386,20 +385,9 @@ class MacOSPlatform:
 
     # --- launchd: one client shared with the sandbox -------------------------------------------
 
-    async def bootstrap(self, domain: str, plist: Path) -> bool:
-        return await self.launchd.bootstrap(domain, plist)
-
-    async def bootout(self, domain: str, label: str) -> bool:
-        return await self.launchd.bootout(domain, label)
-
-    async def kickstart(self, domain: str, label: str, *, restart: bool = False) -> None:
-        await self.launchd.kickstart(domain, label, restart=restart)
-
-    async def service(self, domain: str, label: str) -> ServiceInfo | None:
-        return await self.launchd.service(domain, label)
-
-    async def is_loaded(self, domain: str, label: str) -> bool:
-        return await self.launchd.is_loaded(domain, label)
+    @property
+    def launchd(self) -> LaunchctlClient:
+        return self._launchd
 
     async def gui_uids(self) -> set[int]:
         """Every GUI login session runs a loginwindow as its user, whether or not it has the console."""

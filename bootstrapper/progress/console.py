@@ -36,6 +36,7 @@ _STYLE = {
 }
 _RESULT = {
     "success": ("green", "bootstrap finished: success"),
+    "partial": ("yellow", "bootstrap finished with {failures}"),
     "failed": ("bold red", "bootstrap failed"),
     "already-set-up": ("green", "nothing to do: this Mac is already set up (preflight passed)"),
 }
@@ -105,6 +106,8 @@ class ConsoleSink:
                 self._stop_live()
                 self.console.print(self._table(summary=True, duration=event.duration))
                 style, text = _RESULT[event.result]
+                n = len(event.failed_steps)
+                text = text.format(failures=f"{n} failure" + ("" if n == 1 else "s"))
                 self.console.print(f"[{style}]{text}[/] in {_seconds(event.duration)}")
             case ev.Message(level=level, text=text):
                 style = {"warning": "yellow", "error": "bold red"}.get(level, "dim")

@@ -16,11 +16,10 @@ together and needs macOS.
 from __future__ import annotations
 
 import csv
-import importlib.metadata
+import hashlib
 import io
 import os
 import plistlib
-import re
 import shutil
 import struct
 import sys
@@ -31,35 +30,35 @@ from pathlib import Path
 from typing import Any
 
 from bootstrapper import __version__
-from bootstrapper.deploy.layout import COMPONENT_PKG, FRAMEWORK, INTERPRETER, PYTHON_VERSION
+from bootstrapper.deploy.layout import COMPONENT_PKG, FRAMEWORK, LAUNCHER, MIN_MACOS
 from bootstrapper.errors import UsageError
 from bootstrapper.paths import PACKAGE_ID
 from bootstrapper.process import run_sync
+from pkg.tooling import launcher, lock, pins
 from pkg.tooling.payload import Payload, assemble, verify
 
 REQUIRED_ARCHS = frozenset({"arm64", "x86_64"})
-#: The last 3.11 release with a python.org macOS installer (later 3.11 releases are source-only).
-PYTHON_FULL_VERSION = "3.11.9"
-RELOCATABLE_PYTHON_URL = "https://github.com/gregneagle/relocatable-python.git"
-#: Under Python.framework/Versions/X.Y: what the daemon never needs (tests, GUI toolkits, installers).
+#: The hardened-runtime exceptions python.org's own signed interpreter carries (see the file's comments).
+ENTITLEMENTS = Path(__file__).resolve().parents[1] / "entitlements.plist"
+#: Under Python.framework/Versions/X.Y (`{lib}` is lib/pythonX.Y): what the daemon never needs.
 TRIM = (
-    f"lib/python{PYTHON_VERSION}/test",
-    f"lib/python{PYTHON_VERSION}/idlelib",
-    f"lib/python{PYTHON_VERSION}/tkinter",
-    f"lib/python{PYTHON_VERSION}/turtledemo",
-    f"lib/python{PYTHON_VERSION}/ensurepip",
-    f"lib/python{PYTHON_VERSION}/lib2to3",
-    f"lib/python{PYTHON_VERSION}/site-packages/pip",
-    f"lib/python{PYTHON_VERSION}/site-packages/setuptools",
-    f"lib/python{PYTHON_VERSION}/site-packages/_distutils_hack",
-    f"lib/python{PYTHON_VERSION}/site-packages/wheel",
+    "{lib}/test",
+    "{lib}/idlelib",
+    "{lib}/tkinter",
+    "{lib}/turtledemo",
+    "{lib}/ensurepip",
+    "{lib}/lib2to3",
+    "{lib}/site-packages/pip",
+    "{lib}/site-packages/setuptools",
+    "{lib}/site-packages/_distutils_hack",
+    "{lib}/site-packages/wheel",
     "share",
 )
 TRIM_GLOBS = (
-    f"lib/python{PYTHON_VERSION}/lib-dynload/_tkinter*",
-    f"lib/python{PYTHON_VERSION}/site-packages/pip-*.dist-info",
-    f"lib/python{PYTHON_VERSION}/site-packages/setuptools-*.dist-info",
-    f"lib/python{PYTHON_VERSION}/site-packages/wheel-*.dist-info",
+    "{lib}/lib-dynload/_tkinter*",
+    "{lib}/site-packages/pip-*.dist-info",
+    "{lib}/site-packages/setuptools-*.dist-info",
+    "{lib}/site-packages/wheel-*.dist-info",
     "bin/wheel*",
     "lib/libtcl*",
     "lib/libtk*",
@@ -149,11 +148,13 @@ def binaries_by_distribution(site_packages: Path) -> dict[tuple[str, str], list[
     return out
 
 
-def pip_download_argv(python: Path, name: str, version: str, platform: str, dest: Path) -> list[str]:
+def pip_download_argv(python: Path, requirements: Path, platform: str, short: str, dest: Path) -> list[str]:
+    """The other architecture's wheel, accepted only when its hash is in the lock (`requirements`
+    holds the one locked line)."""
     return [
-        str(python), "-I", "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-        "--platform", platform, "--python-version", PYTHON_VERSION, "--implementation", "cp",
-        "--dest", str(dest), f"{name}=={version}",
+        str(python), "-I", "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "--require-hashes",
+        "--platform", platform, "--python-version", short, "--implementation", "cp",
+        "--dest", str(dest), "-r", str(requirements),
     ]  # fmt: skip
 
 
@@ -163,26 +164,37 @@ def wheel_binaries(wheel: Path) -> dict[str, bytes]:
         return {n: zf.read(n) for n in zf.namelist() if not n.endswith("/") and is_macho(zf.read(n)[:8])}
 
 
-def runtime_requirements(dist: str = "bootstrapper") -> list[str]:
-    """`name==version` for every runtime dependency, as installed in this environment (the tested set)."""
-    pins: dict[str, str] = {}
-    todo = [dist]
-    while todo:
-        for req in importlib.metadata.requires(todo.pop()) or []:
-            if "extra ==" in req.replace(" ", "").replace("extra==", "extra =="):
-                continue
-            match = re.match(r"[A-Za-z0-9._-]+", req)
-            if not match:
-                continue
-            name = match.group(0).lower().replace("_", "-")
-            if name in pins:
-                continue
-            try:
-                pins[name] = importlib.metadata.version(name)
-            except importlib.metadata.PackageNotFoundError:
-                continue  # a marker excluded it here (another Python or platform)
-            todo.append(name)
-    return [f"{name}=={version}" for name, version in sorted(pins.items())]
+def install_argvs(python: Path, lock_file: Path, wheel: Path) -> list[list[str]]:
+    """Dependencies from the lock (hash-checked wheels only), then our own wheel without dependencies."""
+    pip = [str(python), "-I", "-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check"]
+    return [
+        [*pip, "--require-hashes", "--only-binary=:all:", "--no-deps", "-r", str(lock_file)],
+        [*pip, "--no-deps", "--no-index", str(wheel)],
+    ]
+
+
+def check_sha256(file: Path, expected: str) -> None:
+    """Refuse a download whose bytes are not the pinned ones."""
+    digest = hashlib.sha256()
+    with file.open("rb") as fh:
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    if digest.hexdigest() != expected:
+        raise UsageError(
+            f"{file.name}: sha256 {digest.hexdigest()} is not the pinned {expected} (pkg/pins.toml); "
+            "delete it and download again, or check the pin against python.org"
+        )
+
+
+def relocatable_python_argv(tool: Path, pin: pins.Pins, installers: Path, destination: Path) -> list[str]:
+    """relocatable-python fetches `--baseurl % (version, version, os)` with curl; pointing it at the
+    file we downloaded and hash-checked means it never fetches anything unverified."""
+    base = f"file://{installers}/%s/python-%s-macos%s.pkg"
+    return [
+        "/usr/bin/python3", str(tool / "make_relocatable_python_framework.py"),
+        "--python-version", pin.python_version, "--os-version", "11", "--baseurl", base,
+        "--destination", str(destination),
+    ]  # fmt: skip
 
 
 def non_relocatable(component_plist: bytes) -> bytes:
@@ -209,14 +221,34 @@ def signing_order(machos: Iterable[Path], framework_version: Path) -> list[Path]
     return [*ordered, app, framework_version]
 
 
-def codesign_argv(identity: str, target: Path) -> list[str]:
+def codesign_argv(
+    identity: str, target: Path, *, entitlements: Path | None = None, ident: str = ""
+) -> list[str]:
     """Ad hoc (`-`) is enough to run on Apple silicon; a Developer ID needs hardened runtime and a
-    timestamp to pass notarization."""
+    timestamp to pass notarization. Entitlements go on executables only (they mean nothing on a
+    library), as python.org signs its own framework."""
+    extra = ["--entitlements", str(entitlements)] if entitlements else []
+    extra += ["--identifier", ident] if ident else []
     if identity == "-":
-        return ["/usr/bin/codesign", "--force", "--sign", "-", str(target)]
+        return ["/usr/bin/codesign", "--force", *extra, "--sign", "-", str(target)]
     return [
-        "/usr/bin/codesign", "--force", "--options", "runtime", "--timestamp", "--sign", identity, str(target)
+        "/usr/bin/codesign", "--force", "--options", "runtime", "--timestamp", *extra,
+        "--sign", identity, str(target),
     ]  # fmt: skip
+
+
+def needs_entitlements(target: Path, version_dir: Path) -> bool:
+    """The interpreter executables and Python.app: the binaries that load extension modules."""
+    app = version_dir / "Resources" / "Python.app"
+    return target == app or (target.parent == version_dir / "bin" and target.name.startswith("python"))
+
+
+def verify_argvs(signed: Iterable[Path]) -> list[list[str]]:
+    return [["/usr/bin/codesign", "--verify", "--strict", "--verbose=2", str(p)] for p in signed]
+
+
+def check_signature_argv(pkg: Path) -> list[str]:
+    return ["/usr/sbin/pkgutil", "--check-signature", str(pkg)]
 
 
 def pkgbuild_argv(payload: Payload, component_plist: Path, version: str, out: Path) -> list[str]:
@@ -286,48 +318,91 @@ def build_package(
 ) -> Path:
     """Build build/bootstrapper-VERSION.pkg (signed when `ids.installer` is set); return its path."""
     require_macos()
+    pin = pins.load()
+    expected = pin.installer_sha256()
     payload = assemble(build / "pkg", config=config)
     framework = payload.file(FRAMEWORK)
-    version_dir = framework / "Versions" / PYTHON_VERSION
-    log(f"runtime: python.org {PYTHON_FULL_VERSION} universal2, made relocatable")
-    tool = relocatable_python or _fetch_relocatable_python(build)
-    _run(
-        [
-            "/usr/bin/python3", str(tool / "make_relocatable_python_framework.py"),
-            "--python-version", PYTHON_FULL_VERSION,
-            "--os-version", "11",
-            "--destination", str(framework.parent),
-        ],
-        cwd=tool,
-    )  # fmt: skip
-    python = payload.file(INTERPRETER)
+    log(f"runtime: python.org {pin.python_version} universal2, made relocatable")
+    python = _runtime(build, checkout, payload, pin, expected, relocatable_python, log)
+    _sign_runtime(payload, pin, ids)
+    # the launcher execs the installed path, which does not exist on the build Mac: run the bundle's own
+    shown = _run([str(python), "-I", "-m", "bootstrapper", "--version"]).strip()
+    log(f"runtime: {shown}, {_size(framework) / 1e6:.0f} MB installed (measured)")
+    return _product(build, payload, ids, log)
+
+
+def _runtime(
+    build: Path,
+    checkout: Path,
+    payload: Payload,
+    pin: pins.Pins,
+    expected: str,
+    relocatable_python: Path | None,
+    log: Any,
+) -> Path:
+    """The relocatable python.org framework in the payload, with our wheel and the locked dependencies."""
+    framework = payload.file(FRAMEWORK)
+    version_dir = framework / "Versions" / pin.python_short
+    installers = build / "python-installers"
+    installer = installers / pin.python_version / f"python-{pin.python_version}-macos11.pkg"
+    if not installer.is_file():
+        installer.parent.mkdir(parents=True, exist_ok=True)
+        _run(
+            [
+                "/usr/bin/curl",
+                "--fail",
+                "--location",
+                "--proto",
+                "=https",
+                "-o",
+                str(installer),
+                pin.python_url,
+            ]
+        )
+    check_sha256(installer, expected)
+    tool = _relocatable_python(build, pin, relocatable_python)
+    _run(relocatable_python_argv(tool, pin, installers, framework.parent), cwd=tool)
+    python = payload.file(pin.interpreter)
     wheels = build / "wheels"
     _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(wheels), str(checkout)])
-    requirements = build / "requirements.txt"
-    requirements.write_text("\n".join(runtime_requirements()) + "\n", encoding="utf-8")
-    _run(
-        [
-            str(python), "-I", "-m", "pip", "install", "--no-cache-dir", "--disable-pip-version-check",
-            "--only-binary", ":all:",
-            "-r", str(requirements), *map(str, sorted(wheels.glob("bootstrapper-*.whl"))),
-        ]
-    )  # fmt: skip
-    _fuse(python, version_dir / "lib" / f"python{PYTHON_VERSION}" / "site-packages", build / "fuse", log)
+    wheel = max(wheels.glob(f"bootstrapper-{__version__}-*.whl"), default=None)
+    if wheel is None:
+        raise UsageError(f"no bootstrapper {__version__} wheel in {wheels}; see the pip output above")
+    for argv in install_argvs(python, lock.LOCK, wheel):
+        _run(argv)
+    site = version_dir / "lib" / f"python{pin.python_short}" / "site-packages"
+    _fuse(python, site, build / "fuse", pin.python_short, log)
     trim(version_dir)
     _run([str(python), "-I", "-m", "compileall", "-q", "-j0", "--invalidation-mode", "unchecked-hash",
           str(version_dir / "lib")])  # fmt: skip
-    machos = find_macho(framework)
+    launcher.build(payload.file(LAUNCHER), pin.interpreter, universal=True)
+    return python
+
+
+def _sign_runtime(payload: Payload, pin: pins.Pins, ids: Identities) -> None:
+    """Every Mach-O universal, signed inside-out (entitlements on the interpreters), then verified."""
+    framework = payload.file(FRAMEWORK)
+    version_dir = framework / "Versions" / pin.python_short
+    machos = find_macho(payload.root)
     lipo = {str(p.relative_to(payload.root)): _run(["/usr/bin/lipo", "-archs", str(p)]) for p in machos}
     problems = not_universal(lipo)
     if problems:
         raise UsageError("refusing to build: " + "; ".join(problems))
-    for target in signing_order(machos, version_dir):
-        _run(codesign_argv(ids.app, target))
+    signed = [*signing_order([m for m in machos if framework in m.parents], version_dir), framework]
+    for target in signed:
+        ent = ENTITLEMENTS if needs_entitlements(target, version_dir) else None
+        _run(codesign_argv(ids.app, target, entitlements=ent))
+    launcher_file = payload.file(LAUNCHER)
+    _run(codesign_argv(ids.app, launcher_file, ident=f"{PACKAGE_ID}.launcher"))
+    for argv in verify_argvs([*signed, launcher_file]):
+        _run(argv)
     problems = verify(payload, runtime=True)
     if problems:
         raise UsageError("payload check failed: " + "; ".join(problems))
-    shown = _run([str(python), "-I", "-m", "bootstrapper", "--version"]).strip()
-    log(f"runtime: {shown}, {_size(framework) / 1e6:.0f} MB")
+
+
+def _product(build: Path, payload: Payload, ids: Identities, log: Any) -> Path:
+    """The component package and the product archive around it, signed and notarized when asked."""
     analyzed = build / "component.plist"
     _run(["/usr/bin/pkgbuild", "--analyze", "--root", str(payload.root), str(analyzed)])
     analyzed.write_bytes(non_relocatable(analyzed.read_bytes()))
@@ -339,14 +414,15 @@ def build_package(
     if ids.installer:
         _run(productsign_argv(ids.installer, unsigned, product, ids.keychain))
         unsigned.unlink()
+        _run(check_signature_argv(product))
         if ids.notary_profile:
             for argv in notarize_argvs(ids.notary_profile, product):
                 _run(argv)
-    log(f"package: {product} ({product.stat().st_size / 1e6:.1f} MB)")
+    log(f"package: {product} ({product.stat().st_size / 1e6:.1f} MB, measured; macOS {MIN_MACOS}+)")
     return product
 
 
-def _fuse(python: Path, site_packages: Path, work: Path, log: Any) -> None:
+def _fuse(python: Path, site_packages: Path, work: Path, short: str, log: Any) -> None:
     """Give every single-architecture binary in site-packages its other half, from the other wheel."""
     for (name, version), files in binaries_by_distribution(site_packages).items():
         have = {rel: archs(_run(["/usr/bin/lipo", "-archs", str(site_packages / rel)])) for rel in files}
@@ -356,7 +432,15 @@ def _fuse(python: Path, site_packages: Path, work: Path, log: Any) -> None:
         platform = fuse_platform(next(iter(thin.values())))
         log(f"runtime: fusing {name} {version} with its {platform} wheel")
         dest = work / f"{name}-{platform}"
-        _run(pip_download_argv(python, name, version, platform, dest))
+        dest.mkdir(parents=True, exist_ok=True)
+        locked = lock.parse(lock.LOCK.read_text(encoding="utf-8"))
+        if locked.versions.get(lock.normalize(name)) != version:
+            raise UsageError(
+                f"refusing to build: {name} {version} is not the version in pkg/requirements.lock"
+            )
+        one = dest / "requirement.txt"
+        one.write_text(lock.requirement_lines(locked, [name]), encoding="utf-8")
+        _run(pip_download_argv(python, one, platform, short, dest))
         others: dict[str, bytes] = {}
         for wheel in dest.glob("*.whl"):
             others |= wheel_binaries(wheel)
@@ -370,17 +454,29 @@ def _fuse(python: Path, site_packages: Path, work: Path, log: Any) -> None:
             half.unlink()
 
 
-def _fetch_relocatable_python(build: Path) -> Path:
-    dest = build / "relocatable-python"
-    if not dest.exists():
-        _run(["/usr/bin/git", "clone", "--depth", "1", RELOCATABLE_PYTHON_URL, str(dest)])
+def _relocatable_python(build: Path, pin: pins.Pins, given: Path | None) -> Path:
+    """A relocatable-python checkout at exactly the pinned commit (a given checkout must be at it too)."""
+    dest = given or build / "relocatable-python"
+    if given is None and not (dest / ".git").exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        _run(["/usr/bin/git", "init", "--quiet", str(dest)])
+        _run(["/usr/bin/git", "-C", str(dest), "fetch", "--quiet", "--depth", "1", pin.relocatable_python_url,
+              pin.relocatable_python_commit])  # fmt: skip
+        _run(["/usr/bin/git", "-C", str(dest), "checkout", "--quiet", "--detach", "FETCH_HEAD"])
+    head = _run(["/usr/bin/git", "-C", str(dest), "rev-parse", "HEAD"]).strip()
+    if head != pin.relocatable_python_commit:
+        raise UsageError(
+            f"{dest}: relocatable-python is at {head}, not the pinned {pin.relocatable_python_commit} "
+            "(pkg/pins.toml); check out the pinned commit or unset BOOTSTRAPPER_RELOCATABLE_PYTHON"
+        )
     return dest
 
 
 def trim(version_dir: Path) -> None:
     """Remove what the daemon never needs (TRIM, TRIM_GLOBS) from a framework version folder."""
-    doomed = [version_dir / rel for rel in TRIM]
-    doomed += [p for pattern in TRIM_GLOBS for p in version_dir.glob(pattern)]
+    lib = f"lib/python{version_dir.name}"
+    doomed = [version_dir / rel.format(lib=lib) for rel in TRIM]
+    doomed += [p for pattern in TRIM_GLOBS for p in version_dir.glob(pattern.format(lib=lib))]
     for path in doomed:
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)

@@ -4,14 +4,23 @@ Layout under the build folder:
     root/       what lands on the Mac: launchd plists, the launcher, (on macOS) the runtime bundle
     scripts/    preinstall and postinstall
     Distribution.xml
+
+Reproducible: every file and folder gets the mtime SOURCE_DATE_EPOCH (default: the last commit's
+time), modes are fixed (0755 folders and programs, 0644 data), owners are root's when we run as root,
+and `archive` writes the tree in sorted order with no owner names or extra headers. Two runs from the
+same commit give the same bytes, which is how an admin checks a package against a tag.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import plistlib
 import shutil
 import stat
+import subprocess
+import tarfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -21,9 +30,10 @@ from bootstrapper import __version__
 from bootstrapper.atomic import write_atomic
 from bootstrapper.config import coerce, types
 from bootstrapper.deploy import launchd
-from bootstrapper.deploy.layout import INTERPRETER, LAUNCHER, real_paths, template_values
+from bootstrapper.deploy.layout import LAUNCHER, real_paths, template_values
 from bootstrapper.errors import UsageError
 from bootstrapper.process import run_sync
+from pkg.tooling import launcher, pins
 from pkg.tooling.templates import render
 
 #: The checkout's pkg/ folder: the templates for scripts, Distribution and launcher.
@@ -59,6 +69,7 @@ class Payload:
 def rendered(name: str, templates: Path = TEMPLATES, version: str = __version__) -> str:
     """A package template with every placeholder filled; scripts get the shared functions inlined."""
     values = template_values(version)
+    values["INTERPRETER"] = str(pins.load().interpreter)
     values["COMMON"] = render(
         (templates / "scripts" / "common.sh.in").read_text(encoding="utf-8"), values, name="common.sh.in"
     ).rstrip("\n")
@@ -72,14 +83,19 @@ def assemble(
     templates: Path = TEMPLATES,
     version: str = __version__,
     config: Mapping[str, Any] | None = None,
+    epoch: int | None = None,
 ) -> Payload:
-    """Write a fresh payload tree into `out`; `config` becomes the config.plist shipped in the package."""
+    """Write a fresh payload tree into `out`; `config` becomes the config.plist shipped in the package.
+
+    The launcher is compiled for this machine (a stand-in `make pkg` replaces with the universal2 build).
+    """
     _fresh(out)
     payload = Payload(out)
     paths = real_paths()
     _write(payload.file(paths.launch_daemon_plist), launchd.dumps(launchd.daemon_plist()), 0o644)
     _write(payload.file(paths.launch_agent_plist), launchd.dumps(launchd.agent_plist()), 0o644)
-    _write(payload.file(LAUNCHER), rendered("launcher.in", templates, version).encode(), 0o755)
+    _mkdirs(payload.file(LAUNCHER).parent)
+    launcher.build(payload.file(LAUNCHER), pins.load().interpreter)
     for script in SCRIPTS:
         _write(payload.scripts / script, rendered(f"scripts/{script}.in", templates, version).encode(), 0o755)
     _write(payload.distribution, rendered("Distribution.xml.in", templates, version).encode(), 0o644)
@@ -90,7 +106,72 @@ def assemble(
             raise UsageError("package config: unknown settings " + ", ".join(unknown))
         data = plistlib.dumps({k: v for k, v in checked.items() if v is not None}, sort_keys=True)
         _write(payload.file(paths.config_plist), data, 0o644)
+    normalize(payload, source_date_epoch() if epoch is None else epoch)
     return payload
+
+
+def source_date_epoch() -> int:
+    """SOURCE_DATE_EPOCH, else the last commit's time: the same checkout always stamps the same time."""
+    raw = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not raw:
+        try:
+            raw = subprocess.run(
+                ["git", "-C", str(TEMPLATES.parent), "log", "-1", "--format=%ct"],  # noqa: S607
+                capture_output=True, text=True, check=True, timeout=CHECK_TIMEOUT,
+            ).stdout.strip()  # fmt: skip
+        except (OSError, subprocess.SubprocessError):
+            raw = ""
+    if not raw.isdigit():
+        raise UsageError(
+            f"SOURCE_DATE_EPOCH={raw!r}: expected whole seconds since 1970; set it (outside a git "
+            "checkout, to the release's commit time: git log -1 --format=%ct)"
+        )
+    return int(raw)
+
+
+def normalize(payload: Payload, epoch: int) -> None:
+    """Fixed modes, root ownership (when we can), and one mtime for everything under the payload."""
+    entries = sorted(payload.base.rglob("*"), key=lambda p: (-len(p.parts), str(p)))
+    for path in [*entries, payload.base]:
+        if path.is_symlink():
+            continue
+        if path.is_dir():
+            path.chmod(0o755)
+        else:
+            path.chmod(0o755 if path.stat().st_mode & stat.S_IXUSR else 0o644)
+        if os.geteuid() == 0:
+            os.chown(path, 0, 0)
+        os.utime(path, (epoch, epoch))
+
+
+def digest(payload: Payload) -> list[str]:
+    """`sha256 mode mtime path` for every file and folder, sorted: what two builds must agree on."""
+    lines = []
+    for path in sorted(payload.base.rglob("*")):
+        st = path.lstat()
+        data = path.read_bytes() if path.is_file() else b""
+        rel = path.relative_to(payload.base).as_posix()
+        lines.append(f"{hashlib.sha256(data).hexdigest()} {st.st_mode:o} {int(st.st_mtime)} {rel}")
+    return lines
+
+
+def archive(payload: Payload, out: Path, epoch: int) -> Path:
+    """A tar of the payload with sorted members, uid/gid 0, no names and one mtime: byte-identical
+    for the same commit, so its sha256 identifies a build."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for path in sorted(payload.base.rglob("*")):
+            info = tar.gettarinfo(str(path), arcname=path.relative_to(payload.base).as_posix())
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            info.mtime = epoch
+            if info.isreg():
+                with path.open("rb") as fh:
+                    tar.addfile(info, fh)
+            else:
+                tar.addfile(info)
+    write_atomic(out, buffer.getvalue(), 0o644)
+    return out
 
 
 def verify(payload: Payload, *, runtime: bool = False) -> list[str]:
@@ -113,7 +194,8 @@ def verify(payload: Payload, *, runtime: bool = False) -> list[str]:
         if file.stat().st_mode & 0o022:
             problems.append(f"{where}: writable by group or others; launchd refuses such plists")
     if runtime:
-        problems += [f"{LAUNCHER}: {p}" for p in _program_problems(payload, str(INTERPRETER))]
+        interpreter = str(pins.load().interpreter)
+        problems += [f"{LAUNCHER}: {p}" for p in _program_problems(payload, interpreter)]
     for script in SCRIPTS:
         problems += [f"scripts/{script}: {p}" for p in check_script(payload.scripts / script)]
     if not payload.distribution.is_file():
@@ -160,9 +242,13 @@ def _fresh(out: Path) -> None:
     (out / MARKER).write_text("assembled by pkg.tooling.payload\n", encoding="utf-8")
 
 
-def _write(path: Path, data: bytes, mode: int) -> None:
-    for parent in reversed(path.parents):
+def _mkdirs(folder: Path) -> None:
+    for parent in [*reversed(folder.parents), folder]:
         if not parent.exists():
             parent.mkdir(mode=0o755)
             parent.chmod(0o755)
+
+
+def _write(path: Path, data: bytes, mode: int) -> None:
+    _mkdirs(path.parent)
     write_atomic(path, data, mode)

@@ -67,10 +67,11 @@ def test_the_other_half_of_a_thin_binary_comes_from_the_matching_wheel() -> None
     assert build.fuse_platform(frozenset({"x86_64"})) == "macosx_11_0_arm64"
     with pytest.raises(ValueError, match="cannot fuse"):
         build.fuse_platform(frozenset({"i386"}))
-    argv = build.pip_download_argv(Path("/py"), "pydantic-core", "2.1.0", "macosx_11_0_x86_64", Path("/d"))
-    assert argv[-1] == "pydantic-core==2.1.0"
+    argv = build.pip_download_argv(Path("/py"), Path("/one.txt"), "macosx_11_0_x86_64", "3.14", Path("/d"))
+    assert argv[-2:] == ["-r", "/one.txt"]
     assert argv[argv.index("--only-binary") : argv.index("--only-binary") + 2] == ["--only-binary", ":all:"]
-    assert "--no-deps" in argv and "macosx_11_0_x86_64" in argv
+    assert "--no-deps" in argv and "--require-hashes" in argv and "macosx_11_0_x86_64" in argv
+    assert argv[argv.index("--python-version") + 1] == "3.14"
 
 
 def test_binaries_are_found_through_each_distributions_record(tmp_path: Path) -> None:
@@ -97,13 +98,35 @@ def test_wheel_binaries_are_read_by_content(tmp_path: Path) -> None:
     assert list(build.wheel_binaries(wheel)) == ["fast/_core.so"]
 
 
-def test_runtime_requirements_pin_the_tested_versions_and_leave_out_dev_tools() -> None:
-    pins = dict(line.split("==") for line in build.runtime_requirements())
-    assert {"httpx", "typer", "rich", "pyyaml"} <= set(pins)
-    assert not {"pytest", "mypy", "ruff", "hypothesis"} & set(pins)
-    import httpx
+def test_dependencies_install_from_the_lock_with_hashes_and_our_wheel_alone(tmp_path: Path) -> None:
+    deps, ours = build.install_argvs(Path("/py"), Path("/lock"), Path("/w/bootstrapper-1-py3-none-any.whl"))
+    assert {"--require-hashes", "--only-binary=:all:", "--no-deps"} <= set(deps) and deps[-2:] == [
+        "-r",
+        "/lock",
+    ]
+    assert {"--no-deps", "--no-index"} <= set(ours) and ours[-1].endswith(".whl")
+    assert all(argv[1] == "-I" for argv in (deps, ours))
 
-    assert pins["httpx"] == httpx.__version__
+
+def test_a_download_with_other_bytes_is_refused(tmp_path: Path) -> None:
+    file = tmp_path / "python-3.14.8-macos11.pkg"
+    file.write_bytes(b"xar!")
+    good = "0" * 64
+    with pytest.raises(UsageError, match=r"python-3\.14\.8-macos11\.pkg: sha256 .* is not the pinned"):
+        build.check_sha256(file, good)
+    build.check_sha256(file, __import__("hashlib").sha256(b"xar!").hexdigest())
+
+
+def test_relocatable_python_reads_only_the_checked_installer(tmp_path: Path) -> None:
+    from pkg.tooling import pins
+
+    pin = pins.load()
+    argv = build.relocatable_python_argv(tmp_path / "tool", pin, tmp_path / "dl", tmp_path / "dest")
+    base = argv[argv.index("--baseurl") + 1]
+    os_version = argv[argv.index("--os-version") + 1]
+    # relocatable-python formats the base URL with (version, version, os version)
+    where = base % (pin.python_version, pin.python_version, os_version)
+    assert where == f"file://{tmp_path}/dl/{pin.python_version}/python-{pin.python_version}-macos11.pkg"
 
 
 def test_bundles_in_the_payload_are_made_non_relocatable() -> None:
@@ -141,6 +164,34 @@ def test_codesign_argv_for_ad_hoc_and_developer_id() -> None:
     assert build.codesign_argv("-", Path("/x")) == ["/usr/bin/codesign", "--force", "--sign", "-", "/x"]
     argv = build.codesign_argv("Developer ID Application: Example (TEAM)", Path("/x"))
     assert argv[2:4] == ["--options", "runtime"] and "--timestamp" in argv
+    assert "--entitlements" not in argv
+    argv = build.codesign_argv("-", Path("/x"), entitlements=build.ENTITLEMENTS, ident="org.x.launcher")
+    assert argv[argv.index("--entitlements") + 1] == str(build.ENTITLEMENTS)
+    assert argv[argv.index("--identifier") + 1] == "org.x.launcher"
+    assert build.verify_argvs([Path("/x")]) == [
+        ["/usr/bin/codesign", "--verify", "--strict", "--verbose=2", "/x"]
+    ]
+    assert build.check_signature_argv(Path("/p.pkg")) == ["/usr/sbin/pkgutil", "--check-signature", "/p.pkg"]
+
+
+def test_entitlements_go_on_the_interpreter_and_python_app_only() -> None:
+    version = Path("/r/Python.framework/Versions/3.14")
+    assert build.needs_entitlements(version / "bin" / "python3.14", version)
+    assert build.needs_entitlements(version / "Resources" / "Python.app", version)
+    assert not build.needs_entitlements(version / "lib" / "libssl.3.dylib", version)
+    assert not build.needs_entitlements(version, version)
+
+
+def test_entitlements_are_python_orgs_hardened_runtime_exceptions() -> None:
+    granted = plistlib.loads(build.ENTITLEMENTS.read_bytes())
+    assert granted == {
+        "com.apple.security.automation.apple-events": True,
+        "com.apple.security.cs.allow-dyld-environment-variables": True,
+        "com.apple.security.cs.disable-executable-page-protection": True,
+        "com.apple.security.cs.disable-library-validation": True,
+    }
+    # never the debugging ones: get-task-allow would let any admin process attach to the root daemon
+    assert "com.apple.security.get-task-allow" not in granted
 
 
 def test_package_tool_argv(tmp_path: Path) -> None:

@@ -9,13 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from bootstrapper.deploy.layout import INTERPRETER, LAUNCHER, template_values
+from bootstrapper.deploy.layout import LAUNCHER, template_values
 from bootstrapper.errors import ConfigError, UsageError
 from bootstrapper.paths import Paths
+from pkg.tooling import pins
 from pkg.tooling.payload import TEMPLATES, Payload, assemble, check_script, rendered, verify
 from pkg.tooling.templates import TemplateError, render
 
 PATHS = Paths()
+INTERPRETER = pins.load().interpreter
 
 
 def test_the_payload_passes_every_check(payload: Payload) -> None:
@@ -31,11 +33,12 @@ def test_the_payload_holds_what_the_mac_needs(payload: Payload) -> None:
     ]
     assert payload.file(PATHS.launch_daemon_plist).stat().st_mode & 0o777 == 0o644
     assert payload.file(LAUNCHER).stat().st_mode & 0o777 == 0o755
-    assert f"'{INTERPRETER}' -I -m bootstrapper" in payload.file(LAUNCHER).read_text()
+    # the launcher is a compiled program with the interpreter's path built in
+    assert str(INTERPRETER).encode() + b"\0" in payload.file(LAUNCHER).read_bytes()
 
 
 def test_no_placeholder_survives_rendering(payload: Payload) -> None:
-    for file in [*payload.scripts.iterdir(), payload.distribution, payload.file(LAUNCHER)]:
+    for file in [*payload.scripts.iterdir(), payload.distribution]:
         assert not re.search(r"@[A-Z_]+@", file.read_text()), file
 
 

@@ -25,15 +25,14 @@ from pkg.tooling import committed
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "pkg" / "profile" / f"{PREFS_DOMAIN}.mobileconfig"
-PLIST_TYPES: dict[type, type] = {bool: bool, int: int, float: float, str: str, dict: dict}
+PLIST_TYPES: dict[type, type] = {bool: bool, int: int, float: float, str: str, dict: dict, list: list}
 
 
 def settings_payload(data: bytes) -> dict[str, Any]:
     profile = plistlib.loads(data)
     assert profile["PayloadType"] == "Configuration"
     assert profile["PayloadScope"] == "System"
-    [content] = profile["PayloadContent"]
-    assert content["PayloadType"] == PREFS_DOMAIN
+    [content] = [p for p in profile["PayloadContent"] if p["PayloadType"] == PREFS_DOMAIN]
     return {k: v for k, v in content.items() if not k.startswith("Payload")}
 
 
@@ -58,7 +57,9 @@ def test_the_example_profile_uses_integer_and_boolean_elements() -> None:
 def test_the_daemon_reads_the_profile_without_a_warning(tmp_path: Path) -> None:
     paths = Paths(root=tmp_path)
     paths.managed_prefs.parent.mkdir(parents=True)
-    [content] = plistlib.loads(EXAMPLE.read_bytes())["PayloadContent"]
+    [content] = [
+        p for p in plistlib.loads(EXAMPLE.read_bytes())["PayloadContent"] if p["PayloadType"] == PREFS_DOMAIN
+    ]
     paths.managed_prefs.write_bytes(plistlib.dumps(content))
     config, warnings = load_config(paths)
     assert warnings == []
@@ -100,7 +101,14 @@ def test_profiles_are_reproducible_and_identified_by_their_identifier() -> None:
 def test_the_jamf_schema_describes_every_setting_with_its_type() -> None:
     schema = jamf_schema()
     assert list(schema["properties"]) == [f.name for f in definitions()]
-    json_types = {bool: "boolean", int: "integer", float: "number", str: "string", dict: "object"}
+    json_types = {
+        bool: "boolean",
+        int: "integer",
+        float: "number",
+        str: "string",
+        dict: "object",
+        list: "array",
+    }
     for f in definitions():
         prop = schema["properties"][f.name]
         assert prop["type"] == json_types[base_type(types()[f.name])], f.name
@@ -133,3 +141,35 @@ def test_cli_prints_a_profile_and_the_schema(capsys: pytest.CaptureFixture[str],
     assert "concurrency from --set: expected a number ≥ 1, got '0'" in capsys.readouterr().err
     assert cli.main(["deploy", "jamf-schema"]) == 0
     assert json.loads(capsys.readouterr().out) == jamf_schema()
+
+
+def login_items(data: bytes) -> dict[str, Any]:
+    [payload] = [
+        p for p in plistlib.loads(data)["PayloadContent"] if p["PayloadType"] == "com.apple.servicemanagement"
+    ]
+    return payload
+
+
+def test_the_profile_makes_the_daemon_and_agent_managed_login_items() -> None:
+    paths = Paths()
+    payload = login_items(EXAMPLE.read_bytes())
+    assert payload["PayloadVersion"] == 1 and payload["PayloadIdentifier"].endswith(".loginitems")
+    assert [(r["RuleType"], r["RuleValue"]) for r in payload["Rules"]] == [
+        ("Label", paths.daemon_label),
+        ("Label", paths.agent_label),
+    ]
+    # only the keys Apple's schema defines for a rule
+    assert all(set(rule) <= {"RuleType", "RuleValue", "Comment"} for rule in payload["Rules"])
+    uuids = [p["PayloadUUID"] for p in plistlib.loads(EXAMPLE.read_bytes())["PayloadContent"]]
+    assert len(set(uuids)) == 2
+
+
+def test_a_team_id_adds_a_team_rule_and_a_bad_one_is_refused() -> None:
+    rules = login_items(mobileconfig({}, team_id="ABCDE12345"))["Rules"]
+    assert rules[-1] == {
+        "RuleType": "TeamIdentifier",
+        "RuleValue": "ABCDE12345",
+        "Comment": "bootstrapper's signer",
+    }
+    with pytest.raises(UsageError, match="expected the 10-character Apple Team ID"):
+        mobileconfig({}, team_id="Example Inc")

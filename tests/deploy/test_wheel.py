@@ -18,6 +18,10 @@ TOOLING = (
     "rehearse.py",
     "committed.py",
     "templates.py",
+    "pins.py",
+    "lock.py",
+    "launcher.py",
+    "launcher.c",
     "writer.py",
     "pkgwriter.py",
 )

@@ -193,11 +193,34 @@ def test_state_save_failure_keeps_previous_state_on_disk(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(atomic.os, "fsync", crash)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(
+        StateError, match=r"state.json: No space left on device; free some space on that disk$"
+    ):
         store.mark_done("preflight[0]")
     monkeypatch.undo()
     assert read_state(state_file).steps["preflight[0]"].status == "running"
-    assert sorted(p.name for p in state_file.parent.iterdir()) == ["state.json"]
+    assert sorted(p.name for p in state_file.parent.iterdir()) == ["state.json", "state.json.prev"]
+
+
+def test_a_corrupt_state_resumes_from_the_last_good_copy(
+    state_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = _store(state_file)
+    store.mark_running("preflight[0]")
+    store.mark_done("preflight[0]", 0)
+    state_file.write_bytes(b'{"version": 1, "steps": [')
+    with caplog.at_level(logging.WARNING, logger="bootstrapper.engine.state"):
+        again = StateStore.load(state_file, clock=FakeClock())
+    assert again.state.steps["preflight[0]"].status == "done"
+    assert "resuming from the last good copy" in caplog.text
+    assert list(state_file.parent.glob("state.json.corrupt-*"))
+
+
+def test_when_the_last_good_copy_is_unreadable_too_the_run_starts_over(state_file: Path) -> None:
+    _store(state_file)
+    state_file.write_bytes(b"")
+    state_file.with_name("state.json.prev").write_bytes(b"[]")
+    assert StateStore.load(state_file, clock=FakeClock()).state.steps == {}
 
 
 def test_write_atomic_sets_the_mode_whatever_the_umask(tmp_path: Path) -> None:

@@ -35,14 +35,18 @@ def test_a_root_owned_private_script_may_run(safe_dir: Path) -> None:
 
 def test_a_script_others_can_write_is_refused(safe_dir: Path) -> None:
     path, digest = script(safe_dir, mode=0o722)
-    assert untrusted_reason(path, os.getuid(), digest) == f"{path}: can be changed by other users (mode 722)"
+    assert (
+        untrusted_reason(path, os.getuid(), digest)
+        == f"{path}: can be changed by other users (mode 722); chmod go-w it"
+    )
 
 
 def test_a_folder_others_can_write_is_refused(safe_dir: Path) -> None:
     path, digest = script(safe_dir)
     os.chmod(safe_dir, 0o777)
     assert (
-        untrusted_reason(path, os.getuid(), digest) == f"{safe_dir}: can be changed by other users (mode 777)"
+        untrusted_reason(path, os.getuid(), digest)
+        == f"{safe_dir}: can be changed by other users (mode 777); chmod go-w it or use another folder"
     )
 
 
@@ -82,7 +86,16 @@ def test_a_file_owned_by_another_user_is_refused(safe_dir: Path) -> None:
         pytest.skip("changing a file's owner needs root")
     path, digest = script(safe_dir)
     os.chown(path, 65534, 65534)
-    assert untrusted_reason(path, 0, digest) == f"{path}: is owned by uid 65534, not root"
+    assert untrusted_reason(path, 0, digest) == (
+        f"{path}: is owned by uid 65534, who could have changed it; not trusted (remove it or make it root's)"
+    )
+
+
+def test_a_hard_linked_script_is_refused(safe_dir: Path) -> None:
+    path, digest = script(safe_dir)
+    os.link(path, safe_dir / "other-name")
+    reason = untrusted_reason(path, os.getuid(), digest)
+    assert reason == f"{path}: has 2 hard links, so another name can reach it; remove the others"
 
 
 # --- the agent runs the same check on its side, with its own trusted uids -------------------------
@@ -93,7 +106,7 @@ AGENT_TRUSTED = frozenset({0, os.getuid()})
 def test_the_agent_refuses_a_group_writable_script(safe_dir: Path) -> None:
     path, digest = script(safe_dir, mode=0o775)
     with pytest.raises(
-        ScriptRefusedError, match=r"^refused: .*: can be changed by other users \(mode 775\)$"
+        ScriptRefusedError, match=r"^refused: .*: can be changed by other users \(mode 775\); chmod go-w it$"
     ):
         verify_script(str(path), digest, AGENT_TRUSTED)
 
@@ -102,7 +115,8 @@ def test_the_agent_refuses_a_script_in_a_folder_others_can_write(safe_dir: Path)
     path, digest = script(safe_dir)
     os.chmod(safe_dir, 0o777)
     with pytest.raises(
-        ScriptRefusedError, match=rf"^refused: {safe_dir}: can be changed by other users \(mode 777\)$"
+        ScriptRefusedError,
+        match=rf"^refused: {safe_dir}: can be changed by other users \(mode 777\); chmod go-w it or use",
     ):
         verify_script(str(path), digest, AGENT_TRUSTED)
 
@@ -120,7 +134,7 @@ def test_the_agent_refuses_a_script_owned_by_an_untrusted_uid(safe_dir: Path) ->
     path, digest = script(safe_dir)
     os.chown(path, 65534, 65534)
     with pytest.raises(
-        ScriptRefusedError, match=rf"^refused: {path}: is owned by uid 65534, not root or uid 501$"
+        ScriptRefusedError, match=rf"^refused: {path}: is owned by uid 65534, who could have changed it; not"
     ):
         verify_script(str(path), digest, frozenset({501}))
 
@@ -128,7 +142,7 @@ def test_the_agent_refuses_a_script_owned_by_an_untrusted_uid(safe_dir: Path) ->
 def test_the_agent_refuses_a_folder_or_a_missing_script(safe_dir: Path) -> None:
     with pytest.raises(ScriptRefusedError, match="is not a regular file"):
         verify_script(str(safe_dir), "0" * 64, AGENT_TRUSTED)
-    with pytest.raises(ScriptRefusedError, match=r"cannot be opened \(No such file"):
+    with pytest.raises(ScriptRefusedError, match=r"missing.sh: does not exist$"):
         verify_script(str(safe_dir / "missing.sh"), "0" * 64, AGENT_TRUSTED)
 
 

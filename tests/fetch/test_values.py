@@ -20,7 +20,7 @@ GOOD = "0" * 64
         ("https://user:pw@example.org/f.pkg", "credentials"),
         ("https://token@example.org/f.pkg", "credentials"),
         ("ftp://example.org/f.pkg", "https"),
-        ("file:///etc/passwd", "https"),
+        ("file://host/etc/passwd", "https"),
         ("https:///nohost", "https"),
     ],
 )
@@ -81,3 +81,23 @@ def test_item_is_fetched_with_its_headers(h: Harness, srv: FaultServer) -> None:
     assert seen["x-device"] == "C02ABC"
     assert seen["accept-encoding"] == "identity"
     assert sha(DATA) == h.item(url).sha256
+
+
+def test_file_items_are_refused_unless_the_manifest_came_from_this_disk(tmp_path: Path) -> None:
+    import asyncio
+    import hashlib
+
+    from bootstrapper.errors import UnsafeURLError
+    from bootstrapper.fetch import Downloader, FetchOptions
+
+    source = tmp_path / "s.sh"
+    source.write_bytes(b"x")
+    item = Download("k", source.as_uri(), tmp_path / "out" / "s.sh", hashlib.sha256(b"x").hexdigest())
+
+    async def fetch(options: FetchOptions) -> Path:
+        async with Downloader(options, tmp_path / "staging") as d:
+            return await d.fetch(item)
+
+    with pytest.raises(UnsafeURLError, match="file:// items belong to a manifest on this disk"):
+        asyncio.run(fetch(FetchOptions()))
+    assert asyncio.run(fetch(FetchOptions(local_files=True))).read_bytes() == b"x"

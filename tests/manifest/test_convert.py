@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pytest
 
+from bootstrapper.cli import main
 from bootstrapper.manifest.convert import native_path, raw_hashes, to_native
 from bootstrapper.manifest.load import load_bytes, load_file
 from bootstrapper.manifest.model import Format, Item
@@ -63,3 +65,60 @@ def test_native_manifests_are_not_converted() -> None:
     loaded = load_bytes(b"format: 1\n", "x.yaml")
     with pytest.raises(ValueError, match="convert takes"):
         to_native(loaded)
+
+
+def _ia_with_conditions(tmp_path: Path) -> Path:
+    """A bootstrap.json whose conditions are mappings and lists of tests: `validate` accepts it."""
+    digest = "a" * 64
+    doc = {
+        "setupassistant": [
+            {
+                "name": "mapped",
+                "type": "rootscript",
+                "url": "https://example.com/a.sh",
+                "hash": digest,
+                "file": "/Library/installapplications/a.sh",
+                "skip_if": {"arch": "x86_64", "os_version": ">= 14.2", "path_exists": "/Applications/A.app"},
+            },
+            {
+                "name": "either",
+                "type": "rootscript",
+                "url": "https://example.com/b.sh",
+                "hash": digest,
+                "file": "/Library/installapplications/b.sh",
+                "skip_if": [{"model": "MacBookAir*"}, {"script": "test -e /tmp/x"}],
+            },
+            {
+                "name": "word",
+                "type": "rootscript",
+                "url": "https://example.com/c.sh",
+                "hash": digest,
+                "file": "/Library/installapplications/c.sh",
+                "skip_if": "apple_silicon",
+            },
+        ]
+    }
+    path = tmp_path / "bootstrap.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def test_a_condition_mapping_converts_and_keeps_its_meaning(tmp_path: Path) -> None:
+    path = _ia_with_conditions(tmp_path)
+    original = load_file(path)
+    text, _ = to_native(original)
+    assert "skip_if: apple_silicon" in text
+    converted = load_bytes(text.encode(), "out.yaml", local=True).manifest.items
+    assert [i.skip_if for i in converted] == [i.skip_if for i in original.manifest.items]
+
+
+def test_convert_command_exits_0_on_a_condition_mapping(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _ia_with_conditions(tmp_path)
+    assert main(["validate", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["convert", str(path)]) == 0
+    out = capsys.readouterr()
+    assert "os_version: '>= 14.2'" in out.out and "model: MacBookAir*" in out.out
+    assert "problem" not in out.err

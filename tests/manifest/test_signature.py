@@ -113,6 +113,8 @@ def test_key_id_reads_as_minisign_prints_it(name: str) -> None:
 
 def test_key_id_is_the_little_endian_number() -> None:
     assert key_id_text(bytes([0x5C, 0xBA, 0xFD, 0x97, 0x55, 0x3D, 0xE1, 0xAA])) == "AAE13D5597FDBA5C"
+    # `%PRIX64`, as minisign prints it: no leading zeros (one key in sixteen starts with a 0 digit)
+    assert key_id_text(bytes([0x97, 0x16, 0x55, 0x75, 0x1C, 0x3B, 0x5B, 0x0A])) == "A5B3B1C75551697"
 
 
 def test_public_key_is_read_from_its_base64_line_or_whole_file() -> None:

@@ -1,5 +1,10 @@
 """package: install through the platform (one installer at a time), then insist on the receipt.
 
+What is read and installed is a copy in root's private staging folder, hashed as it is copied
+(`safefile.stage_copy`), never the file at the item's path: wherever the manifest puts a package
+(an InstallApplications manifest may say /Users/Shared), another user who can reach that path could
+swap their own package in between the download and `installer`. The copy is removed afterwards.
+
 A package with a payload that leaves no receipt did not install, whatever `installer` said; a
 payload-free package (scripts only) may legitimately leave none.
 """
@@ -7,13 +12,15 @@ payload-free package (scripts only) may legitimately leave none.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 from bootstrapper.engine import events as ev
 from bootstrapper.engine.context import RunContext
 from bootstrapper.engine.kinds.base import Outcome
-from bootstrapper.errors import InstallError, PackageError, PlatformError
+from bootstrapper.errors import InstallError, PackageError, PlatformError, UnsafePathError
 from bootstrapper.manifest.model import Item
+from bootstrapper.safefile import stage_copy
 
 DEFAULT_INSTALL_TIMEOUT = 3600.0
 
@@ -21,10 +28,22 @@ DEFAULT_INSTALL_TIMEOUT = 3600.0
 class Package:
     async def run(self, item: Item, file: Path | None, ctx: RunContext) -> Outcome:
         assert file is not None
+        assert item.hash is not None
+        try:
+            copy = await asyncio.to_thread(stage_copy, file, item.hash, ctx.paths.staging_dir, size=item.size)
+        except UnsafePathError as exc:
+            return Outcome.failed(f"refused: {exc}")
+        try:
+            return await self._install(item, copy, ctx)
+        finally:
+            with contextlib.suppress(OSError):
+                copy.unlink()
+
+    async def _install(self, item: Item, copy: Path, ctx: RunContext) -> Outcome:
         from bootstrapper.flatpkg import read_package
 
         try:
-            info = read_package(file, digest=False)  # its sha256 was verified on download
+            info = read_package(copy, digest=False)  # its sha256 was checked as it was copied
         except PackageError as exc:
             return Outcome.failed(f"not an installable package: {exc}")
 
@@ -33,7 +52,7 @@ class Package:
 
         try:
             result = await ctx.platform.install_pkg(
-                file, progress, timeout=item.timeout or DEFAULT_INSTALL_TIMEOUT
+                copy, progress, timeout=item.timeout or DEFAULT_INSTALL_TIMEOUT
             )
         except InstallError as exc:
             return Outcome.failed(str(exc), exc.returncode)

@@ -45,7 +45,7 @@ class UserScript:
                 return Outcome.done(tail_line(exited.output), exited.exit_code)
             return Outcome.failed(exited.error or f"exited with {exited.exit_code}", exited.exit_code)
 
-        task: asyncio.Task[object] = asyncio.create_task(ended(), name=f"step:{item.id}")
+        task: asyncio.Task[object] = asyncio.create_task(ended(), name=item.id)
         ctx.background.append(task)
         return Outcome.done("started in the background")
 

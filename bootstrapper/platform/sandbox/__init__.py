@@ -49,11 +49,10 @@ from bootstrapper.platform.base import (
     InstallResult,
     ProgressCallback,
     Receipt,
-    ServiceInfo,
     gui_domain,
     service_target,
 )
-from bootstrapper.platform.launchctl import LaunchctlClient
+from bootstrapper.platform.launchctl import LaunchctlClient, LaunchdOperations
 from bootstrapper.platform.macos import console_from_scutil, receipt_from_plist
 from bootstrapper.platform.sandbox.control import request
 from bootstrapper.platform.sandbox.launchctl import ensure_shim
@@ -76,7 +75,7 @@ def _version_key(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in re.findall(r"\d+", version)[:4])
 
 
-class SandboxPlatform:
+class SandboxPlatform(LaunchdOperations):
     """`Platform` for a simulated Mac whose `/` is `paths.root`."""
 
     def __init__(
@@ -410,21 +409,6 @@ class SandboxPlatform:
     def loaded(self) -> dict[str, dict[str, Any]]:
         """target → what the sandbox's launchd has loaded (its definition, pid, last exit)."""
         return dict(read_state(self.paths.root)["jobs"])
-
-    async def bootstrap(self, domain: str, plist: Path) -> bool:
-        return await self.launchd.bootstrap(domain, plist)
-
-    async def bootout(self, domain: str, label: str) -> bool:
-        return await self.launchd.bootout(domain, label)
-
-    async def kickstart(self, domain: str, label: str, *, restart: bool = False) -> None:
-        await self.launchd.kickstart(domain, label, restart=restart)
-
-    async def service(self, domain: str, label: str) -> ServiceInfo | None:
-        return await self.launchd.service(domain, label)
-
-    async def is_loaded(self, domain: str, label: str) -> bool:
-        return await self.launchd.is_loaded(domain, label)
 
     async def gui_uids(self) -> set[int]:
         """From the sandbox launchd's own state: the domains that hold jobs, and the login sessions."""
