@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import pwd
@@ -21,11 +22,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bootstrapper import process
+from bootstrapper.atomic import write_json_atomic
 from bootstrapper.engine.trust import untrusted_reason
 from bootstrapper.errors import (
     CommandError,
     DaemonAbsentError,
     IPCError,
+    NotNeededError,
     ProtocolError,
     ScriptRefusedError,
     UsageError,
@@ -54,6 +57,13 @@ class AgentConfig:
     trusted_uids: frozenset[int] = field(default_factory=frozenset)
     #: The system root scripts see as BOOTSTRAPPER_ROOT: "/" on a Mac, the sandbox folder otherwise.
     root: str = "/"
+
+    @property
+    def groups_file(self) -> Path:
+        """Where the script groups now running are listed, for the next agent to reap after a SIGKILL:
+        the session's private temporary folder, or the (sandbox) home when that is the shared /tmp."""
+        folder = self.home if self.tmpdir.rstrip("/") in ("/tmp", "/private/tmp") else self.tmpdir  # noqa: S108
+        return Path(folder) / ".bootstrapper-agent-groups.json"
 
     @classmethod
     def for_current_user(cls, socket: Path, daemon_uid: int, sandbox: Path | None = None) -> AgentConfig:
@@ -91,6 +101,45 @@ class Agent:
             "BOOTSTRAPPER_ROOT": config.root,
         }
         self._cwd = Path(config.home) if Path(config.home).is_dir() else Path("/")
+        self._groups: dict[int, str | None] = {}
+
+    # --- the groups of running scripts, as process.watching reports them ------------------------
+
+    def started(self, group: process.Group) -> None:
+        self._groups[group.pgid] = group.started
+        self._save_groups()
+
+    def ended(self, group: process.Group) -> None:
+        self._groups.pop(group.pgid, None)
+        self._save_groups()
+
+    def _save_groups(self) -> None:
+        path = self.config.groups_file
+        try:
+            if self._groups:
+                doc = [{"pgid": pgid, "started": started} for pgid, started in self._groups.items()]
+                write_json_atomic(path, doc, mode=0o600)
+            else:
+                path.unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("cannot record the running scripts in %s: %s", path, exc)
+
+    async def reap_leftovers(self) -> None:
+        """Kill the scripts an agent before us (SIGKILLed, or crashed) left running: the daemon runs an
+        interrupted user step again, and it must never run beside its first copy."""
+        path = self.config.groups_file
+        try:
+            doc = json.loads(path.read_text())
+            groups = [process.Group(int(g["pgid"]), g.get("started")) for g in doc]
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            log.warning("ignoring %s: %s", path, exc)
+            groups = []
+        for group in groups:
+            if await process.reap_group(group):
+                log.warning("killed process group %d left by an earlier agent", group.pgid)
+        path.unlink(missing_ok=True)
 
     async def serve_forever(self) -> None:
         """Check in, serve, and dial again whenever the connection ends, until told to shut down.
@@ -99,6 +148,7 @@ class Agent:
         queue full, perhaps flooded by another user), refusing or not who it should be is tried
         again after a capped, jittered backoff. Each problem is logged once, not on every try.
         """
+        await self.reap_leftovers()
         delay = self.config.backoff_initial
         last_problem = ""
         while True:
@@ -106,6 +156,9 @@ class Agent:
                 channel = await check_in(
                     self.config.socket, self.config.daemon_uid, timeout=self.config.timeout
                 )
+            except NotNeededError as exc:
+                log.info("%s: exiting", exc)
+                return
             except (IPCError, OSError) as exc:
                 problem = str(exc)
                 if problem != last_problem:
@@ -130,6 +183,7 @@ class Agent:
     async def serve(self, channel: Channel) -> bool:
         """Answer the daemon until it leaves; True when it asked us to shut down."""
         running: asyncio.Task[None] | None = None
+        background: set[asyncio.Task[None]] = set()
         try:
             while True:
                 try:
@@ -151,6 +205,10 @@ class Agent:
                     case protocol.Request(op=protocol.ShutdownOp()):
                         await channel.send(protocol.Response(message.id, ok=True))
                         return True
+                    case protocol.Request(op=protocol.StartScript()):
+                        task = asyncio.create_task(self._start(channel, message))
+                        background.add(task)
+                        task.add_done_callback(background.discard)
                     case protocol.Request(op=protocol.RunScript()):
                         if running is not None and not running.done():
                             busy = "busy: one request at a time"
@@ -166,10 +224,12 @@ class Agent:
             log.info("lost the daemon: %s", exc)
             return False
         finally:
-            if running is not None and not running.done():
-                running.cancel()  # the daemon is gone: process.run kills the script's whole group
-                with contextlib.suppress(asyncio.CancelledError):
-                    await running
+            tasks = [*background, *([running] if running is not None else [])]
+            for task in tasks:
+                if not task.done():
+                    task.cancel()  # the daemon is gone: process.run kills the script's whole group
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
 
     async def _answer(self, channel: Channel, request: protocol.Request) -> None:
         assert isinstance(request.op, protocol.RunScript)
@@ -177,19 +237,47 @@ class Agent:
         with contextlib.suppress(OSError, TimeoutError):
             await channel.send(response)
 
-    async def run_script(self, request_id: int, op: protocol.RunScript) -> protocol.Response:
+    async def _start(self, channel: Channel, request: protocol.Request) -> None:
+        """Answer a `start_script` once the script runs (or could not start); report its end later."""
+        op = request.op
+        assert isinstance(op, protocol.StartScript)
+        started = asyncio.get_running_loop().create_future()
+        run = protocol.RunScript(op.step_id, op.path, op.sha256, op.args, op.timeout)
+        script = asyncio.create_task(self.run_script(request.id, run, on_start=started))
+        try:
+            await asyncio.wait([script, started], return_when=asyncio.FIRST_COMPLETED)
+            with contextlib.suppress(OSError, TimeoutError):
+                if not started.done():
+                    await channel.send(script.result())  # refused or could not start: the answer
+                    return
+                await channel.send(protocol.Response(request.id, ok=True))
+            done = await script
+        finally:
+            if not script.done():
+                script.cancel()  # process.run kills the script's whole group
+                with contextlib.suppress(asyncio.CancelledError):
+                    await script
+        exited = protocol.Exited(op.step_id, done.ok, done.exit_code, done.duration, done.output, done.error)
+        with contextlib.suppress(OSError, TimeoutError):
+            await channel.send(exited)
+
+    async def run_script(
+        self, request_id: int, op: protocol.RunScript, on_start: asyncio.Future[None] | None = None
+    ) -> protocol.Response:
         """Verify, run and report; every failure is a response, so the daemon always hears back."""
         started = time.monotonic()
         mask = Redactor(op.env.values())
         try:
             await asyncio.to_thread(verify_script, op.path, op.sha256, self.config.trusted_uids)
-            done = await process.run(
-                [op.path, *op.args],
-                timeout=op.timeout,
-                env={**self._env, **op.env},
-                cwd=self._cwd,
-                tail_bytes=process.TAIL_BYTES,
-            )
+            with process.watching(self):
+                done = await process.run(
+                    [op.path, *op.args],
+                    timeout=op.timeout,
+                    env={**self._env, **op.env},
+                    cwd=self._cwd,
+                    tail_bytes=process.TAIL_BYTES,
+                    on_start=None if on_start is None else (lambda _pgid: on_start.set_result(None)),
+                )
         except (ScriptRefusedError, CommandError) as exc:
             log.warning("step %s: %s", op.step_id, mask(str(exc)))
             return protocol.Response(

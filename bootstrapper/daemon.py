@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -201,9 +202,10 @@ async def run_daemon(request: RunRequest, config: Config, paths: Paths, platform
             agent_executable=request.agent_executable,
         )
         gate.attach(server)
+        gate.remember(state)
         ctx = RunContext(paths, platform, config, bus, gate, owner_uid=owner)
         probe = LiveProbe(paths, ctx.script_env())
-        dialog = _dialog_window(platform, paths, config, bus)
+        windows = _progress_windows(platform, paths, config, bus, gate)
         failure: BaseException | None = None
         try:
             async with server:
@@ -217,10 +219,10 @@ async def run_daemon(request: RunRequest, config: Config, paths: Paths, platform
             await bus.aclose()
             raise
         finally:
-            if dialog is not None:
-                dialog.cancel()  # the sink already told the window to quit; stop waiting for it
+            for window in windows:
+                window.cancel()  # the sink already told the window to quit; stop waiting for it
                 with contextlib.suppress(asyncio.CancelledError):
-                    await dialog
+                    await window
         if failure is not None:
             return await _could_not_run(
                 request, config, paths, platform, state, failure, started,
@@ -314,32 +316,98 @@ async def _could_not_run(
     return int(getattr(exc, "exit_code", ExitCode.FAILED))
 
 
-def _dialog_window(
-    platform: Platform, paths: Paths, config: Config, bus: EventBus
-) -> asyncio.Task[None] | None:
-    """Open swiftDialog for the console user once there is one (when it is enabled and installed)."""
+#: Seconds between looks for a progress window's program (installed by a step, perhaps) and for a user.
+WINDOW_POLL = 1.0
+
+
+def _progress_windows(
+    platform: Platform, paths: Paths, config: Config, bus: EventBus, gate: AgentGate
+) -> list[asyncio.Task[None]]:
+    """Keep swiftDialog and DEPNotify open for the primary user while the run goes on (when enabled).
+
+    Each opens as soon as its program exists, which may be only after the step that installs it, and
+    opens again when it closed before the end (a logout, then a login; after a reboot the next daemon
+    opens it again).
+    """
+    from bootstrapper.progress import depnotify
     from bootstrapper.progress.swiftdialog import SwiftDialogSink
 
-    sink = next((s for s in bus.sinks if isinstance(s, SwiftDialogSink)), None)
-    binary = paths.system(config.swiftdialog_path)
-    if sink is None or not sink.active or not binary.is_file():
-        return None
+    over = asyncio.Event()
+    bus.subscribe(_RunOver(over))
+    windows: list[asyncio.Task[None]] = []
+    for sink in bus.sinks:
+        if isinstance(sink, SwiftDialogSink) and sink.active:
+            dialog = sink
+            binary = paths.system(config.swiftdialog_path)
 
-    async def show() -> None:
-        # Polled: neither a login nor the run's first event comes with a notification to await.
-        while (user := await platform.console_user()) is None:  # noqa: ASYNC110
-            await asyncio.sleep(2.0)
-        while "--listitem" not in (argv := sink.launch_argv(binary=binary)):  # noqa: ASYNC110
-            await asyncio.sleep(0.2)
-        window = asyncio.create_task(platform.run_as_user(user, argv, timeout=86400))
-        await asyncio.sleep(1.0)
-        sink.resync()  # the window may have opened after items changed
+            def swift_argv(binary: Path = binary, sink: SwiftDialogSink = dialog) -> list[str] | None:
+                argv = sink.launch_argv(binary=binary)
+                return argv if "--listitem" in argv else None  # not before the run has its items
+
+            windows.append(
+                asyncio.create_task(
+                    _keep_open("swiftDialog", binary, swift_argv, sink.resync, platform, gate, over)
+                )
+            )
+        elif isinstance(sink, depnotify.DepNotifySink):
+            app = paths.system(depnotify.DEPNOTIFY_BINARY)
+            fixed: list[str] | None = [str(app), "-path", str(sink.command_file)]
+
+            def dep_argv(argv: list[str] | None = fixed) -> list[str] | None:
+                return argv
+
+            windows.append(
+                asyncio.create_task(_keep_open("DEPNotify", app, dep_argv, None, platform, gate, over))
+            )
+    return windows
+
+
+class _RunOver:
+    """Tells the progress windows that the run has finished: a window closed now stays closed."""
+
+    def __init__(self, over: asyncio.Event) -> None:
+        self._over = over
+
+    def handle(self, event: object) -> None:
+        from bootstrapper.engine.events import RunFinished
+
+        if isinstance(event, RunFinished):
+            self._over.set()
+
+    def close(self) -> None:
+        self._over.set()
+
+
+async def _keep_open(
+    name: str,
+    binary: Path,
+    argv: Callable[[], list[str] | None],
+    opened: Callable[[], None] | None,
+    platform: Platform,
+    gate: AgentGate,
+    over: asyncio.Event,
+) -> None:
+    said = False
+    while not over.is_set():
+        # Polled: neither an install nor a login comes with a notification to await.
+        await asyncio.sleep(WINDOW_POLL)
+        command = argv()
+        user = await platform.console_user()
+        primary = gate.primary
+        if command is None or user is None or not await asyncio.to_thread(binary.is_file):
+            continue
+        if primary is not None and user.uid != primary.uid:
+            continue  # the window is the primary user's; it opens when they have the console
+        window = asyncio.create_task(platform.run_as_user(primary or user, command, timeout=86400))
+        if opened is not None:
+            await asyncio.sleep(1.0)
+            opened()  # the window may have opened after items changed
         try:
             await window
         except BootstrapperError as exc:
-            log.warning("swiftDialog could not be shown: %s", exc)
-
-    return asyncio.create_task(show())
+            if not said:
+                log.warning("%s could not be shown: %s", name, exc)
+                said = True
 
 
 async def _final_action(platform: Platform, action: FinalAction) -> None:
@@ -482,7 +550,36 @@ def start(run: Setup, *, interactive: bool) -> int:
     request = RunRequest(
         run.manifest, interactive=interactive, sandbox=run.sandbox, agent_executable=agent_exe
     )
-    return asyncio.run(run_with_provision(request, run.config, run.paths, run.platform))
+    return asyncio.run(_stoppable(run_with_provision(request, run.config, run.paths, run.platform)))
+
+
+async def _stoppable(job: Awaitable[int]) -> int:
+    """Run `job`; SIGTERM (launchd's bootout, shutdown or reboot) is an orderly stop, not a death.
+
+    The running step is cancelled, which kills its whole process group; the state file already says
+    where the run is, so the next start runs that step again (at least once, never two copies).
+    Exits 130 so that launchd (KeepAlive on failure) starts us again when it was not shutting down.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    stopping: list[bool] = []
+
+    def stop() -> None:
+        stopping.append(True)
+        task.cancel()
+
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, stop)
+    try:
+        return await job
+    except asyncio.CancelledError:
+        if not stopping:
+            raise
+        task.uncancel()
+        log.warning("stopped by SIGTERM: the interrupted step runs again at the next start")
+        return int(ExitCode.INTERRUPTED)
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 async def run_with_provision(request: RunRequest, config: Config, paths: Paths, platform: Platform) -> int:

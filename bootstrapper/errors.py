@@ -152,6 +152,10 @@ class DaemonAbsentError(IPCError):
     """Nothing is listening yet (the daemon has not started, or is restarting): try again later."""
 
 
+class NotNeededError(IPCError):
+    """The daemon has no work for this user's agent: it exits 0 and is not started again."""
+
+
 class ImpostorError(IPCError):
     """The socket's owner is not the expected daemon uid; nothing was sent to it."""
 

@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from bootstrapper.errors import CommandError
 
@@ -26,6 +30,42 @@ TAIL_BYTES = 16 * 1024
 KILL_GRACE = 3.0
 #: After the command exits, how long we keep reading output that its children still write.
 DRAIN_GRACE = 1.0
+#: How long `reap_group` waits for a SIGKILLed group to be gone.
+REAP_WAIT = 5.0
+
+
+@dataclass(frozen=True)
+class Group:
+    """A command's process group as recorded before it may outlive us: its id (the leader's pid) and
+    the leader's start time, so a later `reap_group` never kills a stranger that reused the pid."""
+
+    pgid: int
+    started: str | None
+
+
+class Watcher(Protocol):
+    """Told about every group `run` starts and ends in its context (see `watching`)."""
+
+    def started(self, group: Group) -> None: ...
+
+    def ended(self, group: Group) -> None: ...
+
+
+_watcher: contextvars.ContextVar[Watcher | None] = contextvars.ContextVar("process_watcher", default=None)
+
+
+@contextlib.contextmanager
+def watching(watcher: Watcher) -> Iterator[None]:
+    """Report the groups that `run` starts in this context (and in tasks created in it) to `watcher`.
+
+    The scheduler records a step's groups in the state file through this, so that the run after a
+    SIGKILL can kill what the dead daemon left running before it runs the step again.
+    """
+    token = _watcher.set(watcher)
+    try:
+        yield
+    finally:
+        _watcher.reset(token)
 
 
 @dataclass(frozen=True)
@@ -64,9 +104,11 @@ async def run(
     cwd: Path | None = None,
     on_line: Callable[[str], None] | None = None,
     tail_bytes: int = TAIL_BYTES,
+    on_start: Callable[[int], None] | None = None,
 ) -> Completed:
     """Run `argv` and return its result; never raises for a non-zero exit (see `Completed.check`).
 
+    `on_start(pgid)` is called as soon as the program runs (it leads its own group, pgid = pid).
     Raises `CommandError` when the program cannot be started at all.
     """
     args = [os.fspath(a) for a in argv]
@@ -98,6 +140,30 @@ async def run(
     except OSError as exc:
         raise CommandError(args, None, "", reason=f"could not be started: {exc.strerror or exc}") from exc
     proc = asyncio.subprocess.Process(transport, protocol, loop)
+    watcher = _watcher.get()
+    group = Group(proc.pid, start_time(proc.pid)) if watcher is not None else None
+    try:
+        if on_start is not None:
+            on_start(proc.pid)
+        if watcher is not None and group is not None:
+            watcher.started(group)
+        return await _supervise(args, proc, protocol, transport, started, timeout, on_line, tail_bytes)
+    finally:
+        if watcher is not None and group is not None:
+            watcher.ended(group)
+
+
+async def _supervise(
+    args: list[str],
+    proc: asyncio.subprocess.Process,
+    protocol: _Protocol,
+    transport: asyncio.SubprocessTransport,
+    started: float,
+    timeout: float,
+    on_line: Callable[[str], None] | None,
+    tail_bytes: int,
+) -> Completed:
+    """Wait for the program (killing its group on a timeout or a cancellation) and collect its output."""
     tail: deque[bytes] = deque()
     reader = asyncio.create_task(_read(proc, tail, tail_bytes, on_line))
     timed_out = False
@@ -172,6 +238,68 @@ async def _read(
         joined = b"".join(tail)[-cap:]
         tail.clear()
         tail.append(joined)
+
+
+def start_time(pid: int) -> str | None:
+    """When process `pid` started, as the kernel tells it (None when it is gone or unknown)."""
+    if sys.platform.startswith("linux"):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return None
+        return stat.rpartition(")")[2].split()[19]  # field 22, starttime in clock ticks
+    try:
+        out = subprocess.run(
+            ["/bin/ps", "-o", "lstart=", "-p", str(pid)],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+            env=clean_env(),
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether a process other than a zombie is still in group `pgid`."""
+    if sys.platform.startswith("linux"):
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                fields = Path(entry.path, "stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+                return True
+        return False
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def reap_group(group: Group, *, wait: float = REAP_WAIT) -> bool:
+    """SIGKILL what is left of a group a previous daemon or agent started, and wait until it is gone.
+
+    A group whose leader's pid now belongs to a process started at another time is not ours: it is
+    left alone. True when something was killed.
+    """
+    now = start_time(group.pgid)
+    if now is not None and group.started is not None and now != group.started:
+        return False
+    if not group_alive(group.pgid):
+        return False
+    _signal_group(group.pgid, signal.SIGKILL)
+    until = time.monotonic() + wait
+    while group_alive(group.pgid) and time.monotonic() < until:  # noqa: ASYNC110 - no event for "gone"
+        await asyncio.sleep(0.05)
+    return True
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

@@ -12,14 +12,17 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bootstrapper.engine.events import EventBus, Message
 from bootstrapper.errors import IPCError, NoAgentError, NoUserError
 from bootstrapper.ipc.server import AgentServer, Session, ensure_agent
+from bootstrapper.platform.base import ConsoleUser
 
 if TYPE_CHECKING:
-    from bootstrapper.platform.base import ConsoleUser, Platform
+    from bootstrapper.engine.state import StateStore
+    from bootstrapper.platform.base import Platform
 
 #: Seconds between looks at the console while waiting for a login.
 LOGIN_POLL = 2.0
@@ -46,14 +49,33 @@ class AgentGate:
         self._sleep = sleep
         self._uid: int | None = None
         self._seen: set[int] = set()
+        self._state: StateStore | None = None
+        self._primary: ConsoleUser | None = None
+        #: Users whose agent was dropped (hung, unresponsive) or did not check in: the next start
+        #: replaces whatever copy still runs instead of leaving it alone.
+        self._replace: set[int] = set()
+        self._given: dict[int, Session] = {}
+
+    def remember(self, state: StateStore) -> None:
+        """Where the primary user is recorded, so a restarted daemon keeps serving the same user."""
+        self._state = state
+        if (found := state.state.primary_user) is not None:
+            self._primary = ConsoleUser(found["name"], found["uid"], found["gid"], Path(found["home"]))
 
     def attach(self, server: AgentServer) -> None:
         """The server is built with `allowed_uid` of this gate, so it is attached after both exist."""
         self._server = server
 
     def allowed_uid(self, uid: int) -> bool:
-        """The socket accepts only the user who is on the console now (the kernel says who connects)."""
+        """The socket accepts only the primary user (the kernel says who connects); before there is
+        one, the user on the console. Anyone else's agent is told it is not needed."""
+        if self._primary is not None:
+            return uid == self._primary.uid
         return self._uid is not None and uid == self._uid
+
+    @property
+    def primary(self) -> ConsoleUser | None:
+        return self._primary
 
     @property
     def uids_seen(self) -> set[int]:
@@ -61,16 +83,27 @@ class AgentGate:
         return set(self._seen)
 
     async def console_user(self) -> ConsoleUser:
+        """The primary user: the first real user on the console, recorded; later, that user while
+        they are on the console or their agent still serves from a session switched away from."""
         started = time.monotonic()
         said = False
         while True:
             user = await self._platform.console_user()
-            if user is not None:
-                self._uid = user.uid
-                self._seen.add(user.uid)
-                return user
+            if user is not None and self._primary is None:
+                self._primary = user
+                if self._state is not None:
+                    self._state.set_primary_user(user.name, user.uid, user.gid, str(user.home))
+                self._bus.emit(Message("info", f"user steps run for {user.name}, the primary user"))
+            primary = self._primary
+            if primary is not None:
+                live = self._server.session(primary.uid) if self._server is not None else None
+                if (user is not None and user.uid == primary.uid) or (live is not None and live.alive):
+                    self._uid = primary.uid
+                    self._seen.add(primary.uid)
+                    return primary
             if not said:
-                self._bus.emit(Message("info", "waiting for a user to log in"))
+                who = primary.name if primary is not None else "a user"
+                self._bus.emit(Message("info", f"waiting for {who} to log in"))
                 said = True
             if self._user_wait and time.monotonic() - started >= self._user_wait:
                 raise NoUserError(f"nobody logged in within {self._user_wait:g} s (user_wait_timeout)")
@@ -84,17 +117,29 @@ class AgentGate:
             user = await self.console_user()
             if self._server is None:
                 raise IPCError("user items cannot run: the daemon has no agent socket (dry run?)")
+            if (live := self._server.session(user.uid)) is not None and live.alive:
+                self._given[user.uid] = live
+                return live
+            if self._given.pop(user.uid, None) is not None:
+                self._replace.add(user.uid)  # dropped: its process may still be there, wedged
 
             async def start(user: ConsoleUser = user) -> None:
-                self._bus.emit(Message("info", f"starting the agent for {user.name}"))
-                await self._platform.start_agent(user)
+                replace = user.uid in self._replace
+                verb = "replacing" if replace else "starting"
+                self._bus.emit(Message("info", f"{verb} the agent for {user.name}"))
+                await self._platform.start_agent(user, restart=replace)
 
             try:
-                return await ensure_agent(self._server, user.uid, start, self._checkin)
+                session = await ensure_agent(self._server, user.uid, start, self._checkin)
             except NoAgentError as exc:
+                self._replace.add(user.uid)
                 if starts >= AGENT_STARTS:
                     raise NoAgentError(f"{exc} ({AGENT_STARTS} starts); the step did not run") from None
                 self._bus.emit(Message("warning", f"{exc}: starting it again"))
+                continue
+            self._replace.discard(user.uid)
+            self._given[user.uid] = session
+            return session
 
     async def shutdown_all(self) -> None:
         """Ask every checked-in agent to exit (the run is over); an agent that is gone is fine."""

@@ -78,7 +78,12 @@ def _remove(path: Path, paths: Paths, report: CleanupReport) -> None:
 async def remove_ourselves(platform: Platform, paths: Paths, agent_uids: Iterable[int]) -> CleanupReport:
     """Boot the agent out of each gui domain, remove our files and receipt; the daemon is last."""
     report = CleanupReport()
-    for uid in sorted(set(agent_uids)):
+    uids = set(agent_uids)
+    try:
+        uids |= await platform.gui_uids()  # launchd may hold copies in sessions we never served
+    except PlatformError as exc:
+        report.problems.append(f"could not list the login sessions: {exc}")
+    for uid in sorted(uids):
         with contextlib.suppress(PlatformError):
             await platform.bootout(f"gui/{uid}", paths.agent_label)
     for path in owned_paths(paths):

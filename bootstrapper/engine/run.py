@@ -85,6 +85,20 @@ def stops_run(item: Item, outcome: Outcome) -> bool:
     return outcome.failure == "download"
 
 
+class _StepGroups:
+    """Records in the state file each process group a step starts, while it runs."""
+
+    def __init__(self, state: StateStore, step_id: str) -> None:
+        self._state = state
+        self._step_id = step_id
+
+    def started(self, group: process.Group) -> None:
+        self._state.add_group(self._step_id, group.pgid, group.started)
+
+    def ended(self, group: process.Group) -> None:
+        self._state.drop_group(self._step_id, group.pgid)
+
+
 class Scheduler:
     def __init__(
         self,
@@ -110,6 +124,7 @@ class Scheduler:
         ctx, state = self.ctx, self.state
         started = self.clock()
         facts = await ctx.platform.facts()
+        await self._reap_leftovers()
         state.reconcile(StepKey(i.id, i.name, fingerprint(i)) for i in self.manifest.items)
         done = frozenset(i.id for i in self.manifest.items if state.step(i.id).status in ("done", "skipped"))
         receipts = await self._receipts()
@@ -152,6 +167,20 @@ class Scheduler:
         state.set_result(report.result)
         ctx.bus.emit(ev.RunFinished(report.result, tuple(report.failed), report.duration))
         return report
+
+    async def _reap_leftovers(self) -> None:
+        """Kill what a daemon that died (SIGKILL, power loss) left running before anything runs again.
+
+        An interrupted step runs again (at least once), but never beside its first copy.
+        """
+        for step_id, pgid, started in self.state.leftover_groups():
+            if await process.reap_group(process.Group(pgid, started)):
+                self.ctx.bus.emit(
+                    ev.Message(
+                        "warning", f"step {step_id}: killed process group {pgid} left by an earlier run"
+                    )
+                )
+            self.state.drop_group(step_id, pgid)
 
     async def _receipts(self) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -233,7 +262,8 @@ class Scheduler:
         state.mark_running(step.id)
         bus.emit(ev.StepStarted(step.id, item.name, item.type.value, item.stage.value))
         began = self.clock()
-        outcome = await self._carry_out(item, prefetch)
+        with process.watching(_StepGroups(state, step.id)):
+            outcome = await self._carry_out(item, prefetch)
         took = self.clock() - began
         if outcome.ok:
             state.mark_done(step.id, outcome.exit_code)
@@ -322,9 +352,13 @@ class Scheduler:
             )
         for task in done:
             problem, code = _background_failure(task)
-            if problem is None:
-                continue
             step_id = task.get_name()
+            if problem is None:
+                result = task.result()
+                if isinstance(result, Outcome) and step_id in self.state.state.steps:
+                    # The completion record carries the exit code of a script that ended after its step.
+                    self.state.record_exit(step_id, result.exit_code, result.reason)
+                continue
             label = next((i.label for i in self.manifest.items if i.id == step_id), step_id)
             self.ctx.bus.emit(ev.Message("warning", f"background script {label} {problem}"))
             if step_id in self.state.state.steps:

@@ -83,6 +83,9 @@ class StepState:
     finished_at: str | None = None
     exit_code: int | None = None
     reason: str = ""
+    #: Process groups the step started that may still run (`{"pgid": int, "started": str | None}`):
+    #: what a daemon killed with SIGKILL left behind, reaped before the step runs again.
+    groups: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def duration(self) -> float | None:
@@ -105,6 +108,9 @@ class RunState:
     #: The stage being run (the persisted key predates the manifest's word).
     phase: str | None = None
     result: RunResult | None = None
+    #: Whose session the user steps run in (`{"name", "uid", "gid", "home"}`): the first real user
+    #: on the console when userland started, kept while others use the Mac (fast user switching).
+    primary_user: dict[str, Any] | None = None
     #: The highest manifest signature serial this Mac accepted for a run: a lower one is a replay.
     accepted_serial: int | None = None
     #: In plan order (dicts keep insertion order, and so does the JSON).
@@ -139,6 +145,7 @@ class RunState:
                 run_attempt=_typed(data["run_attempt"], int),
                 phase=data.get("phase"),
                 result=data.get("result"),
+                primary_user=data.get("primary_user"),
                 accepted_serial=_optional(data.get("accepted_serial"), int),
                 steps=steps,
                 created_folders=[_typed(f, str) for f in _typed(data.get("created_folders", []), list)],
@@ -147,6 +154,14 @@ class RunState:
             raise StateError(f"malformed state: {type(exc).__name__}: {exc}") from None
         if state.phase is not None and not isinstance(state.phase, str):
             raise StateError(f"malformed state: phase {state.phase!r}")
+        primary = state.primary_user
+        if primary is not None and not (
+            isinstance(primary, dict)
+            and isinstance(primary.get("name"), str)
+            and all(isinstance(primary.get(k), int) for k in ("uid", "gid"))
+            and isinstance(primary.get("home"), str)
+        ):
+            raise StateError(f"malformed state: primary_user {primary!r}")
         if state.result is not None and state.result not in _RUN_RESULTS:
             raise StateError(f"malformed state: result {state.result!r}")
         return state
@@ -185,6 +200,10 @@ def _check_step(step: StepState) -> None:
         value = getattr(step, name)
         if value is not None:
             datetime.fromisoformat(_typed(value, str))
+    for group in _typed(step.groups, list):
+        _typed(_typed(group, dict).get("pgid"), int)
+        if group.get("started") is not None:
+            _typed(group["started"], str)
 
 
 def read_state(path: Path) -> RunState:
@@ -265,6 +284,10 @@ class StateStore:
         self.state.phase = stage
         self.save()
 
+    def set_primary_user(self, name: str, uid: int, gid: int, home: str) -> None:
+        self.state.primary_user = {"name": name, "uid": uid, "gid": gid, "home": home}
+        self.save()
+
     def note_folders(self, folders: Iterable[str]) -> None:
         """Remember folders this run is about to create (kept across attempts, never forgotten)."""
         new = [f for f in folders if f not in self.state.created_folders]
@@ -330,6 +353,34 @@ class StateStore:
 
     def mark_skipped(self, step_id: str, reason: str) -> None:
         self._finish(step_id, "skipped", reason, None)
+
+    def add_group(self, step_id: str, pgid: int, started: str | None) -> None:
+        """A process group of the step runs: recorded before it can outlive this daemon."""
+        self.step(step_id).groups.append({"pgid": pgid, "started": started})
+        self.save()
+
+    def drop_group(self, step_id: str, pgid: int) -> None:
+        """The group ended (or was killed): nothing of it is left to reap."""
+        step = self.state.steps.get(step_id)
+        if step is not None:
+            step.groups = [g for g in step.groups if g["pgid"] != pgid]
+            self.save()
+
+    def leftover_groups(self) -> list[tuple[str, int, str | None]]:
+        """(step id, pgid, start time) of every group a previous daemon may have left running."""
+        return [
+            (step.step_id, g["pgid"], g.get("started"))
+            for step in self.state.steps.values()
+            for g in step.groups
+        ]
+
+    def record_exit(self, step_id: str, exit_code: int | None, reason: str) -> None:
+        """A background (`donotwait`) script of a finished step ended: keep how."""
+        step = self.state.steps.get(step_id)
+        if step is not None:
+            step.exit_code = exit_code
+            step.reason = reason
+            self.save()
 
     def _finish(self, step_id: str, status: StepStatus, reason: str, exit_code: int | None) -> None:
         step = self.step(step_id)

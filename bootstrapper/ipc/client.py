@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bootstrapper import __version__
-from bootstrapper.errors import DaemonAbsentError, ImpostorError, IPCError, ProtocolError
+from bootstrapper.errors import DaemonAbsentError, ImpostorError, IPCError, NotNeededError, ProtocolError
 from bootstrapper.ipc import protocol
 from bootstrapper.ipc.peercred import PeerCred, peer_credentials
 from bootstrapper.ipc.transport import open_dir, read_frame, unix_address, write_frame
@@ -130,6 +130,8 @@ async def _welcomed(channel: Channel, versions: tuple[int, ...], until: float, t
     if reply is None:
         raise DaemonAbsentError("the daemon closed the connection during check-in")
     if isinstance(reply, protocol.Refuse):
+        if reply.reason.startswith(protocol.NOT_NEEDED):
+            raise NotNeededError(f"the daemon does not need this agent: {reply.reason}")
         raise IPCError(f"the daemon refused this agent: {reply.reason}")
     raise ProtocolError(f"expected a welcome from the daemon, got {reply!r}")
 

@@ -53,6 +53,23 @@ class RunScript:
 
 
 @dataclass(frozen=True, slots=True)
+class StartScript:
+    """Like `RunScript`, but answered as soon as the script runs: its end comes later, as an `Exited`
+    message, so a `donotwait` script does not hold the agent's one request slot."""
+
+    step_id: str
+    path: str
+    sha256: str
+    args: tuple[str, ...] = ()
+    timeout: float = 600.0
+
+    #: Always empty today: the daemon gives secrets only to scripts it waits for.
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+
+    name: ClassVar[str] = "start_script"
+
+
+@dataclass(frozen=True, slots=True)
 class PingOp:
     """A no-op request: proves the agent serves requests (heartbeats only prove it reads frames)."""
 
@@ -66,7 +83,7 @@ class ShutdownOp:
     name: ClassVar[str] = "shutdown"
 
 
-Op = RunScript | PingOp | ShutdownOp
+Op = RunScript | StartScript | PingOp | ShutdownOp
 
 
 # --- messages -----------------------------------------------------------------------------------
@@ -92,6 +109,15 @@ class Refuse:
     """Either side, last frame before closing: why the other side was refused."""
 
     reason: str
+
+
+#: How a daemon's refusal starts when this user has nothing to do (another user's session, say): the
+#: agent exits 0 for good, and its LaunchAgent (`KeepAlive: {SuccessfulExit: false}`) stays down.
+NOT_NEEDED = "not needed"
+
+
+def not_needed(uid: int) -> Refuse:
+    return Refuse(f"{NOT_NEEDED}: uid {uid} may not check in (the user steps are another user's)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +153,19 @@ class Pong:
     id: int
 
 
-Message = Hello | Welcome | Refuse | Request | Response | Ping | Pong
+@dataclass(frozen=True, slots=True)
+class Exited:
+    """Agent → daemon, unasked: a script started by `start_script` ended (fields as in `Response`)."""
+
+    step_id: str
+    ok: bool
+    exit_code: int | None = None
+    duration: float = 0.0
+    output: str = ""
+    error: str | None = None
+
+
+Message = Hello | Welcome | Refuse | Request | Response | Ping | Pong | Exited
 
 
 # --- frames -------------------------------------------------------------------------------------
@@ -216,11 +254,14 @@ def _to_wire(message: Message) -> dict[str, Any]:
             out |= {"duration": message.duration, "output": message.output, "error": message.error}
         case Ping() | Pong():
             out["id"] = message.id
+        case Exited():
+            out |= {"step_id": message.step_id, "ok": message.ok, "exit_code": message.exit_code}
+            out |= {"duration": message.duration, "output": message.output, "error": message.error}
     return out
 
 
 def _op_args(op: Op) -> dict[str, Any]:
-    if isinstance(op, RunScript):
+    if isinstance(op, RunScript | StartScript):
         return {
             "step_id": op.step_id,
             "path": op.path,
@@ -389,6 +430,24 @@ def _pong(f: _Fields) -> Pong:
     return msg
 
 
+def _exited(f: _Fields) -> Exited:
+    msg = Exited(
+        step_id=f.text("step_id", 256, nonempty=True),
+        ok=f.boolean("ok"),
+        exit_code=f.optional_integer("exit_code"),
+        duration=f.number("duration"),
+        output=f.text("output", MAX_OUTPUT),
+        error=f.optional_text("error"),
+    )
+    f.done()
+    return msg
+
+
+def _start_script(f: _Fields) -> StartScript:
+    run = _run_script(f)
+    return StartScript(run.step_id, run.path, run.sha256, run.args, run.timeout)
+
+
 def _run_script(f: _Fields) -> RunScript:
     step_id = f.text("step_id", 256, nonempty=True)
     path = f.text("path", nonempty=True)
@@ -420,6 +479,7 @@ _PARSERS: dict[str, Callable[[_Fields], Message]] = {
     "response": _response,
     "ping": _ping,
     "pong": _pong,
+    "exited": _exited,
 }
 _TYPES: dict[type, str] = {
     Hello: "hello",
@@ -429,9 +489,11 @@ _TYPES: dict[type, str] = {
     Response: "response",
     Ping: "ping",
     Pong: "pong",
+    Exited: "exited",
 }
 _OPS: dict[str, Callable[[_Fields], Op]] = {
     "run_script": _run_script,
+    "start_script": _start_script,
     "ping": _no_args(PingOp()),
     "shutdown": _no_args(ShutdownOp()),
 }

@@ -99,6 +99,8 @@ class Session:
         self._ids = 0
         self._closed = asyncio.Event()
         self._heartbeat: asyncio.Task[None] | None = None
+        #: The ends of `start_script` scripts, by step id: told by the agent whenever they come.
+        self._exits: dict[str, asyncio.Future[protocol.Exited]] = {}
 
     def __repr__(self) -> str:
         return f"agent of uid {self.uid} (pid {self.pid})"
@@ -143,6 +145,39 @@ class Session:
             },
         )
         return await self.request(op, deadline if deadline is not None else timeout + SCRIPT_DEADLINE_MARGIN)
+
+    async def start_script(
+        self,
+        step_id: str,
+        path: str | os.PathLike[str],
+        sha256: str,
+        args: tuple[str, ...] | list[str] = (),
+        timeout: float = 600.0,
+    ) -> protocol.Response:
+        """Have the agent start a verified script and answer at once; `script_exit` tells its end."""
+        op = protocol.make_op(
+            "start_script",
+            {
+                "step_id": step_id,
+                "path": os.fspath(path),
+                "sha256": sha256,
+                "args": list(args),
+                "timeout": timeout,
+            },
+        )
+        self._exit_future(step_id)
+        return await self.request(op, SCRIPT_DEADLINE_MARGIN)
+
+    async def script_exit(self, step_id: str) -> protocol.Exited:
+        """How a started script ended; `AgentDisconnectedError` when the agent goes first."""
+        return await asyncio.shield(self._exit_future(step_id))
+
+    def _exit_future(self, step_id: str) -> asyncio.Future[protocol.Exited]:
+        if (future := self._exits.get(step_id)) is None:
+            future = self._exits[step_id] = asyncio.get_running_loop().create_future()
+            if not self.alive:
+                _fail(future, AgentDisconnectedError(f"{self} is gone ({self.close_reason})"))
+        return future
 
     async def ping(self, deadline: float = 5.0) -> protocol.Response:
         return await self.request(protocol.PingOp(), deadline)
@@ -230,6 +265,11 @@ class Session:
             self._abort(reason, graceful=True, warn=warn)
 
     def _deliver(self, message: protocol.Message) -> None:
+        if isinstance(message, protocol.Exited):
+            ended = self._exit_future(message.step_id)
+            if not ended.done():
+                ended.set_result(message)
+            return
         if not isinstance(message, protocol.Response | protocol.Pong):
             raise ProtocolError(f"unexpected {type(message).__name__.lower()} message from an agent")
         kind, future = self._pending.get(message.id, (None, None))
@@ -260,6 +300,8 @@ class Session:
         for _, future in self._pending.values():
             _fail(future, AgentDisconnectedError(f"{self} went away: {reason}"))
         self._pending.clear()
+        for exit_future in self._exits.values():
+            _fail(exit_future, AgentDisconnectedError(f"{self} went away: {reason}"))
         if graceful:
             self._writer.close()
         else:
@@ -451,7 +493,7 @@ class AgentServer:
             return
         if not self._allowed_uid(cred.uid):
             self._log_refused(cred, "not an allowed user")
-            _refuse_now(conn, f"uid {cred.uid} may not check in")
+            _refuse_now(conn, protocol.not_needed(cred.uid))
             return
         if (held := self._held[cred.uid]) >= self.limits.max_per_uid:
             self._log_refused(cred, f"it holds {held} connections already")
@@ -500,8 +542,8 @@ class AgentServer:
                 counted = False
             if session is None:
                 return
-            self._register(session)
-            await session._serve()
+            if self._register(session):
+                await session._serve()
         except Exception:
             log.exception("unexpected error on an agent connection")
         finally:
@@ -558,6 +600,16 @@ class AgentServer:
                 f"no common protocol version: agent speaks {offered}, daemon {protocol.SUPPORTED_VERSIONS}",
             )
             return None
+        if (live := self._sessions.get(cred.uid)) is not None and live.alive:
+            # One agent per user: a second one must not take over a live session (and kill its
+            # request in flight). It may once the first is gone or has missed its heartbeats.
+            log.info("refused a second agent of uid %d (pid %s): %s is checked in", cred.uid, cred.pid, live)
+            await self._refuse(
+                reader,
+                writer,
+                f"another agent of uid {cred.uid} (pid {live.pid}) is checked in; try again later",
+            )
+            return None
         try:
             await write_frame(writer, protocol.Welcome(version, self._daemon_version), timeout=_WRITE_TIMEOUT)
         except (OSError, TimeoutError):
@@ -585,15 +637,18 @@ class AgentServer:
         except (OSError, TimeoutError):
             writer.transport.abort()
 
-    def _register(self, session: Session) -> None:
+    def _register(self, session: Session) -> bool:
+        """Make `session` the uid's agent, unless another one checked in meanwhile and is alive."""
         old = self._sessions.get(session.uid)
+        if old is not None and old.alive:
+            session._abort(f"{old} is checked in already", graceful=True)
+            return False
         self._sessions[session.uid] = session
         log.info("%s checked in (agent %s, protocol %d)", session, session.agent_version, session.version)
-        if old is not None:
-            old._abort(f"replaced by a new check-in from pid {session.pid}", graceful=True)
         for future in self._waiters.pop(session.uid, set()):
             if not future.done():
                 future.set_result(session)
+        return True
 
     def _forget(self, session: Session) -> None:
         if self._sessions.get(session.uid) is session:
@@ -624,10 +679,11 @@ async def ensure_agent(
         ) from None
 
 
-def _refuse_now(conn: socket.socket, reason: str) -> None:
+def _refuse_now(conn: socket.socket, reason: str | protocol.Refuse) -> None:
     """Say why in one non-blocking send (a fresh socket has room for it), close, read nothing."""
+    refusal = reason if isinstance(reason, protocol.Refuse) else protocol.Refuse(reason)
     with contextlib.suppress(OSError):
-        conn.send(protocol.encode(protocol.Refuse(reason)))
+        conn.send(protocol.encode(refusal))
     conn.close()
 
 

@@ -177,8 +177,14 @@ class Platform(Protocol):
 
     async def is_loaded(self, domain: str, label: str) -> bool: ...
 
-    async def start_agent(self, user: ConsoleUser) -> None:
-        """Start our LaunchAgent in the user's GUI session, as launchd would at login."""
+    async def gui_uids(self) -> set[int]:
+        """The uids that have a GUI domain now, as the system knows them (not as we remember them):
+        self-removal boots our agent out of each."""
+        ...
+
+    async def start_agent(self, user: ConsoleUser, *, restart: bool = False) -> None:
+        """Start our LaunchAgent in the user's GUI session, as launchd would at login; `restart`
+        replaces a copy that still runs (hung, or dropped by the daemon)."""
         ...
 
     async def run_as_user(

@@ -146,11 +146,15 @@ class LaunchctlClient:
         result = await self._run("enable", service_target(check_domain(domain), checked_id("label", label)))
         return result.ok
 
-    async def start_agent(self, uid: int, plist: Path, label: str) -> None:
-        """Our LaunchAgent in the user's GUI domain, started (bootstrap may already have started it)."""
+    async def start_agent(self, uid: int, plist: Path, label: str, *, restart: bool = False) -> None:
+        """Our LaunchAgent in the user's GUI domain, started (bootstrap may already have started it).
+
+        `restart` replaces a running copy (`kickstart -k`: launchd stops it first), the only way to
+        get rid of a hung agent: a plain kickstart leaves a live process alone.
+        """
         domain = gui_domain(uid)
         await self.bootstrap(domain, plist)
-        await self.kickstart(domain, label)
+        await self.kickstart(domain, label, restart=restart)
 
     async def logout(self, uid: int) -> None:
         """`bootout gui/UID` ends the GUI session without the Automation consent AppleScript needs."""

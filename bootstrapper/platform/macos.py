@@ -49,6 +49,7 @@ class Commands:
     ioreg: str = "/usr/sbin/ioreg"
     shutdown: str = "/sbin/shutdown"
     sudo: str = "/usr/bin/sudo"
+    ps: str = "/bin/ps"
     env: str = "/usr/bin/env"
     sh: str = "/bin/sh"
 
@@ -443,8 +444,20 @@ class MacOSPlatform(LaunchdOperations):
     def launchd(self) -> LaunchctlClient:
         return self._launchd
 
-    async def start_agent(self, user: ConsoleUser) -> None:
-        await self.launchd.start_agent(user.uid, self.paths.launch_agent_plist, self.paths.agent_label)
+    async def gui_uids(self) -> set[int]:
+        """Every GUI login session runs a loginwindow as its user, whether or not it has the console."""
+        result = await self._run(self.cmd.ps, "-axo", "uid=,comm=")
+        uids: set[int] = set()
+        for line in result.tail.splitlines():
+            uid, _, comm = line.strip().partition(" ")
+            if uid.isdigit() and int(uid) != 0 and comm.strip().endswith("/loginwindow"):
+                uids.add(int(uid))
+        return uids
+
+    async def start_agent(self, user: ConsoleUser, *, restart: bool = False) -> None:
+        await self.launchd.start_agent(
+            user.uid, self.paths.launch_agent_plist, self.paths.agent_label, restart=restart
+        )
 
     async def run_as_user(
         self,

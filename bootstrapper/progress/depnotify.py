@@ -23,6 +23,8 @@ from bootstrapper.manifest.kinds import spec_for
 from bootstrapper.progress.commandfile import CommandFile
 from bootstrapper.text import one_line
 
+#: The program inside DEPNotify.app, run as the user with `-path COMMAND_FILE` (map with Paths.system).
+DEPNOTIFY_BINARY = PurePosixPath("/Applications/Utilities/DEPNotify.app/Contents/MacOS/DEPNotify")
 #: DEPNotify's default control file (map with Paths.system).
 DEFAULT_COMMAND_FILE = PurePosixPath("/var/tmp/depnotify.log")  # noqa: S108 (CommandFile guards it)
 

@@ -544,3 +544,60 @@ def test_installapplications_downloads_are_removed_at_the_end_and_placements_sta
     assert sandbox.system("/Library/Application Support").is_dir()  # it was there before: stays
     assert sandbox.system("/Library/Preferences/app.conf").read_bytes() == b"key=value\n"
     assert sandbox.system("/Applications/App.txt").exists()
+
+
+def test_a_donotwait_user_script_frees_the_agent_for_the_next_and_its_exit_code_is_recorded(
+    site: Site, sandbox: Paths
+) -> None:
+    log = "$BOOTSTRAPPER_ROOT/order.log"
+    slow = f"echo slow-start >> {log}; sleep 2; echo slow-end >> {log}; exit 7"
+    url = site.manifest(
+        {
+            "userland": [
+                {"name": "slow", "type": "userscript", "donotwait": True, **site.script("s.sh", slow)},
+                {"name": "next", "type": "userscript", **site.script("n.sh", f"echo next >> {log}")},
+            ]
+        }
+    )
+    assert run_sandbox(sandbox, url) == 0
+    # The second script ran while the first still did: the background one did not hold the slot.
+    assert (sandbox.root / "order.log").read_text().split() == ["slow-start", "next", "slow-end"]
+    doc = result(sandbox)
+    steps = {s["name"]: s for s in doc["steps"]}
+    assert steps["slow"]["status"] == "failed" and steps["slow"]["exit_code"] == 7
+    assert steps["next"]["exit_code"] == 0
+    assert doc["result"] == "partial"
+
+
+def test_progress_windows_open_once_a_step_installs_their_program(site: Site, sandbox: Paths) -> None:
+    record = sandbox.root / "windows"
+    fake = f'#!/bin/sh\\necho "$0 $*" >> {record}\\nsleep 30\\n'
+    install = (
+        'mkdir -p "$BOOTSTRAPPER_ROOT/usr/local/bin" "$BOOTSTRAPPER_ROOT/$DEP"\n'
+        f'for p in "$BOOTSTRAPPER_ROOT/usr/local/bin/dialog" "$BOOTSTRAPPER_ROOT/$DEP/DEPNotify"; do\n'
+        f'  printf \'{fake}\' > "$p"; chmod 755 "$p"\n'
+        "done"
+    )
+    dep = "Applications/Utilities/DEPNotify.app/Contents/MacOS"
+    # The last step waits until both windows are up: they opened while the run went on.
+    wait = f"for i in $(seq 100); do [ $(wc -l < {record} 2>/dev/null || echo 0) -ge 2 ] && exit 0; sleep 0.1; done; exit 1"
+    url = site.manifest(
+        {
+            "setupassistant": [
+                {
+                    "name": "Install the windows",
+                    "type": "rootscript",
+                    **site.script("i.sh", f"DEP={dep}\n{install}"),
+                },
+                {"name": "Wait for them", "type": "rootscript", **site.script("w.sh", wait)},
+            ]
+        }
+    )
+    assert not sandbox.system("/usr/local/bin/dialog").exists()
+    assert run_sandbox(sandbox, url, swiftdialog=True, depnotify=True) == 0
+    assert statuses(sandbox) == {"setupassistant[0]": "done", "setupassistant[1]": "done"}
+    lines = record.read_text().splitlines()
+    dialog = next(line for line in lines if line.startswith(str(sandbox.system("/usr/local/bin/dialog"))))
+    assert "--commandfile" in dialog and "Wait for them" in dialog
+    depnotify = next(line for line in lines if "DEPNotify" in line)
+    assert depnotify.endswith(f"-path {sandbox.system('/var/tmp/depnotify.log')}")

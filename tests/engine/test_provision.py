@@ -133,3 +133,19 @@ def test_provision_refuses_a_real_mac(tmp_path: Path) -> None:
     with pytest.raises(PlatformError, match="only a sandbox"):
         asyncio.run(provision(paths, MacOSPlatform(paths)))
     assert not paths.launch_daemon_plist.exists()
+
+
+def test_removal_boots_our_agent_out_of_every_gui_domain_launchd_has_not_only_those_we_served(
+    tmp_path: Path,
+) -> None:
+    paths = Paths(root=tmp_path / "mac")
+    platform = SandboxPlatform(paths)
+    asyncio.run(provision(paths, platform))
+    for uid in (501, 502):  # e.g. loaded at those users' logins by launchd, never checked in with us
+        assert asyncio.run(platform.bootstrap(f"gui/{uid}", paths.launch_agent_plist))
+    assert asyncio.run(platform.gui_uids()) == {501, 502}
+    report = asyncio.run(remove_ourselves(platform, paths, []))
+    assert report.problems == []
+    for uid in (501, 502):
+        assert not asyncio.run(platform.is_loaded(f"gui/{uid}", paths.agent_label))
+    assert asyncio.run(platform.gui_uids()) == set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pwd
 import signal
@@ -260,3 +261,38 @@ def test_agent_checks_in_under_a_root_deeper_than_the_socket_path_limit(tmp_path
                 assert (await session.ping()).ok
 
     run(body())
+
+
+def test_after_a_sigkill_the_next_agent_kills_the_script_the_first_left_running(
+    sandbox: Paths, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "script.pid"
+    path, digest = script(tmp_path, "long.sh", f"echo $$ > {pid_file}; sleep 60 & wait")
+
+    async def body() -> int:
+        async with _server(sandbox) as server:
+            with agent_process(sandbox.root, tmp_path / "agent.log") as first:
+                session = await server.wait_for_agent(me(), 10)
+                call = asyncio.create_task(session.run_script("long", path, digest, timeout=60))
+                pgid = int(await wait_for_file(pid_file))
+                groups_file = sandbox.root / "Users" / pwd.getpwuid(os.getuid()).pw_name
+                groups_file = groups_file / ".bootstrapper-agent-groups.json"
+                await wait_for_file(groups_file)
+                first.proc.send_signal(signal.SIGKILL)
+                await wait_exit(first.proc, 5)
+                with contextlib.suppress(AgentDisconnectedError):
+                    await call
+                assert not gone(pgid), "nobody could kill the script of a SIGKILLed agent"
+            with agent_process(sandbox.root, tmp_path / "agent2.log") as second:
+                await server.wait_for_agent(me(), 10)
+                assert gone(pgid)
+                assert not groups_file.exists()
+                assert f"killed process group {pgid} left by an earlier agent" in second.output()
+            return pgid
+
+    pgid = 0
+    try:
+        pgid = run(body())
+    finally:
+        if pgid:
+            kill_group(pgid)

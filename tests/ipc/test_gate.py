@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import sys
@@ -75,3 +76,53 @@ def test_an_agent_that_never_checks_in_fails_the_step_after_every_start(sandbox:
     run(body(), timeout=(AGENT_STARTS + 2) * CHECKIN)
     assert _spawns(sandbox) == AGENT_STARTS
     assert sum("starting it again" in t for t in messages.texts) == AGENT_STARTS - 1
+
+
+def test_a_hung_agent_is_replaced_with_kickstart_k_and_is_gone_before_the_new_one_is_used(
+    sandbox: Paths, tmp_path: Path
+) -> None:
+    import dataclasses
+    import os
+    import plistlib
+    import signal
+
+    from bootstrapper.errors import AgentUnresponsiveError
+    from tests.support.ipc import gone
+
+    platform = SandboxPlatform(sandbox, os_version="14.6")
+    plist = sandbox.launch_agent_plist
+    plist.parent.mkdir(parents=True, exist_ok=True)
+    agent = [sys.executable, "-m", "bootstrapper", "agent", "--sandbox", str(sandbox.root)]
+    plist.write_bytes(
+        plistlib.dumps({"Label": sandbox.agent_label, "ProgramArguments": agent, "ExitTimeOut": 1})
+    )
+    messages = Messages()
+    gate = AgentGate(platform, None, EventBus([messages]), checkin_timeout=CHECKIN)
+    limits = dataclasses.replace(FAST, heartbeat_interval=0.3, heartbeat_timeout=0.5)
+    server = AgentServer(sandbox.socket, gate.allowed_uid, me(), limits=limits)
+    gate.attach(server)
+    pids: list[int] = []
+
+    async def body() -> None:
+        async with server:
+            first = await gate.session()
+            pids.append(first.pid or 0)
+            os.kill(pids[0], signal.SIGSTOP)  # wedged: alive, but it answers nothing
+            with pytest.raises(AgentUnresponsiveError):
+                await first.ping(deadline=0.5)
+            second = await gate.session()
+            pids.append(second.pid or 0)
+            assert second.pid != first.pid
+            assert gone(pids[0]), "the wedged agent still runs beside its replacement"
+            assert (await second.ping()).ok
+            await gate.shutdown_all()
+
+    try:
+        run(body(), timeout=4 * CHECKIN)
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    kicks = [e for e in platform.journal() if e["op"] == "kickstart"]
+    assert [e["restart"] for e in kicks] == [False, True]
+    assert any("replacing the agent" in t for t in messages.texts), messages.texts

@@ -63,6 +63,8 @@ def _payload(frame: bytes) -> bytes:
         Response(2, False, None, 0.0, "", "sha256 mismatch"),
         Ping(9),
         Pong(9),
+        Request(4, protocol.StartScript("bg", "/Library/x/bg.sh", SHA, (), 60.0), 10.0),
+        protocol.Exited("bg", False, 7, 2.5, "tail\n", "exited with 7"),
     ],
 )
 def test_every_message_survives_a_round_trip(message: protocol.Message) -> None:

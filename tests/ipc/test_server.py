@@ -17,6 +17,7 @@ from bootstrapper.errors import (
     AgentUnresponsiveError,
     IPCError,
     NoAgentError,
+    NotNeededError,
     ProtocolError,
 )
 from bootstrapper.ipc import protocol
@@ -134,17 +135,28 @@ def test_wait_for_agent_times_out_with_a_clear_error(sandbox: Paths) -> None:
     run(body())
 
 
-def test_new_check_in_replaces_and_closes_the_old_session(sandbox: Paths) -> None:
+def test_a_second_check_in_is_refused_while_the_first_agent_lives_and_may_take_over_after(
+    sandbox: Paths,
+) -> None:
     async def body() -> None:
-        async with _server(sandbox) as server:
+        limits = replace(FAST, heartbeat_interval=0.2, heartbeat_timeout=0.3)
+        async with AgentServer(sandbox.socket, lambda uid: uid == me(), me(), limits=limits) as server:
             old_channel, old = await _fake_agent(server)
-            new_channel = await check_in(sandbox.socket, me())
+            in_flight = asyncio.create_task(old.ping(deadline=5))
+            request = await old_channel.receive()
+            assert isinstance(request, protocol.Request)
+            with pytest.raises(IPCError, match=r"another agent of uid \d+ \(pid \d+\) is checked in"):
+                await check_in(sandbox.socket, me())
+            assert server.session(me()) is old and old.alive
+            await old_channel.send(protocol.Response(request.id, ok=True))
+            assert (await in_flight).ok, "the first agent's request in flight was not disturbed"
+            # The first agent stops answering (wedged): once it misses a heartbeat it is dropped,
+            # and only then may another agent of the same user check in.
             await old.wait_closed()
-            assert not old.alive and "replaced by a new check-in" in (old.close_reason or "")
-            assert server.session(me()) is not old and server.session(me()) is not None
-            assert await old_channel.receive() is None
-            with pytest.raises(AgentDisconnectedError, match=r"is gone .*replaced"):
-                await old.ping()
+            assert "unresponsive" in (old.close_reason or "")
+            new_channel = await check_in(sandbox.socket, me())
+            new = await server.wait_for_agent(me(), 2)
+            assert new is not old and new.alive
             await old_channel.close()
             await new_channel.close()
 
@@ -302,7 +314,7 @@ def test_uid_not_allowed_is_refused_with_a_reason(sandbox: Paths) -> None:
     async def body() -> None:
         async with AgentServer(sandbox.socket, lambda uid: False, me(), limits=FAST) as server:
             with pytest.raises(
-                IPCError, match=rf"the daemon refused this agent: uid {me()} may not check in"
+                NotNeededError, match=rf"does not need this agent: not needed: uid {me()} may"
             ):
                 await check_in(sandbox.socket, me())
             assert server.sessions == {}

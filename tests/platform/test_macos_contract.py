@@ -225,9 +225,13 @@ def test_start_agent_bootstraps_and_kickstarts_in_the_gui_domain(mac: MacOSPlatf
     plist.write_bytes(plistlib.dumps({"Label": mac.paths.agent_label, "ProgramArguments": ["/usr/bin/true"]}))
     user = ConsoleUser("erikberglund", 501, 20, Path("/Users/erikberglund"))
     run(mac.start_agent(user))
+    run(mac.start_agent(user, restart=True))  # a hung agent is replaced, not left alone
     assert fake.calls("launchctl") == [
         ["bootstrap", "gui/501", str(plist)],
         ["kickstart", f"gui/501/{mac.paths.agent_label}"],
+        ["bootstrap", "gui/501", str(plist)],
+        ["print", f"gui/501/{mac.paths.agent_label}"],  # already loaded (5), as print confirms
+        ["kickstart", "-k", f"gui/501/{mac.paths.agent_label}"],
     ]
 
 

@@ -58,7 +58,7 @@ from bootstrapper.platform.launchctl import LaunchctlClient, LaunchdOperations
 from bootstrapper.platform.macos import console_from_scutil, receipt_from_plist
 from bootstrapper.platform.sandbox.control import request
 from bootstrapper.platform.sandbox.launchctl import ensure_shim
-from bootstrapper.platform.sandbox.launchd import launcher_argv, read_state, scutil_console
+from bootstrapper.platform.sandbox.launchd import SandboxStateError, launcher_argv, read_state, scutil_console
 
 #: installer's own words when a script fails (the real message, from the recorded transcripts).
 SCRIPT_FAILED = (
@@ -422,11 +422,26 @@ class SandboxPlatform(LaunchdOperations):
         """target → what the sandbox's launchd has loaded (its definition, pid, last exit)."""
         return dict(read_state(self.paths.root)["jobs"])
 
-    async def start_agent(self, user: ConsoleUser) -> None:
+    async def gui_uids(self) -> set[int]:
+        """From the sandbox launchd's own state: the domains that hold jobs, and the login sessions."""
+        try:
+            state = read_state(self.paths.root)
+        except SandboxStateError as exc:
+            raise PlatformError(str(exc)) from None
+        uids = {int(key.split("/")[1]) for key in state["jobs"] if key.startswith("gui/")}
+        for name in state["sessions"]:
+            uid = state["users"].get(name, {}).get("uid")
+            if isinstance(uid, int):
+                uids.add(uid)
+        return uids
+
+    async def start_agent(self, user: ConsoleUser, *, restart: bool = False) -> None:
         """As on the Mac: bootstrap our LaunchAgent in gui/<uid> and kickstart it. With `agent_argv`
         given (a test seam), that program is started instead of the plist's, detached, as launchd would."""
         if self._agent_argv is None:
-            await self.launchd.start_agent(user.uid, self.paths.launch_agent_plist, self.paths.agent_label)
+            await self.launchd.start_agent(
+                user.uid, self.paths.launch_agent_plist, self.paths.agent_label, restart=restart
+            )
             return
         domain = gui_domain(user.uid)
         target = service_target(domain, self.paths.agent_label)
