@@ -12,7 +12,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 #: Runs that are not benchmarks but belong in `make bench`, each with a `main() -> None` too.
-EXTRA = ("fuzz_pkg.py",)
+EXTRA = ("fuzz_pkg.py", "fuzz_manifest.py")
 
 
 def main(argv: list[str]) -> int:
