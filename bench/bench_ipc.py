@@ -1,6 +1,6 @@
 """Daemon → agent round trips against the real agent process.
 
-Goal (issue D): 10,000 no-op (`ping` op) requests, p50 ≤ 1 ms and p99 ≤ 5 ms. Shown beside a baseline
+Goal: 10,000 no-op (`ping` op) requests, p50 ≤ 1 ms and p99 ≤ 5 ms. Shown beside a baseline
 measured in the same run: a bare asyncio echo of one small frame over a Unix socketpair, the floor that
 any framing on this event loop pays. A few `run_script` round trips of `/bin/true` are shown too, since
 that is what a user step costs on top of its own run time.

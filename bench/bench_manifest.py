@@ -1,6 +1,6 @@
 """Manifest validation and CLI start-up.
 
-Goals (issue A): validating a 1,000-item manifest ≤ 0.5 s; `bootstrapper --help` ≤ 0.3 s. Each figure is
+Goals: validating a 1,000-item manifest ≤ 0.5 s; `bootstrapper --help` ≤ 0.3 s. Each figure is
 shown beside a baseline measured in the same run: PyYAML's own safe_load of the same text (what any
 YAML tool pays), and a bare `python -c pass` start-up.
 """

@@ -224,7 +224,7 @@ class StagingError(FetchError):
     """The staging folder is unsafe (a symlink, owned by someone else) or unusable."""
 
 
-# --- engine state and progress (issue E) -------------------------------------------------------
+# --- engine state and progress: the state file, the lock and the sinks ------------------------------------
 
 
 class StateError(RunError):

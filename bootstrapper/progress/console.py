@@ -5,7 +5,7 @@ one whole line per event, never wrapped or cut at the console's width (a log is 
 80 columns), and progress at most once per tenth or per ten seconds, so a log is not flooded. Python
 log records of an interactive run print through the same console (`ConsoleLogHandler`), in the same
 `warning: …` style, above the live display instead of through it. Every name and reason is untrusted
-and goes through `bootstrapper.text.one_line` (RELIABILITY #26).
+and goes through `bootstrapper.text.one_line`, so a name cannot repaint the terminal with escape codes.
 """
 
 from __future__ import annotations

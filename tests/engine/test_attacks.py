@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ import pytest
 
 from bootstrapper.paths import Paths
 from tests.support.pkgwriter import build_component_pkg
+from tests.support.runs import run_argv
 from tests.support.site import Site
 
 pytestmark = [
@@ -83,18 +83,7 @@ def plant(data: bytes, dest: Path) -> None:
 
 
 def daemon(url: str, root: Path) -> subprocess.Popen[str]:
-    argv = [
-        sys.executable,
-        "-m",
-        "bootstrapper",
-        "run",
-        "--manifest",
-        url,
-        "--sandbox",
-        str(root),
-        "--allow-http",
-    ]
-    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(run_argv(url, root), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def run(url: str, root: Path) -> tuple[int, str]:

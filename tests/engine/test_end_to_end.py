@@ -13,24 +13,14 @@ from pathlib import Path
 import pytest
 
 from bootstrapper.paths import Paths
+from tests.support.runs import run_argv
 from tests.support.site import Site
 
 pytestmark = pytest.mark.slow
 
 
 def _daemon(url: str, root: Path) -> subprocess.Popen[bytes]:
-    argv = [
-        sys.executable,
-        "-m",
-        "bootstrapper",
-        "run",
-        "--manifest",
-        url,
-        "--sandbox",
-        str(root),
-        "--allow-http",
-    ]
-    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(run_argv(url, root), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def _status(root: Path) -> subprocess.CompletedProcess[str]:

@@ -17,6 +17,7 @@ import pytest
 
 from bootstrapper import process
 from bootstrapper.paths import Paths
+from tests.support.runs import run_argv
 from tests.support.site import Site
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -38,18 +39,7 @@ wait
 
 
 def _daemon(url: str, root: Path) -> subprocess.Popen[bytes]:
-    argv = [
-        sys.executable,
-        "-m",
-        "bootstrapper",
-        "run",
-        "--manifest",
-        url,
-        "--sandbox",
-        str(root),
-        "--allow-http",
-    ]
-    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(run_argv(url, root), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def _first_pid(root: Path, daemon: subprocess.Popen[bytes]) -> int:

@@ -12,7 +12,6 @@ import select
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from pytest_httpserver import HTTPServer
 
 from bootstrapper.paths import Paths
 from tests.support.httpfault import Exchange, FaultServer
+from tests.support.runs import run_argv
 
 pytestmark = pytest.mark.slow
 
@@ -37,18 +37,7 @@ def _script(body: str) -> bytes:
 
 
 def _argv(url: str, root: Path, *extra: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "bootstrapper",
-        "run",
-        "--manifest",
-        url,
-        "--sandbox",
-        str(root),
-        "--allow-http",
-        *extra,
-    ]
+    return run_argv(url, root, *extra)
 
 
 def _env(**more: str) -> dict[str, str]:
