@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from bootstrapper.errors import NoAgentError
 from bootstrapper.ipc import protocol
 from bootstrapper.ipc.server import AgentServer, Limits
 from bootstrapper.ipc.transport import open_dir, unix_address
@@ -104,7 +105,12 @@ def test_connection_flood_from_another_uid_neither_crashes_nor_starves_the_agent
                 await asyncio.to_thread(flood.wait_flooding)
                 started = time.monotonic()
                 agent.start()
-                session = await server.wait_for_agent(AGENT_UID, BOUND)
+                try:
+                    session = await server.wait_for_agent(AGENT_UID, BOUND)
+                except NoAgentError as exc:  # say what the agent saw: this is the failure to explain
+                    raise AssertionError(
+                        f"{exc}; agent log:\n{log.read_text() if log.exists() else '(none)'}"
+                    ) from exc
                 reply = await session.run_script("during-the-flood", step, digest, timeout=10)
                 took = time.monotonic() - started
                 await session.shutdown()

@@ -216,7 +216,10 @@ async def connect_as(uid: int, sock_path: Path, payload: bytes) -> bytes:
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
             sock.settimeout(5)
             sock.connect(sock_path.name)
-            sock.sendall(payload)
+            # A refused peer is closed at once, unread: its hello may meet a closed socket, while the
+            # refusal already waits in the buffer to be read.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                sock.sendall(payload)
             data = b""
             with contextlib.suppress(ConnectionResetError):  # Linux: we closed with our hello unread
                 while chunk := sock.recv(65536):
