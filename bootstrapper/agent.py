@@ -27,6 +27,7 @@ from bootstrapper.engine.trust import untrusted_reason
 from bootstrapper.errors import (
     CommandError,
     DaemonAbsentError,
+    DaemonBusyError,
     IPCError,
     NotNeededError,
     ProtocolError,
@@ -53,6 +54,8 @@ class AgentConfig:
     tmpdir: str
     backoff_initial: float = 0.1
     backoff_max: float = 5.0
+    #: Quick tries on a full queue of connections before one usual backoff sleep.
+    busy_burst: int = 100
     timeout: float = 10.0
     trusted_uids: frozenset[int] = field(default_factory=frozenset)
     #: The system root scripts see as BOOTSTRAPPER_ROOT: "/" on a Mac, the sandbox folder otherwise.
@@ -151,6 +154,7 @@ class Agent:
         await self.reap_leftovers()
         delay = self.config.backoff_initial
         last_problem = ""
+        busy_tries = 0
         while True:
             try:
                 channel = await check_in(
@@ -159,6 +163,17 @@ class Agent:
             except NotNeededError as exc:
                 log.info("%s: exiting", exc)
                 return
+            except DaemonBusyError as exc:
+                # A full queue frees a slot with every connection the daemon accepts, and a flooding
+                # user refills it at once: only quick, frequent tries find one. Bursts of them
+                # alternate with the usual backoff, so a daemon that is really gone costs little.
+                if str(exc) != last_problem:
+                    log.info("waiting for the daemon: %s", exc)
+                last_problem = str(exc)
+                busy_tries += 1
+                if busy_tries % self.config.busy_burst:
+                    await asyncio.sleep(random.uniform(0.005, 0.02))  # noqa: S311 - not for security
+                    continue
             except (IPCError, OSError) as exc:
                 problem = str(exc)
                 if problem != last_problem:
@@ -169,7 +184,7 @@ class Agent:
                 last_problem = problem
             else:
                 log.info("checked in with the daemon (protocol %d)", channel.version)
-                delay, last_problem = self.config.backoff_initial, ""
+                delay, last_problem, busy_tries = self.config.backoff_initial, "", 0
                 try:
                     if await self.serve(channel):
                         log.info("shutting down at the daemon's request")

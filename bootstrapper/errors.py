@@ -152,6 +152,11 @@ class DaemonAbsentError(IPCError):
     """Nothing is listening yet (the daemon has not started, or is restarting): try again later."""
 
 
+class DaemonBusyError(DaemonAbsentError):
+    """The daemon's queue of connections is full (busy, or flooded by another user): try again soon,
+    since a slot frees as soon as the daemon accepts the next connection."""
+
+
 class NotNeededError(IPCError):
     """The daemon has no work for this user's agent: it exits 0 and is not started again."""
 

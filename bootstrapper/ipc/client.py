@@ -15,7 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bootstrapper import __version__
-from bootstrapper.errors import DaemonAbsentError, ImpostorError, IPCError, NotNeededError, ProtocolError
+from bootstrapper.errors import (
+    DaemonAbsentError,
+    DaemonBusyError,
+    ImpostorError,
+    IPCError,
+    NotNeededError,
+    ProtocolError,
+)
 from bootstrapper.ipc import protocol
 from bootstrapper.ipc.peercred import PeerCred, peer_credentials
 from bootstrapper.ipc.transport import open_dir, read_frame, unix_address, write_frame
@@ -97,10 +104,15 @@ def _connect(socket_path: Path) -> socket.socket:
         sock.connect(unix_address(dir_fd, socket_path))
     except BaseException as exc:
         sock.close()
-        if isinstance(exc, FileNotFoundError | ConnectionRefusedError):
+        if isinstance(exc, FileNotFoundError):
             raise DaemonAbsentError(f"the daemon is not listening on {socket_path}") from exc
+        if isinstance(exc, ConnectionRefusedError):  # macOS refuses this way when the queue is full
+            raise DaemonBusyError(
+                f"nothing accepted the connection on {socket_path} (the daemon is not running, "
+                "or its queue of connections is full)"
+            ) from exc
         if isinstance(exc, BlockingIOError):
-            raise DaemonAbsentError(
+            raise DaemonBusyError(
                 f"the daemon's queue of connections on {socket_path} is full (busy, or flooded)"
             ) from exc
         if isinstance(exc, OSError):
