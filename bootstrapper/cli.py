@@ -30,9 +30,10 @@ from bootstrapper.commands import (
     status,
     validate,
 )
+from bootstrapper.commands._options import App
 from bootstrapper.errors import BootstrapperError, ExitCode
 
-app = typer.Typer(
+app = App(
     name="bootstrapper",
     help="Bootstrap freshly enrolled Macs from a manifest: validate, plan, run.",
     no_args_is_help=True,

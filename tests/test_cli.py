@@ -238,3 +238,26 @@ def test_an_unexpected_error_shows_one_line_and_the_crash_log_only() -> None:
     assert len(lines) == 1, proc.stderr
     assert lines[0].startswith("unexpected error: RuntimeError: kaboom; details in ")
     Path(lines[0].rsplit(" ", 1)[1]).unlink()
+
+
+def _commands(group: object, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command path below `group` (hidden ones too), e.g. ("sandbox", "boot")."""
+    found: list[tuple[str, ...]] = []
+    for name, command in getattr(group, "commands", {}).items():
+        path = (*prefix, name)
+        found.extend(_commands(command, path) if hasattr(command, "commands") else [path])
+    return found
+
+
+def test_every_usage_line_names_its_arguments_in_capitals(capsys: pytest.CaptureFixture[str]) -> None:
+    import typer.main
+
+    paths = _commands(typer.main.get_command(cli.app))
+    assert ("validate",) in paths and ("sandbox", "launchctl") in paths
+    for path in paths:
+        code, out, _ = run([*path, "--help"], capsys)
+        usage = out.splitlines()[0]
+        assert code == 0 and usage.startswith(f"Usage: bootstrapper {' '.join(path)} "), (path, out)
+        words = usage.split()[2 + len(path) :]
+        # Arguments read as on any Unix tool: DIR, [ARGS...], MANIFEST...; no braces, no lower case.
+        assert all("{" not in w and w.strip("[].") == w.strip("[].").upper() for w in words), usage

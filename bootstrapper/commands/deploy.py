@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="Generate what ships beside the package: settings profile, Jamf schema.")
+from bootstrapper.commands._options import App
+
+app = App(help="Generate what ships beside the package: settings profile, Jamf schema.")
 
 
 @app.command("profile")

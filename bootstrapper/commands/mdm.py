@@ -7,14 +7,15 @@ from typing import Annotated
 
 import typer
 
+from bootstrapper.commands._options import App
 from bootstrapper.errors import UsageError
 
-app = typer.Typer(
+app = App(
     help="InstallEnterpriseApplication: the app manifest and the MDM command for a product archive.",
     no_args_is_help=True,
 )
 
-PkgArg = Annotated[Path, typer.Argument(help="A product archive (.pkg).", show_default=False)]
+PkgArg = Annotated[Path, typer.Argument(metavar="PKG", help="A product archive (.pkg).", show_default=False)]
 PkgURL = Annotated[str, typer.Option("--url", help="The https URL the Mac downloads the package from.")]
 AllowUnsigned = Annotated[
     bool,

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from bootstrapper.commands._options import AsJson
+from bootstrapper.commands._options import App, AsJson
 from bootstrapper.text import one_line
 
 if TYPE_CHECKING:
     from bootstrapper.flatpkg.package import PackageFacts
 
-app = typer.Typer(help="Read macOS flat packages (.pkg): facts, signatures, payload files.")
+app = App(help="Read macOS flat packages (.pkg): facts, signatures, payload files.")
 
 #: Untrusted text as shown: the one rule of `bootstrapper.text`, never cut.
 safe = functools.partial(one_line, limit=None)

@@ -16,19 +16,23 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from bootstrapper.commands._options import AllowHttp, AsJson
+from bootstrapper.commands._options import AllowHttp, App, AsJson
 from bootstrapper.errors import PlatformError, UsageError
 
 if TYPE_CHECKING:
     from bootstrapper.platform.sandbox.launchd import Reply
 
-app = typer.Typer(help="A simulated Mac in a folder: install, boot, log users in and out, launchctl.")
+app = App(help="A simulated Mac in a folder: install, boot, log users in and out, launchctl.")
 
 Folder = Annotated[
-    Path, typer.Argument(help="The sandbox folder (the simulated Mac's /).", show_default=False)
+    Path,
+    typer.Argument(metavar="DIR", help="The sandbox folder (the simulated Mac's /).", show_default=False),
 ]
 User = Annotated[
-    str, typer.Argument(help="A short user name (alice, bob…); uids start at 501.", show_default=False)
+    str,
+    typer.Argument(
+        metavar="USER", help="A short user name (alice, bob…); uids start at 501.", show_default=False
+    ),
 ]
 
 
@@ -193,7 +197,8 @@ def shutdown(folder: Folder) -> None:
 def launchctl(
     folder: Folder,
     args: Annotated[
-        list[str] | None, typer.Argument(help="launchctl's own arguments (bootstrap, bootout, print…).")
+        list[str] | None,
+        typer.Argument(metavar="ARGS...", help="launchctl's own arguments (bootstrap, bootout, print…)."),
     ] = None,
 ) -> None:
     """launchctl inside the sandbox: the same subcommands, output and exit codes as on a Mac."""
