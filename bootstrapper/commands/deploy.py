@@ -26,6 +26,14 @@ def profile(
     organization: Annotated[
         str, typer.Option(metavar="NAME", help="PayloadOrganization shown to users.")
     ] = "",
+    team_id: Annotated[
+        str,
+        typer.Option(
+            "--team-id",
+            metavar="TEAMID",
+            help="Your Developer ID team: the Managed Login Items rules then also cover all it signs.",
+        ),
+    ] = "",
     output: Annotated[
         Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write here instead of printing.")
     ] = None,
@@ -35,7 +43,10 @@ def profile(
     from bootstrapper.deploy.profile import mobileconfig, parse_assignments
 
     data = mobileconfig(
-        parse_assignments(assignments or []), identifier=identifier, organization=organization
+        parse_assignments(assignments or []),
+        identifier=identifier,
+        organization=organization,
+        team_id=team_id,
     )
     if output is None:
         typer.echo(data.decode("utf-8"), nl=False)

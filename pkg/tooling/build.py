@@ -16,7 +16,6 @@ together and needs macOS.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import os
 import plistlib
@@ -32,7 +31,9 @@ from typing import Any
 from bootstrapper import __version__
 from bootstrapper.deploy.layout import COMPONENT_PKG, FRAMEWORK, LAUNCHER, MIN_MACOS
 from bootstrapper.errors import UsageError
+from bootstrapper.hashing import sha256_file
 from bootstrapper.paths import PACKAGE_ID
+from bootstrapper.platform.macos import parse_check_signature
 from bootstrapper.process import run_sync
 from pkg.tooling import launcher, lock, pins
 from pkg.tooling.payload import Payload, assemble, verify
@@ -175,14 +176,22 @@ def install_argvs(python: Path, lock_file: Path, wheel: Path) -> list[list[str]]
 
 def check_sha256(file: Path, expected: str) -> None:
     """Refuse a download whose bytes are not the pinned ones."""
-    digest = hashlib.sha256()
-    with file.open("rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    if digest.hexdigest() != expected:
+    digest = sha256_file(file)
+    if digest != expected:
         raise UsageError(
-            f"{file.name}: sha256 {digest.hexdigest()} is not the pinned {expected} (pkg/pins.toml); "
+            f"{file.name}: sha256 {digest} is not the pinned {expected} (pkg/pins.toml); "
             "delete it and download again, or check the pin against python.org"
+        )
+
+
+def check_installer_team(check_signature_output: str, expected: str, name: str) -> None:
+    """Refuse an installer that `pkgutil --check-signature` does not show signed by the pinned team:
+    the second lock beside the hash, so one wrong pin cannot let an unsigned runtime in."""
+    team = parse_check_signature(check_signature_output)
+    if team.team != expected:
+        raise UsageError(
+            f"{name}: signed by {team.found}, not the pinned team {expected} "
+            "(pkg/pins.toml python.team_id); delete it and download again from python.org"
         )
 
 
@@ -360,6 +369,7 @@ def _runtime(
             ]
         )
     check_sha256(installer, expected)
+    check_installer_team(_run(check_signature_argv(installer)), pin.python_team_id, installer.name)
     tool = _relocatable_python(build, pin, relocatable_python)
     _run(relocatable_python_argv(tool, pin, installers, framework.parent), cwd=tool)
     python = payload.file(pin.interpreter)

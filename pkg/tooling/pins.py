@@ -24,6 +24,7 @@ class Pins:
     python_version: str
     python_url: str
     python_sha256: str
+    python_team_id: str
     relocatable_python_url: str
     relocatable_python_commit: str
 
@@ -62,6 +63,7 @@ def load(path: Path = PINS) -> Pins:
         python_version=field("python", "version", r"3\.\d+\.\d+", "a final CPython version such as 3.14.8"),
         python_url=field("python", "url", r"https://\S+\.pkg", "the https URL of python.org's .pkg"),
         python_sha256=field("python", "sha256", r"(|[0-9a-f]{64})", "64 lower-case hex digits (or empty)"),
+        python_team_id=field("python", "team_id", r"[A-Z0-9]{10}", "the 10-character Apple Team ID"),
         relocatable_python_url=field("relocatable-python", "url", r"https://\S+", "an https git URL"),
         relocatable_python_commit=field("relocatable-python", "commit", r"[0-9a-f]{40}", "a 40-hex commit"),
     )

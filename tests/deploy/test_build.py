@@ -267,3 +267,26 @@ def test_trimming_removes_build_tools_and_keeps_the_runtime(tmp_path: Path) -> N
     build.trim(version)
     assert all(f.exists() for f in keep)
     assert not any(f.exists() for f in drop)
+
+
+MACOS_DATA = Path(__file__).resolve().parents[1] / "data" / "macos"
+
+
+def test_the_python_installer_must_be_signed_by_the_pinned_team() -> None:
+    notarized = (MACOS_DATA / "pkgutil-check-signature-devid-notarized-nudge-partial.txt").read_text()
+    build.check_installer_team(notarized, "9GQZ7KUFR6", "python.pkg")  # the recorded signer: accepted
+    with pytest.raises(UsageError, match=r"python\.pkg: signed by Developer ID Installer: Clever DevOps"):
+        build.check_installer_team(notarized, "BMM5U3QVKW", "python.pkg")
+    unsigned = (MACOS_DATA / "pkgutil-check-signature-no-signature.txt").read_text()
+    with pytest.raises(
+        UsageError, match=r"not the pinned team BMM5U3QVKW \(pkg/pins\.toml python\.team_id\)"
+    ):
+        build.check_installer_team(unsigned, "BMM5U3QVKW", "python.pkg")
+
+
+def test_check_sha256_refuses_other_bytes(tmp_path: Path) -> None:
+    file = tmp_path / "python.pkg"
+    file.write_bytes(b"abc")
+    build.check_sha256(file, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+    with pytest.raises(UsageError, match=r"python\.pkg: sha256 ba7816bf.* is not the pinned 0{64}"):
+        build.check_sha256(file, "0" * 64)

@@ -37,7 +37,16 @@ def test_every_make_target_the_workflow_runs_exists() -> None:
 
 def test_the_workflow_covers_both_architectures() -> None:
     doc = yaml.safe_load(WORKFLOW.read_text())
-    assert set(doc["jobs"]["package"]["strategy"]["matrix"]["runner"]) == {"macos-14", "macos-13"}
+    # Apple silicon and the last Intel image GitHub offers.
+    assert set(doc["jobs"]["package"]["strategy"]["matrix"]["runner"]) == {"macos-15", "macos-15-intel"}
+
+
+def test_every_action_is_pinned_by_commit() -> None:
+    doc = yaml.safe_load(WORKFLOW.read_text())
+    uses = [step["uses"] for job in doc["jobs"].values() for step in job["steps"] if "uses" in step]
+    assert uses, "the workflow uses no action: this test would pass for nothing"
+    for action in uses:
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", action), f"{action}: pin it by its 40-hex commit"
 
 
 def test_the_smoke_script_stops_on_errors_and_exits_through_its_verdict() -> None:

@@ -38,6 +38,7 @@ def test_the_pins_name_verifiable_inputs() -> None:
         f"https://www.python.org/ftp/python/{pin.python_version}/python-{pin.python_version}-macos11.pkg"
     )
     assert re.fullmatch(r"[0-9a-f]{40}", pin.relocatable_python_commit)
+    assert re.fullmatch(r"[0-9a-f]{64}", pin.installer_sha256()) and pin.python_team_id == "BMM5U3QVKW"
     assert pin.interpreter.as_posix().endswith(f"Versions/{pin.python_short}/bin/python{pin.python_short}")
 
 
@@ -57,6 +58,7 @@ def test_make_pkg_refuses_an_installer_without_a_hash(tmp_path: Path) -> None:
     [
         (r'sha256 = ".*"', 'sha256 = "abc"', "python.sha256 = 'abc': expected 64 lower-case hex"),
         (r'commit = ".*"', 'commit = "main"', "relocatable-python.commit = 'main': expected a 40-hex"),
+        (r'team_id = ".*"', 'team_id = "psf"', "python.team_id = 'psf': expected the 10-character Apple"),
         (
             r'url = "https://www.python.org.*"',
             'url = "https://x.org/python-3.13.1-macos11.pkg"',

@@ -173,3 +173,16 @@ def test_a_team_id_adds_a_team_rule_and_a_bad_one_is_refused() -> None:
     }
     with pytest.raises(UsageError, match="expected the 10-character Apple Team ID"):
         mobileconfig({}, team_id="Example Inc")
+
+
+def test_the_team_id_flag_reaches_the_login_items_rules(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "p.mobileconfig"
+    assert cli.main(["deploy", "profile", "--team-id", "ABCDE12345", "-o", str(out)]) == 0
+    assert login_items(out.read_bytes())["Rules"][-1]["RuleValue"] == "ABCDE12345"
+    capsys.readouterr()
+    assert cli.main(["deploy", "profile", "--team-id", "Example Inc"]) == 2
+    err = capsys.readouterr().err
+    assert "--team-id 'Example Inc': expected the 10-character Apple Team ID" in err
+    assert len(err.strip().splitlines()) == 1
