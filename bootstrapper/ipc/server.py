@@ -46,6 +46,8 @@ log = logging.getLogger("bootstrapper.ipc")
 
 #: A run_script's deadline is its timeout plus this: time for the agent to hash, kill and reply.
 SCRIPT_DEADLINE_MARGIN = 10.0
+#: How long launching an agent may take (launchctl bootstrap and kickstart), apart from its check-in.
+AGENT_START_TIMEOUT = 60.0
 _WRITE_TIMEOUT = 5.0
 #: Connections accepted per wake-up: a flood cannot keep the loop from serving the agent.
 _ACCEPTS_PER_WAKEUP = 128
@@ -656,23 +658,27 @@ class AgentServer:
 
 
 async def ensure_agent(
-    server: AgentServer, uid: int, start: Callable[[], Awaitable[None]], timeout: float
+    server: AgentServer,
+    uid: int,
+    start: Callable[[], Awaitable[None]],
+    timeout: float,
+    *,
+    start_timeout: float = AGENT_START_TIMEOUT,
 ) -> Session:
-    """The agent session of `uid`; when none is checked in, `start()` it and wait, all within `timeout`.
+    """The agent session of `uid`; when none is checked in, `start()` it, then wait `timeout` for it.
 
-    `start` is the platform's way to launch the agent (`launchctl kickstart`, or the sandbox's spawn).
+    `start` is the platform's way to launch the agent (`launchctl kickstart`, or the sandbox's spawn),
+    bounded on its own: a slow start (a busy Mac) must not eat the new agent's time to check in.
     """
     if (session := server.session(uid)) is not None and session.alive:
         return session
-    loop = asyncio.get_running_loop()
-    until = loop.time() + timeout
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(start_timeout):
             await start()
     except TimeoutError:
-        raise NoAgentError(f"starting the agent for uid {uid} took longer than {timeout:g} s") from None
+        raise NoAgentError(f"starting the agent for uid {uid} took longer than {start_timeout:g} s") from None
     try:
-        return await server.wait_for_agent(uid, max(until - loop.time(), 0.001))
+        return await server.wait_for_agent(uid, timeout)
     except NoAgentError:
         raise NoAgentError(
             f"the agent for uid {uid} was started but did not check in within {timeout:g} s"

@@ -382,6 +382,35 @@ def test_ensure_agent_starts_the_agent_only_when_none_checked_in(sandbox: Paths)
     run(body())
 
 
+def test_a_slow_start_does_not_eat_the_agents_time_to_check_in(sandbox: Paths) -> None:
+    """A busy Mac may take a while to launch the agent; its check-in still gets the whole window."""
+
+    async def body() -> None:
+        async with _server(sandbox) as server:
+            late: list[asyncio.Task[Channel]] = []
+
+            async def dial_later() -> Channel:
+                await asyncio.sleep(0.2)
+                return await check_in(sandbox.socket, me())
+
+            async def slow_start() -> None:
+                await asyncio.sleep(0.6)  # longer than the check-in window below
+                late.append(asyncio.create_task(dial_later()))
+
+            session = await ensure_agent(server, me(), slow_start, timeout=0.5)
+            assert session.alive
+            await (await late[0]).close()
+            await session.wait_closed()
+
+            async def hung() -> None:
+                await asyncio.sleep(30)
+
+            with pytest.raises(NoAgentError, match=r"starting the agent for uid \d+ took longer than 0\.2 s"):
+                await ensure_agent(server, me(), hung, timeout=5, start_timeout=0.2)
+
+    run(body())
+
+
 def test_bad_deadline_is_a_caller_error(sandbox: Paths) -> None:
     async def body() -> None:
         async with _server(sandbox) as server:
