@@ -8,15 +8,19 @@ paths that `Paths` names (under our own prefixes, checked again here) are ever r
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import os
+import pkgutil
 import shutil
 import stat
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import bootstrapper
 from bootstrapper.errors import PlatformError, UnsafePathError
 from bootstrapper.paths import PACKAGE_ID, Paths
 from bootstrapper.safefile import open_dir
@@ -75,8 +79,28 @@ def _remove(path: Path, paths: Paths, report: CleanupReport) -> None:
     report.removed.append(str(path))
 
 
+def load_ourselves() -> int:
+    """Import every module of ours that is not loaded yet; return how many were.
+
+    On a Mac our code and its Python live in the folder self-removal deletes, while this process
+    goes on to forget the receipt, perhaps reboot, and boot itself out: a module first imported
+    after that (a lazy import on one of those paths) would fail with its file gone.
+    """
+    loaded = 0
+    for info in pkgutil.walk_packages(bootstrapper.__path__, "bootstrapper."):
+        if info.name.endswith(".__main__") or info.name in sys.modules:
+            continue
+        try:
+            importlib.import_module(info.name)
+            loaded += 1
+        except Exception as exc:  # one module this platform cannot load must not stop the removal
+            log.debug("not preloaded: %s (%s)", info.name, exc)
+    return loaded
+
+
 async def remove_ourselves(platform: Platform, paths: Paths, agent_uids: Iterable[int]) -> CleanupReport:
     """Boot the agent out of each gui domain, remove our files and receipt; the daemon is last."""
+    load_ourselves()
     report = CleanupReport()
     uids = set(agent_uids)
     try:
