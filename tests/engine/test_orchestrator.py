@@ -372,6 +372,26 @@ def test_swiftdialog_opens_for_the_console_user_when_installed(site: Site, sandb
     assert "Step One" in record.read_text()
 
 
+def test_a_progress_window_closed_before_the_end_opens_again(site: Site, sandbox: Paths) -> None:
+    """A logout's SIGTERM (or a user) closes swiftDialog mid-run: it is opened again while the run goes on."""
+    opened = sandbox.root / "dialog-opened"
+    dialog = sandbox.system("/usr/local/bin/dialog")
+    dialog.parent.mkdir(parents=True)
+    # Records each opening with its pid, then stays open as the real window does.
+    dialog.write_text(f"#!/bin/sh\necho $$ >> {opened}\nexec sleep 60\n")
+    dialog.chmod(0o755)
+    closer = site.script(
+        "close.sh",
+        f"""for i in $(seq 100); do [ -s {opened} ] && break; sleep 0.1; done
+kill -TERM "$(head -n 1 {opened})"
+for i in $(seq 100); do [ "$(wc -l < {opened})" -ge 2 ] && break; sleep 0.1; done""",
+    )
+    url = site.manifest({"setupassistant": [{"name": "Close it", "type": "rootscript", **closer}]})
+    assert run_sandbox(sandbox, url, swiftdialog=True, swiftdialog_path="/usr/local/bin/dialog") == 0
+    pids = opened.read_text().split()
+    assert len(pids) == 2 and pids[0] != pids[1], pids  # closed once, opened again, by the running daemon
+
+
 def test_dry_run_prints_this_macs_plan_and_changes_nothing(
     site: Site, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
