@@ -73,3 +73,29 @@ async def network_options(
                 ", simple host names direct" if system_proxy.exclude_simple else "",
             )
     return fetch_options(config, manifest_url, system_proxy)
+
+
+def host_platform() -> Platform | None:
+    """The platform whose proxy the one-shot commands use: this Mac's, or none elsewhere."""
+    import sys
+
+    if sys.platform != "darwin":
+        return None
+    from bootstrapper.paths import Paths
+    from bootstrapper.platform.macos import MacOSPlatform
+
+    return MacOSPlatform(Paths())
+
+
+def command_options(allow_http: bool, manifest_url: str | None = None) -> FetchOptions:
+    """The options of `plan`, `validate` and `convert`: the settings (profile, environment) and this
+    Mac's proxy, exactly as the daemon would build them."""
+    import asyncio
+    import os
+
+    from bootstrapper.config import load_config
+    from bootstrapper.paths import Paths
+
+    flags: dict[str, object] = {"allow_http": True if allow_http else None}
+    config, _ = load_config(Paths(), dict(os.environ), flags)
+    return asyncio.run(network_options(config, manifest_url, host_platform()))
