@@ -113,7 +113,7 @@ async def _makespan(url: str, sandbox: Path, concurrency: int, lookahead: int) -
     bus = EventBus()
     gate = AgentGate(platform, None, bus)
     ctx = RunContext(paths, platform, config, bus, gate, owner_uid=os.getuid())
-    from bootstrapper.daemon import fetch_options
+    from bootstrapper.engine.network import fetch_options
 
     state = StateStore.load(paths.state_file)
     started = time.perf_counter()

@@ -28,6 +28,7 @@ from bootstrapper.engine.cleanup import boot_out_daemon, remove_ourselves
 from bootstrapper.engine.context import RunContext
 from bootstrapper.engine.events import EventBus, Message, RunFinished, RunStarted, Sink
 from bootstrapper.engine.leftovers import remove_leftovers
+from bootstrapper.engine.network import network_options
 from bootstrapper.engine.probe import LiveProbe
 from bootstrapper.engine.run import RunReport, Scheduler
 from bootstrapper.engine.source import Source, Trust, fetch_source
@@ -57,40 +58,8 @@ class RunRequest:
     agent_executable: str | None = None
 
 
-def fetch_options(
-    config: Config, manifest_url: str | None = None, system_proxy: str | None = None
-) -> FetchOptions:
-    """Download options from the settings; the configured headers go to the manifest's host only.
-
-    The `proxy` setting wins over the Mac's own HTTPS proxy (`system_proxy`).
-    """
-    from urllib.parse import urlsplit
-
-    auth: dict[str, dict[str, str]] = {}
-    if config.headers and manifest_url:
-        host = urlsplit(manifest_url).hostname
-        if host:
-            auth[host] = dict(config.headers)
-    return FetchOptions(
-        concurrency=config.concurrency,
-        max_bytes=config.max_download_bytes,
-        connect_timeout=config.connect_timeout,
-        read_timeout=config.read_timeout,
-        min_rate=config.min_rate,
-        min_rate_window=config.min_rate_window,
-        allow_http=config.allow_http,
-        tls_trust="certifi" if config.tls_trust == "certifi" else "system",
-        ca_bundle=Path(config.ca_bundle) if config.ca_bundle else None,
-        client_cert=Path(config.client_cert) if config.client_cert else None,
-        client_key=Path(config.client_key) if config.client_key else None,
-        proxy=config.proxy or system_proxy,
-        auth_headers=auth,
-        local_files=manifest_url is not None and "://" not in manifest_url,
-    )
-
-
 async def read_manifest(
-    ref: str, config: Config, options: FetchOptions | None = None, *, state_file: Path | None = None
+    ref: str, config: Config, options: FetchOptions, *, state_file: Path | None = None
 ) -> Source:
     """The manifest, with the daemon's settings: retried until `manifest_deadline` (networks come up late).
 
@@ -98,7 +67,6 @@ async def read_manifest(
     A local file is read only if nobody but root (or us) could have written it: root follows it.
     """
     trust = Trust.from_config(config, accepted_serial(state_file) if state_file else None)
-    options = options or fetch_options(config, ref)
     return await fetch_source(ref, options, config.manifest_deadline, trust, trusted=True)
 
 
@@ -172,7 +140,7 @@ async def run_daemon(request: RunRequest, config: Config, paths: Paths, platform
     prepare_folders(paths)
     # One set of options for the manifest and its items: the headers configured for the manifest's host
     # also open the items stored beside it (a private bucket).
-    options = fetch_options(config, request.manifest, None if config.proxy else await platform.system_proxy())
+    options = await network_options(config, request.manifest, platform)
     with DaemonLock(paths.lock_file):
         started = time.time()
         state = StateStore.load(paths.state_file)
@@ -295,7 +263,7 @@ async def _could_not_run(
     with contextlib.suppress(BootstrapperError):
         state.set_result("failed")
     if bus is None:
-        options = fetch_options(config, request.manifest)
+        options = await network_options(config, request.manifest, platform)
         bus = EventBus(_sinks(paths, config, request.interactive, request.manifest, options, platform))
         run_id = state.state.run_id or "-"
         bus.emit(RunStarted(run_id=run_id, source=request.manifest, item_count=0, attempt=attempt))
@@ -595,7 +563,9 @@ async def dry_run_plan(run: Setup) -> tuple[Loaded, list[Step], Facts]:
     from bootstrapper.engine.plan import plan
     from bootstrapper.manifest.kinds import SPECS
 
-    loaded = (await read_manifest(run.manifest, run.config, state_file=run.paths.state_file)).loaded
+    options = await network_options(run.config, run.manifest, run.platform)
+    source = await read_manifest(run.manifest, run.config, options, state_file=run.paths.state_file)
+    loaded = source.loaded
     facts = await run.platform.facts()
     receipts: dict[str, str] = {}
     for item in loaded.manifest.items:

@@ -90,9 +90,10 @@ def check(
         result = _result(STDIN if ref == "-" else ref, loaded, [], list(loaded.warnings))
         result["signature"] = _signature_doc(source.verified)
         if deep:
-            from bootstrapper.fetch import FetchOptions
+            from bootstrapper.engine.network import command_options
 
-            checks = deep_checks(loaded.manifest, FetchOptions(allow_http=allow_http), fmt)
+            options = command_options(allow_http, None if ref == "-" else ref)
+            checks = deep_checks(loaded.manifest, options, fmt)
             result["deep"] = [_check_doc(c) for c in checks]
             result["_checks"] = checks
         results.append(result)

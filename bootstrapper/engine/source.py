@@ -158,14 +158,15 @@ async def load_manifest(
 
 
 def read_checked(ref: str, *, allow_http: bool = False, trust: Trust | None = None) -> Source:
-    """`fetch_source` for the one-shot commands, with default download settings."""
+    """`fetch_source` for the one-shot commands, with the daemon's download settings and proxy."""
     import asyncio
 
-    from bootstrapper.fetch.model import FetchOptions
+    from bootstrapper.engine.network import command_options
 
     if not is_url(ref):
         return _local(ref, allow_http, trust or Trust())
-    return asyncio.run(fetch_source(ref, FetchOptions(allow_http=allow_http), FETCH_DEADLINE, trust))
+    options = command_options(allow_http, ref)
+    return asyncio.run(fetch_source(ref, options, FETCH_DEADLINE, trust))
 
 
 def read_manifest(ref: str, *, allow_http: bool = False, trust: Trust | None = None) -> Loaded:

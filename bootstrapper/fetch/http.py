@@ -1,11 +1,11 @@
 """The HTTP side of downloads, the manifest and the webhook: one client factory, one status check,
 one capped body read, and failures turned into our errors.
 
-Every client comes from `make_client`, so the CA bundle, the client certificate, the proxy and the
-environment policy are the same for every request we make. Redirects are followed here rather than by
-httpx so that every hop is checked (https only, no loops, at most `MAX_REDIRECTS`) and headers are
-chosen per hop: an item's headers go to the item's own origin only, and each host gets only the auth
-headers configured for it.
+Every client comes from `make_client`, so the CA bundle, the client certificate, the proxy (with its
+exceptions) and the environment policy are the same for every request we make. Redirects are followed
+here rather than by httpx so that every hop is checked (https only, no loops, at most
+`MAX_REDIRECTS`) and headers are chosen per hop: an item's headers go to the item's own origin only,
+and each host gets only the auth headers configured for it.
 """
 
 from __future__ import annotations
@@ -86,21 +86,58 @@ def make_client(
     """The one client: environment ignored (trust_env=False), TLS from settings, no automatic redirects.
 
     `timeout` caps every phase at once, for callers (the webhook) that must not wait a download's time.
+    A `transport` (tests) carries every request, proxy or not.
     """
     connect = options.connect_timeout if timeout is None else min(timeout, options.connect_timeout)
     read = options.read_timeout if timeout is None else min(timeout, options.read_timeout)
     limits = httpx.Timeout(connect=connect, read=read, write=read, pool=connect)
+    verify = ssl_context(options)
     return httpx.AsyncClient(
-        verify=ssl_context(options),
-        proxy=options.proxy,
+        verify=verify,
         timeout=limits,
         trust_env=False,
         follow_redirects=False,
-        transport=transport,
-        limits=httpx.Limits(max_connections=None, max_keepalive_connections=options.concurrency),
+        transport=transport or _transport(options, verify),
         # identity: we hash the bytes as stored on the server, never a transfer-encoded variant
         headers={"User-Agent": f"bootstrapper/{__version__}", "Accept-Encoding": "identity"},
     )
+
+
+def _transport(options: FetchOptions, verify: ssl.SSLContext) -> httpx.AsyncBaseTransport:
+    """Direct, through the proxy, or per host when the proxy has exceptions."""
+    pool = httpx.Limits(max_connections=None, max_keepalive_connections=options.concurrency)
+    direct = httpx.AsyncHTTPTransport(verify=verify, limits=pool, trust_env=False)
+    if options.proxy is None:
+        return direct
+    proxied = httpx.AsyncHTTPTransport(verify=verify, limits=pool, trust_env=False, proxy=options.proxy)
+    if not options.proxy_bypass:
+        return proxied
+    return _ProxyExceptions(direct, proxied, options)
+
+
+class _ProxyExceptions(httpx.AsyncBaseTransport):
+    """Each request through the proxy, or straight to its host when the host is one of the exceptions.
+
+    A transport rather than httpx `mounts`: mount patterns cannot say "any address in 169.254/16" or
+    "any name without a dot", which the Mac's list can.
+    """
+
+    def __init__(
+        self, direct: httpx.AsyncBaseTransport, proxied: httpx.AsyncBaseTransport, options: FetchOptions
+    ) -> None:
+        self._direct = direct
+        self._proxied = proxied
+        self._bypass = options.proxy_bypass
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        direct = self._bypass.applies_to(request.url.host)
+        return await (self._direct if direct else self._proxied).handle_async_request(request)
+
+    async def aclose(self) -> None:
+        try:
+            await self._direct.aclose()
+        finally:
+            await self._proxied.aclose()
 
 
 def ssl_context(options: FetchOptions) -> ssl.SSLContext:

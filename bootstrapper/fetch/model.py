@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Literal
 from urllib.parse import urlsplit
 
+from bootstrapper.fetch.proxy import ProxyBypass
 from bootstrapper.hashing import is_sha256
 
 KiB = 1024
@@ -113,8 +114,11 @@ class FetchOptions:
     #: Client certificate (PEM) for mutual TLS, and its key when not in the same file.
     client_cert: Path | None = None
     client_key: Path | None = None
-    #: Proxy URL from config; proxy variables in the environment are ignored.
+    #: Proxy URL (the `proxy` setting, or the Mac's HTTPS proxy); proxy variables in the environment
+    #: are ignored.
     proxy: str | None = None
+    #: Hosts reached directly although `proxy` is set (the Mac's proxy exceptions).
+    proxy_bypass: ProxyBypass = field(default_factory=ProxyBypass)
     #: Headers per host name (``host`` or ``host:port``), sent to that host only.
     auth_headers: Mapping[str, Mapping[str, str]] = field(default_factory=lambda: _NO_AUTH)
     #: Cap on the exponential backoff between attempts, seconds.

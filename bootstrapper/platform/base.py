@@ -110,6 +110,18 @@ class PackageTeam:
 
 
 @dataclass(frozen=True)
+class SystemProxy:
+    """The Mac's HTTPS proxy and the hosts it must not be used for, as the system settings say."""
+
+    #: `http://host:port`.
+    url: str
+    #: The "Bypass proxy settings for these Hosts & Domains" entries, as written (`ExceptionsList`).
+    exceptions: tuple[str, ...] = ()
+    #: Names without a dot go direct (`ExcludeSimpleHostnames`).
+    exclude_simple: bool = False
+
+
+@dataclass(frozen=True)
 class ServiceInfo:
     """A loaded launchd service, from `launchctl print <domain>/<label>`."""
 
@@ -146,8 +158,8 @@ class Platform(Protocol):
         system on a Mac), or a `team` of None with what was found instead."""
         ...
 
-    async def system_proxy(self) -> str | None:
-        """The Mac's HTTPS proxy as an http:// URL (`scutil --proxy`), or None; PAC files are not
+    async def system_proxy(self) -> SystemProxy | None:
+        """The Mac's HTTPS proxy with its exceptions (`scutil --proxy`), or None; PAC files are not
         evaluated."""
         ...
 

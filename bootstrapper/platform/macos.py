@@ -29,6 +29,7 @@ from bootstrapper.platform.base import (
     PackageTeam,
     ProgressCallback,
     Receipt,
+    SystemProxy,
 )
 from bootstrapper.platform.launchctl import SHORT, LaunchctlClient, LaunchdOperations, checked_id
 
@@ -191,17 +192,23 @@ def parse_check_signature(text: str) -> PackageTeam:
     return PackageTeam(match["team"], leaf)
 
 
-def parse_scutil_proxy(text: str) -> str | None:
-    """`scutil --proxy` → the system's HTTPS proxy as a URL, or None (also for a PAC file, not evaluated).
+def parse_scutil_proxy(text: str) -> SystemProxy | None:
+    """`scutil --proxy` → the system's HTTPS proxy and its exceptions, or None (also for a PAC file,
+    which is not evaluated).
 
-    The ExceptionsList is not applied: everything we fetch is fetched through the proxy.
+    The exceptions are kept as written; `fetch.proxy.ProxyBypass` says which forms match what.
     """
     d = parse_scutil(text)
     host = str(d.get("HTTPSProxy", "")).strip()
     port = _num(d.get("HTTPSPort"))
     if d.get("HTTPSEnable") != "1" or not host or any(c in host for c in "/@ "):
         return None
-    return f"http://{host}:{port or 443}" if ":" not in host else f"http://[{host}]:{port or 443}"
+    url = f"http://{host}:{port or 443}" if ":" not in host else f"http://[{host}]:{port or 443}"
+    listed = d.get("ExceptionsList", [])
+    # an entry holding a comma (typed into a profile as one string) is several entries
+    parts = (p.strip() for e in (listed if isinstance(listed, list) else ()) for p in str(e).split(","))
+    exceptions = tuple(p for p in parts if p)
+    return SystemProxy(url, exceptions, d.get("ExcludeSimpleHostnames") == "1")
 
 
 # --- scutil --------------------------------------------------------------------------------------
@@ -416,7 +423,7 @@ class MacOSPlatform(LaunchdOperations):
         result = await self._run(self.cmd.pkgutil, "--check-signature", str(package))
         return parse_check_signature(result.tail)
 
-    async def system_proxy(self) -> str | None:
+    async def system_proxy(self) -> SystemProxy | None:
         result = await self._run(self.cmd.scutil, "--proxy")
         return parse_scutil_proxy(result.tail) if result.ok else None
 

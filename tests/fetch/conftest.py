@@ -108,3 +108,14 @@ def tls_context(ca: trustme.CA) -> ssl.SSLContext:
 def tls_srv(ca: trustme.CA) -> Iterator[FaultServer]:
     with FaultServer(tls=tls_context(ca)) as server:
         yield server
+
+
+@pytest.fixture
+def system_store(ca_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The trustme CA as the only root of this process's system store (OpenSSL's default locations,
+    which truststore reads on Linux)."""
+    empty = tmp_path / "no-certs"
+    empty.mkdir()
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    monkeypatch.setenv("SSL_CERT_DIR", str(empty))
+    return ca_file

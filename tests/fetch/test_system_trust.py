@@ -9,25 +9,14 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import pytest
-
 from bootstrapper.config import Config
-from bootstrapper.daemon import fetch_options
+from bootstrapper.engine.network import fetch_options
 from bootstrapper.errors import CertificateError
 from bootstrapper.fetch import FetchOptions
+from bootstrapper.platform.base import SystemProxy
 from tests.fetch.conftest import DATA, Harness
 from tests.support.connect_proxy import ConnectProxy
 from tests.support.httpfault import FaultServer
-
-
-@pytest.fixture
-def system_store(ca_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The trustme CA as the only root of this process's system store."""
-    empty = tmp_path / "no-certs"
-    empty.mkdir()
-    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
-    monkeypatch.setenv("SSL_CERT_DIR", str(empty))
-    return ca_file
 
 
 def _options(**kw: object) -> FetchOptions:
@@ -65,11 +54,13 @@ def test_the_download_goes_through_the_proxy(h: Harness, tls_srv: FaultServer, s
 
 
 def test_the_proxy_setting_wins_over_the_macs_own() -> None:
+    mac = SystemProxy("http://system.example:3128", ("*.local",), exclude_simple=True)
     config = dataclasses.replace(Config(), proxy="http://configured.example:8080")
-    assert fetch_options(config, "https://e.com/m.yaml", "http://system.example:3128").proxy == (
-        "http://configured.example:8080"
-    )
-    assert fetch_options(Config(), "https://e.com/m.yaml", "http://system.example:3128").proxy == (
-        "http://system.example:3128"
-    )
+    configured = fetch_options(config, "https://e.com/m.yaml", mac)
+    assert configured.proxy == "http://configured.example:8080"
+    # the Mac's exceptions belong to the Mac's proxy
+    assert not configured.proxy_bypass and not configured.proxy_bypass.applies_to("a.local")
+    system = fetch_options(Config(), "https://e.com/m.yaml", mac)
+    assert system.proxy == "http://system.example:3128"
+    assert system.proxy_bypass.applies_to("a.local") and system.proxy_bypass.applies_to("intranet")
     assert fetch_options(dataclasses.replace(Config(), tls_trust="certifi")).tls_trust == "certifi"

@@ -10,7 +10,7 @@ import pytest
 
 from bootstrapper.flatpkg import read_facts
 from bootstrapper.paths import Paths
-from bootstrapper.platform.base import PackageTeam
+from bootstrapper.platform.base import PackageTeam, SystemProxy
 from bootstrapper.platform.macos import MacOSPlatform, parse_check_signature, parse_scutil_proxy
 from bootstrapper.platform.sandbox import SandboxPlatform, signed_team
 from tests.support.fake_macos import FakeMac, recording
@@ -89,10 +89,22 @@ def test_mac_unsigned_package_exit_1_has_no_team(mac: MacOSPlatform, fake: FakeM
     [
         ("scutil-proxy-pac-only.txt", None),
         ("scutil-proxy-exceptions-only.txt", None),
-        ("scutil-proxy-https-written.txt", "http://proxy.corp.example.com:3128"),
+        (
+            "scutil-proxy-https-written.txt",
+            SystemProxy("http://proxy.corp.example.com:3128", ("*.local", "169.254/16", ".corp.example.com")),
+        ),
+        (
+            "scutil-proxy-https-exceptions-simple-hostnames.txt",
+            SystemProxy(
+                "http://127.0.0.1:1082",
+                ("119.29.29.29.dns", "*.abchina.com.cn", "192.168.0.0/16", "*.local", "localhost"),
+                exclude_simple=True,
+            ),
+        ),
+        ("scutil-proxy-https-surge-kb.txt", SystemProxy("http://127.0.0.1:6152", (), exclude_simple=True)),
     ],
 )
-def test_scutil_proxy(name: str, proxy: str | None) -> None:
+def test_scutil_proxy(name: str, proxy: SystemProxy | None) -> None:
     assert parse_scutil_proxy(recording(name)) == proxy
 
 
@@ -101,9 +113,29 @@ def test_a_disabled_https_proxy_is_not_used() -> None:
     assert parse_scutil_proxy(text) is None
 
 
+def test_simple_hostnames_go_through_unless_excluded() -> None:
+    text = recording("scutil-proxy-https-exceptions-simple-hostnames.txt")
+    off = parse_scutil_proxy(text.replace("ExcludeSimpleHostnames : 1", "ExcludeSimpleHostnames : 0"))
+    assert off is not None and off.exclude_simple is False
+    assert parse_scutil_proxy(recording("scutil-proxy-https-written.txt")) == SystemProxy(
+        "http://proxy.corp.example.com:3128", ("*.local", "169.254/16", ".corp.example.com"), False
+    )
+
+
+def test_an_entry_with_commas_is_several_entries() -> None:
+    text = recording("scutil-proxy-https-written.txt").replace(
+        "2 : .corp.example.com", "2 : .corp.example.com, 10/8 ,, intranet"
+    )
+    proxy = parse_scutil_proxy(text)
+    assert proxy is not None
+    assert proxy.exceptions == ("*.local", "169.254/16", ".corp.example.com", "10/8", "intranet")
+
+
 def test_mac_asks_scutil_for_the_proxy(mac: MacOSPlatform, fake: FakeMac) -> None:
     fake.answer("scutil", ["--proxy"], recording("scutil-proxy-https-written.txt"))
-    assert asyncio.run(mac.system_proxy()) == "http://proxy.corp.example.com:3128"
+    proxy = asyncio.run(mac.system_proxy())
+    assert proxy is not None and proxy.url == "http://proxy.corp.example.com:3128"
+    assert proxy.exceptions == ("*.local", "169.254/16", ".corp.example.com")
     assert fake.calls("scutil") == [["--proxy"]]
 
 

@@ -51,6 +51,7 @@ from bootstrapper.platform.base import (
     PackageTeam,
     ProgressCallback,
     Receipt,
+    SystemProxy,
     gui_domain,
     service_target,
 )
@@ -385,7 +386,7 @@ class SandboxPlatform(LaunchdOperations):
     async def package_team(self, package: Path) -> PackageTeam:
         return await asyncio.to_thread(signed_team, package)
 
-    async def system_proxy(self) -> str | None:
+    async def system_proxy(self) -> SystemProxy | None:
         """The simulated Mac has no network settings: only the `proxy` setting applies."""
         return None
 
