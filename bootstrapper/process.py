@@ -191,7 +191,8 @@ async def _supervise(
     merged = _Tail(min(tail_bytes, MERGED_TAIL_BYTES))
     streams = (_Tail(tail_bytes, merged), _Tail(tail_bytes, merged))
     assert proc.stdout is not None and proc.stderr is not None
-    reader = asyncio.gather(_read(proc.stdout, streams[0], on_line), _read(proc.stderr, streams[1], on_line))
+    # one task for both pipes: a task cancelled and left unawaited logs nothing (a bare gather would)
+    reader = asyncio.create_task(_read_both(proc.stdout, proc.stderr, streams, on_line))
     timed_out = False
     try:
         try:
@@ -272,6 +273,15 @@ class _Tail:
         if noted and dropped > 0:
             return f"{cut_note(dropped, len(data))}\n{text}"
         return text
+
+
+async def _read_both(
+    stdout: asyncio.StreamReader,
+    stderr: asyncio.StreamReader,
+    tails: tuple[_Tail, _Tail],
+    on_line: Callable[[str], None] | None,
+) -> None:
+    await asyncio.gather(_read(stdout, tails[0], on_line), _read(stderr, tails[1], on_line))
 
 
 async def _read(stream: asyncio.StreamReader, tail: _Tail, on_line: Callable[[str], None] | None) -> None:
