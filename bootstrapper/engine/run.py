@@ -23,7 +23,7 @@ import httpx
 from bootstrapper import process
 from bootstrapper.engine import events as ev
 from bootstrapper.engine.context import RunContext
-from bootstrapper.engine.kinds import RUNNERS, download_dest
+from bootstrapper.engine.kinds import RUNNERS, download_dest, on_disk
 from bootstrapper.engine.kinds._script import output_tail
 from bootstrapper.engine.kinds.base import Outcome
 from bootstrapper.engine.leftovers import folders_to_create
@@ -31,7 +31,7 @@ from bootstrapper.engine.plan import Step, decide_step, plan
 from bootstrapper.engine.prefetch import Prefetcher
 from bootstrapper.engine.probe import StepProbe
 from bootstrapper.engine.state import RunResult, StateStore, StepKey
-from bootstrapper.errors import BootstrapperError, FetchError
+from bootstrapper.errors import BootstrapperError, FetchError, UnsafePathError
 from bootstrapper.fetch import Download, Downloader, FetchEvent, FetchOptions
 from bootstrapper.fetch import events as fe
 from bootstrapper.manifest.conditions import NoProbe, Probe
@@ -326,9 +326,14 @@ class Scheduler:
                     failure="download",
                 )
             try:
-                file = await prefetch.get(item.id)
+                if item.url is None:  # already on the Mac: checked where it lies, never downloaded
+                    file = await asyncio.to_thread(on_disk, item, self.ctx)
+                else:
+                    file = await prefetch.get(item.id)
             except FetchError as exc:
                 return Outcome.failed(str(exc), failure="download")
+            except UnsafePathError as exc:
+                return Outcome.failed(f"refused: {exc}", failure="download")
         try:
             return await runner.run(item, file, self.ctx)
         finally:
