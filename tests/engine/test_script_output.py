@@ -60,6 +60,12 @@ def test_every_scripts_output_is_logged_and_a_failures_tail_reported(site: Site,
                     **site.script("user.sh", "pwd; echo 'user err' >&2; exit 5"),
                 },
                 {"name": "user ok", "type": "userscript", **site.script("ok.sh", "echo all fine")},
+                {
+                    "name": "user background",
+                    "type": "userscript",
+                    "donotwait": True,
+                    **site.script("ubg.sh", "echo ubg out; echo ubg err >&2"),
+                },
             ],
         }
     )
@@ -83,6 +89,8 @@ def test_every_scripts_output_is_logged_and_a_failures_tail_reported(site: Site,
     assert printed("user fails", "stdout") == [root]
     assert printed("user fails", "stderr") == ["user err"]
     assert printed("user ok", "stdout") == ["all fine"]
+    assert printed("user background", "stdout") == ["ubg out"]
+    assert printed("user background", "stderr") == ["ubg err"]
 
     doc = result(sandbox)
     steps = {s["name"]: s for s in doc["steps"]}
