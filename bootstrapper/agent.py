@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from bootstrapper import process
 from bootstrapper.atomic import write_json_atomic
@@ -103,7 +105,9 @@ class Agent:
             "TMPDIR": config.tmpdir,
             "BOOTSTRAPPER_ROOT": config.root,
         }
-        self._cwd = Path(config.home) if Path(config.home).is_dir() else Path("/")
+        # Scripts start in the system's root, as launchd starts them: `/` on a Mac, the sandbox's root
+        # in a sandbox; never wherever the agent happened to be started.
+        self._cwd = Path(config.root)
         self._groups: dict[int, str | None] = {}
 
     # --- the groups of running scripts, as process.watching reports them ------------------------
@@ -250,7 +254,7 @@ class Agent:
         assert isinstance(request.op, protocol.RunScript)
         response = await self.run_script(request.id, request.op)
         with contextlib.suppress(OSError, TimeoutError):
-            await channel.send(response)
+            await channel.send(_fitted(response))
 
     async def _start(self, channel: Channel, request: protocol.Request) -> None:
         """Answer a `start_script` once the script runs (or could not start); report its end later."""
@@ -272,9 +276,11 @@ class Agent:
                 script.cancel()  # process.run kills the script's whole group
                 with contextlib.suppress(asyncio.CancelledError):
                     await script
-        exited = protocol.Exited(op.step_id, done.ok, done.exit_code, done.duration, done.output, done.error)
+        exited = protocol.Exited(
+            op.step_id, done.ok, done.exit_code, done.duration, done.output, done.error, done.stderr
+        )
         with contextlib.suppress(OSError, TimeoutError):
-            await channel.send(exited)
+            await channel.send(_fitted(exited))
 
     async def run_script(
         self, request_id: int, op: protocol.RunScript, on_start: asyncio.Future[None] | None = None
@@ -290,7 +296,6 @@ class Agent:
                     timeout=op.timeout,
                     env={**self._env, **op.env},
                     cwd=self._cwd,
-                    tail_bytes=process.TAIL_BYTES,
                     on_start=None if on_start is None else (lambda _pgid: on_start.set_result(None)),
                 )
         except (ScriptRefusedError, CommandError) as exc:
@@ -313,9 +318,35 @@ class Agent:
             ok=done.ok,
             exit_code=done.returncode,
             duration=done.duration,
-            output=mask(done.tail)[-protocol.MAX_OUTPUT :],
+            output=mask(done.stdout)[-protocol.MAX_OUTPUT :],
             error=error,
+            stderr=mask(done.stderr)[-protocol.MAX_OUTPUT :],
         )
+
+
+_Reply = TypeVar("_Reply", protocol.Response, protocol.Exited)
+
+
+def _fitted(reply: _Reply) -> _Reply:
+    """`reply` with its output cut until its frame fits `protocol.MAX_FRAME`: two full tails of
+    escaped control characters can exceed it, and a reply must never be lost to its size. The longer
+    stream loses half its start at a time, with a note saying so."""
+    while True:
+        try:
+            protocol.encode(reply)
+        except ProtocolError:
+            cut_stdout = len(reply.output) >= len(reply.stderr)
+            text = reply.output if cut_stdout else reply.stderr
+            if not text:
+                raise  # no output left to cut: the reply is oversized for another reason (a bug)
+            kept = text[len(text) // 2 :]
+            shorter = f"[… {len(text) - len(kept)} characters cut to fit the agent's reply]\n{kept}"
+            if cut_stdout:
+                reply = dataclasses.replace(reply, output=shorter)
+            else:
+                reply = dataclasses.replace(reply, stderr=shorter)
+        else:
+            return reply
 
 
 def verify_script(path: str, sha256: str, trusted_uids: frozenset[int]) -> None:

@@ -404,15 +404,16 @@ def _write_result(
     steps: list[dict[str, Any]] = []
     for item in manifest.items if manifest is not None else ():
         s = state.step(item.id)
-        steps.append(
-            {
-                "id": item.id,
-                "name": item.name,
-                "status": s.status,
-                "exit_code": s.exit_code,
-                "reason": s.reason,
-            }
-        )
+        entry: dict[str, Any] = {
+            "id": item.id,
+            "name": item.name,
+            "status": s.status,
+            "exit_code": s.exit_code,
+            "reason": s.reason,
+        }
+        if item.id in report.output_tails:
+            entry["output_tail"] = report.output_tails[item.id]  # what the failed step last printed
+        steps.append(entry)
     doc = {
         "version": 1,
         "bootstrapper": __version__,

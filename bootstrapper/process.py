@@ -2,7 +2,9 @@
 
 argv lists only (never a shell), a cleaned environment, its own process group so that a timeout or a
 cancellation kills the command *and* everything it started, output read as it comes (for progress)
-and capped to a tail, and a result that carries what a failure message needs.
+and a result that carries what a failure message needs. stdout and stderr are kept apart, each capped
+to its last `tail_bytes` (a script's whole story for the log, in bounded memory), with a note first
+when the start was cut; `tail` is both streams as they came, shorter, for parsers and messages.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from typing import Protocol
 from bootstrapper.errors import CommandError
 
 SAFE_PATH = "/usr/bin:/bin:/usr/sbin:/sbin"
-#: How much of a command's output is kept for messages and replies.
-TAIL_BYTES = 16 * 1024
+#: How much of each stream (stdout, stderr) is kept: its last bytes.
+TAIL_BYTES = 256 * 1024
+#: How much of both streams together `Completed.tail` keeps.
+MERGED_TAIL_BYTES = 16 * 1024
 #: After SIGTERM, how long the group gets before SIGKILL.
 KILL_GRACE = 3.0
 #: After the command exits, how long we keep reading output that its children still write.
@@ -72,20 +76,40 @@ def watching(watcher: Watcher) -> Iterator[None]:
 class Completed:
     argv: list[str]
     returncode: int
+    #: Both streams as they arrived (their order across the two pipes is approximate), last
+    #: `MERGED_TAIL_BYTES` at most: what parsers and one-line messages read.
     tail: str
     duration: float
     timed_out: bool = False
+    #: Each stream's last `tail_bytes`, after a `cut_note` line when its start was not kept.
+    stdout: str = ""
+    stderr: str = ""
 
     @property
     def ok(self) -> bool:
         return self.returncode == 0 and not self.timed_out
 
     def check(self) -> Completed:
+        # stderr's last line says why, when there is one; the merged tail's order is not reliable
+        why = self.stderr if self.stderr.strip() else self.stdout or self.tail
         if self.timed_out:
-            raise CommandError(self.argv, self.returncode, self.tail, reason="timed out")
+            raise CommandError(self.argv, self.returncode, why, reason="timed out")
         if self.returncode != 0:
-            raise CommandError(self.argv, self.returncode, self.tail)
+            raise CommandError(self.argv, self.returncode, why)
         return self
+
+
+def cut_note(dropped: int, kept: int) -> str:
+    """The line put before a stream whose first `dropped` bytes were not kept."""
+    return f"[… {_size(dropped)} cut: only the last {_size(kept)} are kept]"
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} bytes"
+    if n < 1024 * 1024:
+        return f"{n / 1024:.1f} KiB"
+    return f"{n / (1024 * 1024):.1f} MiB"
 
 
 def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -120,7 +144,7 @@ async def run(
             *args,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
+            stderr=asyncio.subprocess.PIPE,
             env=clean_env(env),
             cwd=cwd,
             start_new_session=True,
@@ -164,8 +188,11 @@ async def _supervise(
     tail_bytes: int,
 ) -> Completed:
     """Wait for the program (killing its group on a timeout or a cancellation) and collect its output."""
-    tail: deque[bytes] = deque()
-    reader = asyncio.create_task(_read(proc, tail, tail_bytes, on_line))
+    merged = _Tail(min(tail_bytes, MERGED_TAIL_BYTES))
+    streams = (_Tail(tail_bytes, merged), _Tail(tail_bytes, merged))
+    assert proc.stdout is not None and proc.stderr is not None
+    # one task for both pipes: a task cancelled and left unawaited logs nothing (a bare gather would)
+    reader = asyncio.create_task(_read_both(proc.stdout, proc.stderr, streams, on_line))
     timed_out = False
     try:
         try:
@@ -185,9 +212,16 @@ async def _supervise(
         await reader
     _signal_group(proc.pid, signal.SIGKILL)  # children that outlived the command and hold the pipe
     transport.close()  # now, not in __del__ after the event loop has gone
-    text = b"".join(tail).decode("utf-8", "replace")
     rc = proc.returncode if proc.returncode is not None else -9
-    return Completed(args, rc, text, time.monotonic() - started, timed_out)
+    return Completed(
+        args,
+        rc,
+        merged.text(noted=False),
+        time.monotonic() - started,
+        timed_out,
+        streams[0].text(),
+        streams[1].text(),
+    )
 
 
 class _Protocol(asyncio.subprocess.SubprocessStreamProtocol):
@@ -212,32 +246,56 @@ def run_sync(argv: Sequence[str | os.PathLike[str]], *, timeout: float, **kwargs
     return asyncio.run(run(argv, timeout=timeout, **kwargs))  # type: ignore[arg-type]
 
 
-async def _read(
-    proc: asyncio.subprocess.Process,
-    tail: deque[bytes],
-    cap: int,
+class _Tail:
+    """The last `cap` bytes of a stream, in a deque of chunks (memory stays bounded), and how many
+    bytes came in all; a stream may also feed a shared `merged` tail."""
+
+    def __init__(self, cap: int, merged: _Tail | None = None) -> None:
+        self.cap = cap
+        self.total = 0
+        self._size = 0
+        self._chunks: deque[bytes] = deque()
+        self._merged = merged
+
+    def add(self, chunk: bytes) -> None:
+        self.total += len(chunk)
+        self._chunks.append(chunk)
+        self._size += len(chunk)
+        while len(self._chunks) > 1 and self._size - len(self._chunks[0]) >= self.cap:
+            self._size -= len(self._chunks.popleft())
+        if self._merged is not None:
+            self._merged.add(chunk)
+
+    def text(self, *, noted: bool = True) -> str:
+        data = b"".join(self._chunks)[-self.cap :] if self.cap else b""
+        text = data.decode("utf-8", "replace")
+        dropped = self.total - len(data)
+        if noted and dropped > 0:
+            return f"{cut_note(dropped, len(data))}\n{text}"
+        return text
+
+
+async def _read_both(
+    stdout: asyncio.StreamReader,
+    stderr: asyncio.StreamReader,
+    tails: tuple[_Tail, _Tail],
     on_line: Callable[[str], None] | None,
 ) -> None:
-    assert proc.stdout is not None
-    size = 0
+    await asyncio.gather(_read(stdout, tails[0], on_line), _read(stderr, tails[1], on_line))
+
+
+async def _read(stream: asyncio.StreamReader, tail: _Tail, on_line: Callable[[str], None] | None) -> None:
     pending = b""
-    while chunk := await proc.stdout.read(65536):
-        tail.append(chunk)
-        size += len(chunk)
-        while size - len(tail[0]) >= cap:
-            size -= len(tail.popleft())
+    while chunk := await stream.read(65536):
+        tail.add(chunk)
         if on_line is not None:
             pending += chunk
             *lines, pending = pending.split(b"\n")
             for line in lines:
                 on_line(line.decode("utf-8", "replace").rstrip("\r"))
-            pending = pending[-cap:]
+            pending = pending[-tail.cap :]
     if on_line is not None and pending:
         on_line(pending.decode("utf-8", "replace"))
-    if size > cap and tail:
-        joined = b"".join(tail)[-cap:]
-        tail.clear()
-        tail.append(joined)
 
 
 def start_time(pid: int) -> str | None:

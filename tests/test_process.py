@@ -52,6 +52,30 @@ def test_output_is_capped_to_its_tail() -> None:
     assert result.tail.rstrip().endswith("line4999")
 
 
+def test_stdout_and_stderr_are_kept_apart() -> None:
+    result = process.run_sync(["sh", "-c", "echo out1; echo err1 >&2; echo out2; echo err2 >&2"], timeout=10)
+    assert result.stdout == "out1\nout2\n"
+    assert result.stderr == "err1\nerr2\n"
+
+
+def test_each_stream_keeps_its_last_bytes_with_a_note_when_cut() -> None:
+    # 3 MiB on stdout, a few lines on stderr: stdout keeps its last 256 KiB, stderr everything.
+    script = "head -c 3145728 /dev/zero | tr '\\0' x; echo; echo the-end; echo why >&2"
+    result = process.run_sync(["sh", "-c", script], timeout=30)
+    note, _, kept = result.stdout.partition("\n")
+    assert note == "[… 2.8 MiB cut: only the last 256.0 KiB are kept]"
+    assert len(kept.encode()) == process.TAIL_BYTES
+    assert kept.endswith("xxx\nthe-end\n")
+    assert result.stderr == "why\n"
+    assert len(result.tail.encode()) <= process.MERGED_TAIL_BYTES
+
+
+def test_a_failure_message_ends_with_the_last_line_of_stderr() -> None:
+    result = process.run_sync(["sh", "-c", "echo why >&2; echo chatter; exit 4"], timeout=10)
+    with pytest.raises(CommandError, match=r"sh exited with 4: why$"):
+        result.check()
+
+
 def test_lines_are_streamed_as_they_come() -> None:
     lines: list[str] = []
     process.run_sync(["sh", "-c", "printf 'a\\nb\\r\\nc'"], timeout=10, on_line=lines.append)

@@ -142,7 +142,19 @@ def action(step: Step) -> str:
 
 
 def reason(step: Step) -> str:
-    return _refusal(step) or step.reason if step.skip is not True else step.reason
+    if step.skip is True:
+        return step.reason
+    return _refusal(step) or step.reason or _on_disk(step)
+
+
+def _on_disk(step: Step) -> str:
+    """What a step with no `url` runs: the file an earlier package left, checked before it runs."""
+    from bootstrapper.manifest.kinds import SPECS
+
+    item = step.item
+    if not SPECS[item.type].downloads or item.url is not None:
+        return ""
+    return f"already on disk at {item.file}: its sha256 is checked before it runs; never downloaded"
 
 
 def _refusal(step: Step) -> str | None:

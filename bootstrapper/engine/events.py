@@ -112,6 +112,19 @@ class StepFinished(_Event):
     reason: str = ""
     exit_code: int | None = None
     duration: float = 0.0
+    #: A failed step's last lines of output (stderr, else stdout; see `kinds._script.output_tail`).
+    output_tail: str = ""
+
+
+@dataclass(frozen=True)
+class StepOutput(_Event):
+    """What a step's program printed on one stream (`stdout` or `stderr`), secrets masked, capped to
+    its tail (with a note when cut): sent once the step has ended, for the logs."""
+
+    event: ClassVar[str] = "step_output"
+    step_id: str
+    stream: Literal["stdout", "stderr"]
+    text: str
 
 
 @dataclass(frozen=True)
@@ -150,6 +163,7 @@ Event: TypeAlias = (
     | InstallProgress
     | StepRetrying
     | StepFinished
+    | StepOutput
     | RunFinished
     | Message
 )

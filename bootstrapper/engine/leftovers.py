@@ -20,8 +20,13 @@ HostPath = Callable[[str], Path]
 
 
 def transient_files(manifest: Manifest) -> list[PurePosixPath]:
-    """The Mac paths of downloads that only serve their step (packages, scripts)."""
-    return [i.file for i in manifest.items if i.file is not None and SPECS[i.type].kept_in_install_dir]
+    """The Mac paths of downloads that only serve their step (packages, scripts). A script that was
+    already on the Mac (no `url`) is not this run's download: it stays."""
+    return [
+        i.file
+        for i in manifest.items
+        if i.file is not None and i.url is not None and SPECS[i.type].kept_in_install_dir
+    ]
 
 
 def folders_to_create(manifest: Manifest, host_path: HostPath) -> list[str]:

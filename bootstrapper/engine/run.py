@@ -23,14 +23,15 @@ import httpx
 from bootstrapper import process
 from bootstrapper.engine import events as ev
 from bootstrapper.engine.context import RunContext
-from bootstrapper.engine.kinds import RUNNERS, download_dest
+from bootstrapper.engine.kinds import RUNNERS, download_dest, on_disk
+from bootstrapper.engine.kinds._script import output_tail
 from bootstrapper.engine.kinds.base import Outcome
 from bootstrapper.engine.leftovers import folders_to_create
 from bootstrapper.engine.plan import Step, decide_step, plan
 from bootstrapper.engine.prefetch import Prefetcher
 from bootstrapper.engine.probe import StepProbe
 from bootstrapper.engine.state import RunResult, StateStore, StepKey
-from bootstrapper.errors import BootstrapperError, FetchError
+from bootstrapper.errors import BootstrapperError, FetchError, UnsafePathError
 from bootstrapper.fetch import Download, Downloader, FetchEvent, FetchOptions
 from bootstrapper.fetch import events as fe
 from bootstrapper.manifest.conditions import NoProbe, Probe
@@ -51,6 +52,8 @@ class RunReport:
     #: The step (and why) that stopped the run, when one did.
     stopped_by: str | None = None
     duration: float = 0.0
+    #: The last lines a failed step printed, by step id (for the completion record).
+    output_tails: dict[str, str] = field(default_factory=dict)
 
 
 def fingerprint(item: Item) -> str:
@@ -72,6 +75,16 @@ def _background_failure(task: asyncio.Task[object]) -> tuple[str | None, int | N
     if isinstance(result, Outcome) and not result.ok:
         return f"failed: {result.reason}", result.exit_code
     return None, None
+
+
+def _printed(task: asyncio.Task[object]) -> tuple[str, str]:
+    """What a finished `donotwait` script printed (stdout, stderr), secrets already masked."""
+    if task.cancelled() or task.exception() is not None:
+        return "", ""
+    result = task.result()
+    if isinstance(result, process.Completed | Outcome):
+        return result.stdout, result.stderr
+    return "", ""
 
 
 def stops_run(item: Item, outcome: Outcome) -> bool:
@@ -119,6 +132,7 @@ class Scheduler:
         self.transport = transport
         self.clock = clock
         self._facts: Facts | None = None
+        self._tails: dict[str, str] = {}
 
     async def execute(self) -> RunReport:
         ctx, state = self.ctx, self.state
@@ -163,6 +177,7 @@ class Scheduler:
             finally:
                 await prefetch.aclose()
         await self._reap_background(report)
+        report.output_tails = {s: self._tails[s] for s in report.failed if s in self._tails}
         report.duration = self.clock() - started
         state.set_result(report.result)
         ctx.bus.emit(ev.RunFinished(report.result, tuple(report.failed), report.duration))
@@ -265,6 +280,7 @@ class Scheduler:
         with process.watching(_StepGroups(state, step.id)):
             outcome = await self._carry_out(item, prefetch)
         took = self.clock() - began
+        self._output(step.id, outcome.stdout, outcome.stderr)
         if outcome.ok:
             state.mark_done(step.id, outcome.exit_code)
             bus.emit(ev.StepFinished(step.id, "done", outcome.reason, outcome.exit_code, took))
@@ -274,8 +290,16 @@ class Scheduler:
             bus.emit(ev.StepFinished(step.id, "done", "not set up yet: continuing", outcome.exit_code, took))
         else:
             state.mark_failed(step.id, outcome.reason, outcome.exit_code)
-            bus.emit(ev.StepFinished(step.id, "failed", outcome.reason, outcome.exit_code, took))
+            tail = self._tails[step.id] = output_tail(outcome.stdout, outcome.stderr)
+            bus.emit(ev.StepFinished(step.id, "failed", outcome.reason, outcome.exit_code, took, tail))
         return outcome
+
+    def _output(self, step_id: str, stdout: str, stderr: str) -> None:
+        """Hand what the step printed to the logs, each stream whole (it is already capped)."""
+        if stdout:
+            self.ctx.bus.emit(ev.StepOutput(step_id, "stdout", stdout))
+        if stderr:
+            self.ctx.bus.emit(ev.StepOutput(step_id, "stderr", stderr))
 
     async def _carry_out(self, item: Item, prefetch: Prefetcher) -> Outcome:
         """The step's outcome, whatever happens inside it.
@@ -302,9 +326,14 @@ class Scheduler:
                     failure="download",
                 )
             try:
-                file = await prefetch.get(item.id)
+                if item.url is None:  # already on the Mac: checked where it lies, never downloaded
+                    file = await asyncio.to_thread(on_disk, item, self.ctx)
+                else:
+                    file = await prefetch.get(item.id)
             except FetchError as exc:
                 return Outcome.failed(str(exc), failure="download")
+            except UnsafePathError as exc:
+                return Outcome.failed(f"refused: {exc}", failure="download")
         try:
             return await runner.run(item, file, self.ctx)
         finally:
@@ -353,6 +382,10 @@ class Scheduler:
         for task in done:
             problem, code = _background_failure(task)
             step_id = task.get_name()
+            stdout, stderr = _printed(task)
+            self._output(step_id, stdout, stderr)
+            if problem is not None:
+                self._tails[step_id] = output_tail(stdout, stderr)
             if problem is None:
                 result = task.result()
                 if isinstance(result, Outcome) and step_id in self.state.state.steps:

@@ -24,8 +24,9 @@ SUPPORTED_VERSIONS: Final = (1,)
 HEADER_SIZE: Final = 4
 #: The default cap on a frame's payload; a header announcing more is refused before reading it.
 MAX_FRAME: Final = 1 << 20
-#: Replies carry at most this much of a script's output (its tail).
-MAX_OUTPUT: Final = 64 * 1024
+#: Replies carry at most this much of each of a script's streams: its tail (256 KiB) and a cut note.
+#: Both together may still not fit a frame: the agent cuts them further to fit (`agent._fitted`).
+MAX_OUTPUT: Final = 257 * 1024
 _MAX_TEXT: Final = 4096
 _MAX_ARGS: Final = 1024
 _ENV_NAME: Final = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
@@ -131,7 +132,8 @@ class Request:
 
 @dataclass(frozen=True, slots=True)
 class Response:
-    """Agent → daemon. `ok` is false when the op failed or was refused; `error` then says why."""
+    """Agent → daemon. `ok` is false when the op failed or was refused; `error` then says why.
+    `output` is the script's stdout, `stderr` its stderr (each its tail)."""
 
     id: int
     ok: bool
@@ -139,6 +141,7 @@ class Response:
     duration: float = 0.0
     output: str = ""
     error: str | None = None
+    stderr: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +166,7 @@ class Exited:
     duration: float = 0.0
     output: str = ""
     error: str | None = None
+    stderr: str = ""
 
 
 Message = Hello | Welcome | Refuse | Request | Response | Ping | Pong | Exited
@@ -252,11 +256,13 @@ def _to_wire(message: Message) -> dict[str, Any]:
         case Response():
             out |= {"id": message.id, "ok": message.ok, "exit_code": message.exit_code}
             out |= {"duration": message.duration, "output": message.output, "error": message.error}
+            out["stderr"] = message.stderr
         case Ping() | Pong():
             out["id"] = message.id
         case Exited():
             out |= {"step_id": message.step_id, "ok": message.ok, "exit_code": message.exit_code}
             out |= {"duration": message.duration, "output": message.output, "error": message.error}
+            out["stderr"] = message.stderr
     return out
 
 
@@ -329,6 +335,12 @@ class _Fields:
             self._seen.add(key)
             return None
         return self.text(key)
+
+    def optional_output(self, key: str) -> str:
+        """A stream of output added after version 1 shipped: an agent that does not send it sent none."""
+        if key not in self._obj:
+            return ""
+        return self.text(key, MAX_OUTPUT)
 
     def texts(self, key: str) -> tuple[str, ...]:
         value = self._get(key)
@@ -413,6 +425,7 @@ def _response(f: _Fields) -> Response:
         duration=f.number("duration"),
         output=f.text("output", MAX_OUTPUT),
         error=f.optional_text("error"),
+        stderr=f.optional_output("stderr"),
     )
     f.done()
     return msg
@@ -438,6 +451,7 @@ def _exited(f: _Fields) -> Exited:
         duration=f.number("duration"),
         output=f.text("output", MAX_OUTPUT),
         error=f.optional_text("error"),
+        stderr=f.optional_output("stderr"),
     )
     f.done()
     return msg

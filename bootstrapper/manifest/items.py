@@ -272,6 +272,16 @@ def _receipt(d: _Draft, typed: dict[str, Any], required: bool) -> None:
 
 def _url(d: _Draft) -> str | None:
     node = d.values.get("url")
+    if node is None and d.spec.on_disk:
+        # As in InstallApplications: a root script an earlier package put on disk, run where it lies
+        # once its hash matches; never downloaded, never removed.
+        if not {"file", "hash"} <= d.values.keys():
+            d.error(
+                d.node,
+                "url: missing; give where it is downloaded from, or `file` and `hash` of a script"
+                " already on the Mac (put there by an earlier package)",
+            )
+        return None
     if node is None or not d.spec.downloads:
         if d.spec.downloads:
             d.error(d.node, "url: missing; where is it downloaded from?")
@@ -436,7 +446,8 @@ def _file(d: _Draft, url: str | None) -> PurePosixPath | None:
             d.error(node, f"file: {show(node.value)} must be an absolute path")
             return None
         path = INSTALL_DIR / path
-    if d.spec.kept_in_install_dir and not path.is_relative_to(INSTALL_DIR):
+    on_disk = "url" not in d.values  # a script already on the Mac: it stays where it is
+    if d.spec.kept_in_install_dir and not on_disk and not path.is_relative_to(INSTALL_DIR):
         if d.ctx.native:
             d.error(
                 node,

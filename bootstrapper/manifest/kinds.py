@@ -40,7 +40,7 @@ class KindSpec:
     stages: frozenset[Stage]
     #: The type-specific keys it takes (`fields.ITEM_FIELDS` says what giving one to another type means).
     keys: frozenset[str]
-    #: The type-specific keys it cannot do without.
+    #: The type-specific keys it cannot do without (but see `on_disk` for `url`).
     needs: frozenset[str] = frozenset()
     #: Runs as the logged-in user, through the agent, rather than as root.
     runs_as_user: bool = False
@@ -54,6 +54,9 @@ class KindSpec:
     #: A small file (a script) that is fetched on its own connection as soon as it is in the
     #: look-ahead window, never queued behind a large download.
     small: bool = False
+    #: May name a file already on the Mac (put there by an earlier package) with `file` and `hash` and
+    #: no `url`, as InstallApplications allows for root scripts: checked by hash, never downloaded.
+    on_disk: bool = False
     #: The item's `timeout` when neither it nor the settings give one (None: the runner's own default).
     default_timeout: float | None = None
     #: What progress displays say while it runs ("Installing Munki"), and its one-word status in a list.
@@ -91,6 +94,7 @@ SPECS: dict[ItemType, KindSpec] = {
             frozenset(Stage),
             _DOWNLOAD | {"donotwait", "arguments", "secrets"},
             needs=frozenset({"url", "hash"}),
+            on_disk=True,
             kept_in_install_dir=True,
             mode=0o700,
             small=True,

@@ -82,12 +82,14 @@ def type_rule(spec: KindSpec) -> dict[str, Any]:
     }
     then: dict[str, Any] = {}
     if spec.needs:
-        then["required"] = sorted(spec.needs)
+        then["required"] = sorted(spec.needs - {"url"} if spec.on_disk else spec.needs)
     if refused:
         # An error whenever written; a native-only error only when the value says something.
         then["properties"] = {
             key: False if how == "error" else _SAYS_NOTHING for key, how in sorted(refused.items())
         }
+    if spec.on_disk:  # a url to download from, or the file already on the Mac
+        then["anyOf"] = [{"required": ["url"]}, {"required": ["file"]}]
     if spec.has_receipt:
         then["anyOf"] = [
             {"required": ["packageid", "version"]},

@@ -95,6 +95,8 @@ class _Row:
     status: str = "pending"
     detail: str = ""
     duration: float | None = None
+    #: A failed step's last lines of output, shown under the summary.
+    output_tail: str = ""
 
 
 class ConsoleSink:
@@ -215,6 +217,7 @@ class ConsoleSink:
         row = self._row(event.step_id)
         row.status, row.duration = event.status, event.duration
         row.detail = one_line(event.reason, _REASON)
+        row.output_tail = event.output_tail
         task = self._tasks.pop(event.step_id, None)
         if task is not None:
             self._progress.remove_task(task)
@@ -247,14 +250,26 @@ class ConsoleSink:
             table = self._table(summary=True)
             table.caption = tally
             self.console.print(table)
-            return
-        self._say(f"[bold]Summary[/]: {count(len(rows), 'step')}" + (f": {tally}" if tally else ""))
-        for n, row in enumerate(rows, 1):
-            took = f" in {_seconds(row.duration)}" if row.duration is not None else ""
-            detail = f": {one_line(row.detail, _REASON, markup=True)}" if row.detail else ""
-            where = f"{one_line(row.kind, 100, markup=True)}, {one_line(row.phase, 100, markup=True)}"
-            status = f"[{_STYLE.get(row.status, 'none')}]{row.status}[/]"
-            self._say(f"  {n}. {one_line(row.name, _NAME, markup=True)} ({where}): {status}{took}{detail}")
+        else:
+            self._say(f"[bold]Summary[/]: {count(len(rows), 'step')}" + (f": {tally}" if tally else ""))
+            for n, row in enumerate(rows, 1):
+                took = f" in {_seconds(row.duration)}" if row.duration is not None else ""
+                detail = f": {one_line(row.detail, _REASON, markup=True)}" if row.detail else ""
+                where = f"{one_line(row.kind, 100, markup=True)}, {one_line(row.phase, 100, markup=True)}"
+                status = f"[{_STYLE.get(row.status, 'none')}]{row.status}[/]"
+                self._say(
+                    f"  {n}. {one_line(row.name, _NAME, markup=True)} ({where}): {status}{took}{detail}"
+                )
+        self._tails(rows)
+
+    def _tails(self, rows: list[_Row]) -> None:
+        """Under the summary, the last lines each failed step printed: the why, without opening the log."""
+        for row in rows:
+            if row.status != "failed" or not row.output_tail:
+                continue
+            self._say(f"[bold red]{one_line(row.name, _NAME, markup=True)}[/] printed, at the end:")
+            for line in row.output_tail.splitlines():
+                self._say(f"  [dim]|[/] {one_line(line, _REASON, markup=True)}")
 
     def _table(self, *, summary: bool) -> Table:
         title = "Summary" if summary else "Bootstrap"

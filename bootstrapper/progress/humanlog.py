@@ -1,4 +1,5 @@
-"""The log an admin reads: one plain, timestamped line per thing that happened.
+"""The log an admin reads: one plain, timestamped line per thing that happened, and every line a
+step's program printed, after the step (`step 'Name' stdout: …`, `… stderr: …`).
 
 Every value is cleaned to one line, so a hostile item name cannot forge extra log lines.
 """
@@ -14,6 +15,9 @@ from bootstrapper.progress.logfile import AppendLog
 from bootstrapper.progress.words import count
 from bootstrapper.text import one_line
 
+#: Characters of one printed line kept in the log; a longer line (a progress bar redrawn with \r) is cut.
+_LINE = 2000
+
 
 class HumanLogSink:
     """Appends lines like `2024-05-01T12:00:00Z INFO step 'Chrome' (package) started` to `path`."""
@@ -25,6 +29,9 @@ class HumanLogSink:
         self._log = AppendLog(path)
 
     def handle(self, event: ev.Event) -> None:
+        if isinstance(event, ev.StepOutput):
+            self._output(event)
+            return
         line = self._format(event)
         if line is not None:
             level, text = line
@@ -82,6 +89,14 @@ class HumanLogSink:
         reason = f": {one_line(event.reason, 500)}" if event.reason else ""
         level = "ERROR" if event.status == "failed" else "INFO"
         return level, f"step {name} {event.status}{code} in {event.duration:.1f} s{reason}"
+
+    def _output(self, event: ev.StepOutput) -> None:
+        """Every line a step printed, each prefixed (`step 'Name' stderr: …`) so that grep finds a
+        step's output and a printed line cannot pass for one of ours."""
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        prefix = f"{stamp} {'INFO':<7} step {self._name(event.step_id)} {one_line(event.stream, 10)}:"
+        for line in event.text.splitlines():
+            self._log.write_line(f"{prefix} {one_line(line, _LINE)}".rstrip())
 
     def _name(self, step_id: str) -> str:
         return f"'{self._names.get(step_id, one_line(step_id, 100))}'"

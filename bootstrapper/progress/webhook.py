@@ -1,4 +1,5 @@
-"""Tell an admin's server how the run went: a JSON POST at run start, for each failed step, at run end.
+"""Tell an admin's server how the run went: a JSON POST at run start, for each failed step (with the
+last lines it printed, `output_tail`), at run end.
 
 Every document says which Mac it comes from (serial number, host name, model, macOS version: `device`),
 looked up once, by the background sender, when the first document goes out.
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     from bootstrapper.platform.base import Platform
 
 log = logging.getLogger(__name__)
+
+#: Characters of a failed step's output tail a document carries (the engine already keeps ~4 KiB).
+_TAIL = 8192
 
 #: Says which Mac this is (see `device`); awaited once, before the first post.
 Identity = Callable[[], Awaitable[Mapping[str, Any]]]
@@ -202,6 +206,8 @@ class WebhookSink:
                     "reason": self._redact(one_line(event.reason, 1000)),
                     "exit_code": event.exit_code,
                     "duration": round(event.duration, 3),
+                    # the step's last lines of output (already one printable line each, and capped)
+                    "output_tail": self._redact(event.output_tail[-_TAIL:]),
                 }
                 return self._wrap("step_failed", body)
             case RunFinished():

@@ -17,6 +17,7 @@ from bootstrapper.engine.events import (
     RunFinished,
     RunStarted,
     StepFinished,
+    StepOutput,
     StepRetrying,
     StepStarted,
     from_json,
@@ -31,6 +32,8 @@ ALL_EVENTS: list[Event] = [
     InstallProgress("a", 42.5, "Running package scripts"),
     StepRetrying("a", 2, "connection reset"),
     StepFinished("a", "failed", "exit 1", 1, 1.5),
+    StepFinished("a", "failed", "exit 1", 1, 1.5, "the last\nlines"),
+    StepOutput("a", "stderr", "why\nit failed\n"),
     RunFinished("failed", ("a",), 9.0),
     Message("warning", "disk is nearly full"),
 ]
@@ -50,6 +53,7 @@ def test_json_form_names_the_event() -> None:
         "reason": "",
         "exit_code": None,
         "duration": 0.0,
+        "output_tail": "",
     }
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bootstrapper.errors import AgentDisconnectedError, AgentUnresponsiveError
+from bootstrapper.ipc import protocol
 from bootstrapper.ipc.server import AgentServer
 from bootstrapper.paths import Paths
 from tests.support.ipc import (
@@ -43,13 +44,31 @@ def test_agent_checks_in_and_runs_a_script_with_exit_code_and_output(sandbox: Pa
                 assert session.pid == agent.pid
                 reply = await session.run_script("greet", path, digest, ["world"], timeout=5)
                 assert (reply.ok, reply.exit_code) == (False, 3)
-                assert reply.output == "hello world\noops\n"
+                assert (reply.output, reply.stderr) == ("hello world\n", "oops\n")
                 assert reply.error == f"{path} exited with 3"
                 assert 0 <= reply.duration < 5
                 ok = await session.run_script("greet", path.with_name("ok.sh"), *_ok(tmp_path))
                 assert ok.ok and ok.exit_code == 0 and ok.error is None
 
     run(body())
+
+
+def test_a_reply_too_large_for_a_frame_is_cut_to_fit_not_lost(sandbox: Paths, tmp_path: Path) -> None:
+    # 300 KB of NUL bytes on each stream: 256 KiB kept of each, 6 bytes each in JSON (\u0000): ~3 MB.
+    body = "head -c 300000 /dev/zero; echo; echo last-out; head -c 300000 /dev/zero >&2; echo last-err >&2"
+    path, digest = script(tmp_path, "flood.sh", body + "; exit 2")
+
+    async def body_() -> None:
+        async with _server(sandbox) as server:
+            with agent_process(sandbox.root, tmp_path / "agent.log"):
+                session = await server.wait_for_agent(me(), 10)
+                reply = await session.run_script("flood", path, digest, timeout=20)
+        assert (reply.ok, reply.exit_code) == (False, 2)
+        assert reply.output.endswith("\nlast-out\n") and reply.stderr.endswith("\x00last-err\n")
+        assert "characters cut to fit the agent's reply]" in reply.output + reply.stderr
+        assert len(protocol.encode(reply)) <= protocol.MAX_FRAME + protocol.HEADER_SIZE
+
+    run(body_())
 
 
 def _ok(folder: Path) -> tuple[str]:

@@ -65,10 +65,18 @@ def _payload(frame: bytes) -> bytes:
         Pong(9),
         Request(4, protocol.StartScript("bg", "/Library/x/bg.sh", SHA, (), 60.0), 10.0),
         protocol.Exited("bg", False, 7, 2.5, "tail\n", "exited with 7"),
+        Response(3, False, 2, 0.5, "out\n", "x exited with 2", "err\n"),
+        protocol.Exited("bg", False, 7, 2.5, "tail\n", "exited with 7", "why\n"),
     ],
 )
 def test_every_message_survives_a_round_trip(message: protocol.Message) -> None:
     assert protocol.decode(_payload(protocol.encode(message))) == message
+
+
+def test_a_reply_without_stderr_reads_as_no_stderr() -> None:
+    """An agent from before the streams were kept apart sends no `stderr`: still understood."""
+    payload = b'{"type":"response","id":1,"ok":true,"exit_code":0,"duration":0.1,"output":"hi","error":null}'
+    assert protocol.decode(payload) == Response(1, True, 0, 0.1, "hi", None, "")
 
 
 @pytest.mark.parametrize("length", [2**31, 2**32 - 1, protocol.MAX_FRAME + 1])

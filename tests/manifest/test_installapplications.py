@@ -133,3 +133,31 @@ def test_packages_in_preflight_are_ignored_with_a_warning() -> None:
 def test_trailing_whitespace_and_no_final_newline_load() -> None:
     text = b'{"userland": [ \n' + json.dumps(item()).encode() + b"   \n]}"
     assert load_bytes(text, "b.json").manifest.items[0].name == "x"
+
+
+def test_a_rootscript_already_on_disk_needs_no_url() -> None:
+    """As InstallApplications allows: `file` and `hash`, no `url` (an earlier package put it there)."""
+    on_disk = {"name": "s", "type": "rootscript", "file": "/Library/Scripts/s.sh", "hash": HASH}
+    loaded = load_bytes(ia({"setupassistant": [on_disk]}), "b.json")
+    (script,) = loaded.manifest.items
+    assert (script.url, script.file, script.hash) == (None, PurePosixPath("/Library/Scripts/s.sh"), HASH)
+    assert loaded.warnings == ()  # not a download: the place outside the install folder is no matter
+
+
+@pytest.mark.parametrize("missing", ["file", "hash"])
+def test_a_rootscript_without_url_needs_its_file_and_hash(missing: str) -> None:
+    on_disk = {"name": "s", "type": "rootscript", "file": "/Library/Scripts/s.sh", "hash": HASH}
+    del on_disk[missing]
+    with pytest.raises(ManifestError) as info:
+        load_bytes(ia({"setupassistant": [on_disk]}), "b.json")
+    assert any(
+        "url: missing; give where it is downloaded from, or `file` and `hash` of a script already on the Mac"
+        in p
+        for p in info.value.problems
+    ), info.value.problems
+
+
+def test_other_types_still_need_a_url() -> None:
+    pkg = {"name": "p", "type": "package", "file": "/Library/p.pkg", "hash": HASH, "required": True}
+    with pytest.raises(ManifestError, match="url: missing; where is it downloaded from"):
+        load_bytes(ia({"setupassistant": [pkg]}), "b.json")

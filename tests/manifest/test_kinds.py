@@ -104,3 +104,13 @@ def test_the_loader_applies_the_type_default_timeout_only_when_nothing_else_says
     script = minimal(SPECS[ItemType.ROOTSCRIPT])
     text = json.dumps({"format": 1, "userland": [script]})
     assert load_bytes(text.encode(), "m.yaml").manifest.items[0].timeout is None
+
+
+def test_the_native_format_takes_a_rootscript_already_on_disk_too() -> None:
+    """So that `convert` can write what an InstallApplications manifest says."""
+    doc = (
+        "format: 1\nsetupassistant:\n  - name: s\n    type: rootscript\n"
+        f"    file: /Library/Scripts/s.sh\n    hash: {'a' * 64}\n"
+    )
+    (script,) = load_bytes(doc.encode(), "m.yaml").manifest.items
+    assert script.url is None and str(script.file) == "/Library/Scripts/s.sh"

@@ -12,6 +12,7 @@ from bootstrapper.engine.events import (
     RunFinished,
     RunStarted,
     StepFinished,
+    StepOutput,
     StepRetrying,
     StepStarted,
 )
@@ -40,7 +41,9 @@ SCRIPT: list[Event] = [
     PhaseStarted("userland"),
     StepStarted("userland[0]", HOSTILE, "userscript", "userland"),
     StepRetrying("userland[0]", 2, "agent went away"),
-    StepFinished("userland[0]", "failed", "exited with 3: boom, badly", 3, 1.0),
+    StepOutput("userland[0]", "stdout", "working\n\x1b[31mred\x1b[0m\n"),
+    StepOutput("userland[0]", "stderr", "boom, badly\n"),
+    StepFinished("userland[0]", "failed", "exited with 3: boom, badly", 3, 1.0, "boom, badly"),
     Message("warning", "something odd"),
     RunFinished("failed", ("userland[0]",), 7.5),
 ]

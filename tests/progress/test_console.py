@@ -17,7 +17,7 @@ from bootstrapper.engine.events import (
     StepStarted,
 )
 from bootstrapper.progress.console import ConsoleLogHandler, ConsoleSink
-from tests.progress.script import SCRIPT
+from tests.progress.script import SCRIPT, SHOWN
 
 
 def _console(*, terminal: bool) -> tuple[Console, io.StringIO]:
@@ -71,6 +71,19 @@ def test_live_display_on_a_terminal_ends_with_the_summary() -> None:
     assert "Summary" in out and "bootstrap failed" in out
     assert "\x07" not in out and "\x1b]0;pwned" not in out
     assert "→ Chrome" not in out  # live mode redraws a table instead of printing a line per step
+
+
+def test_the_summary_shows_what_a_failed_step_printed_last() -> None:
+    for terminal in (False, True):
+        console, buffer = _console(terminal=terminal)
+        sink = ConsoleSink(console, live=False)
+        for event in SCRIPT:
+            sink.handle(event)
+        lines = buffer.getvalue().splitlines()
+        said = lines.index(f"{SHOWN} printed, at the end:")
+        assert next(n for n, line in enumerate(lines) if "Summary" in line) < said
+        assert lines[said + 1] == "  | boom, badly"
+        assert "working" not in buffer.getvalue()  # only the tail, and of stderr; the log has the rest
 
 
 def test_close_without_run_finished_stops_the_live_display() -> None:

@@ -66,6 +66,14 @@ def test_humanlog_is_one_clean_line_per_event(tmp_path: Path) -> None:
     assert bodies[-1] == f"ERROR   run finished: failed in 7.5 s; failed: {evil}"
     assert not any(line.startswith("Command:") for line in lines)
     assert "\x07" not in path.read_text()
+    # What the step printed, line by line, each prefixed with its step and stream; escapes shown.
+    printed = [b for b in bodies if b.startswith(f"INFO    step {evil} std")]
+    assert printed == [
+        f"INFO    step {evil} stdout: working",
+        f"INFO    step {evil} stdout: \\x1b[31mred\\x1b[0m",
+        f"INFO    step {evil} stderr: boom, badly",
+    ]
+    assert "\x1b" not in path.read_text()
 
 
 def test_humanlog_counts_read_as_english(tmp_path: Path) -> None:

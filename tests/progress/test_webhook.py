@@ -73,6 +73,7 @@ def test_webhook_receives_run_start_failed_step_and_run_end(httpserver: HTTPServ
             "reason": "exited with 3: boom, badly",
             "exit_code": 3,
             "duration": 1.0,
+            "output_tail": "boom, badly",
         },
         {
             "event": "run_finished",

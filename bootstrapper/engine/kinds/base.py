@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, runtime_checkable
 
@@ -20,14 +20,28 @@ class Outcome:
     exit_code: int | None = None
     #: Set when `ok` is False.
     failure: FailureKind | None = None
+    #: What the step's program printed (scripts, `installer`), secrets already masked: each stream's
+    #: capped tail, for the log and, when the step failed, for the reports (`output_tail`).
+    stdout: str = field(default="", repr=False)
+    stderr: str = field(default="", repr=False)
 
     @classmethod
-    def done(cls, reason: str = "", exit_code: int | None = None) -> Outcome:
-        return cls(True, reason, exit_code)
+    def done(
+        cls, reason: str = "", exit_code: int | None = None, *, stdout: str = "", stderr: str = ""
+    ) -> Outcome:
+        return cls(True, reason, exit_code, stdout=stdout, stderr=stderr)
 
     @classmethod
-    def failed(cls, reason: str, exit_code: int | None = None, failure: FailureKind = "execution") -> Outcome:
-        return cls(False, reason, exit_code, failure)
+    def failed(
+        cls,
+        reason: str,
+        exit_code: int | None = None,
+        failure: FailureKind = "execution",
+        *,
+        stdout: str = "",
+        stderr: str = "",
+    ) -> Outcome:
+        return cls(False, reason, exit_code, failure, stdout, stderr)
 
 
 @runtime_checkable

@@ -59,7 +59,8 @@ class Package:
                 copy, progress, timeout=item.timeout or DEFAULT_INSTALL_TIMEOUT
             )
         except InstallError as exc:
-            return Outcome.failed(str(exc), exc.returncode)
+            # what `installer` (or a package script) printed last, for the log and the reports
+            return Outcome.failed(str(exc), exc.returncode, stdout=exc.tail)
         except PlatformError as exc:
             return Outcome.failed(str(exc))
         await asyncio.sleep(0)  # let progress reports queued by the installer's thread arrive first

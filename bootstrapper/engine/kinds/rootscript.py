@@ -3,7 +3,8 @@
 The verified download is copied into root's private staging folder (`safefile.stage_copy`, hashed
 as it is copied, 0700) and that copy is run, then removed: what runs is exactly the bytes the
 manifest names, whoever can reach the item's path. Scripts therefore must not rely on the folder
-they were downloaded to (`$0` is the staged copy); `$BOOTSTRAPPER_ROOT` says where the system is.
+they were downloaded to (`$0` is the staged copy); `$BOOTSTRAPPER_ROOT` says where the system is,
+and they start in it (`/` on a Mac, as under launchd; the sandbox's root in a sandbox).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from bootstrapper import process
 from bootstrapper.engine.context import RunContext
-from bootstrapper.engine.kinds._script import DEFAULT_SCRIPT_TIMEOUT, tail_line
+from bootstrapper.engine.kinds._script import DEFAULT_SCRIPT_TIMEOUT, tail_line, why_line
 from bootstrapper.engine.kinds.base import Outcome
 from bootstrapper.errors import CommandError, UnsafePathError
 from bootstrapper.fetch.redact import Redactor
@@ -50,34 +51,46 @@ class RootScript:
             )
         timeout = item.timeout or DEFAULT_SCRIPT_TIMEOUT
         # the named secrets reach this script only, and are masked in what it prints
-        call = _run_then_remove(copy, item.arguments, timeout, {**ctx.script_env(), **secrets})
+        mask = Redactor(secrets.values())
+        env = {**ctx.script_env(), **secrets}
+        call = _run_then_remove(copy, item.arguments, timeout, env, ctx.paths.root, mask)
         if item.donotwait:
-            # named after the step: its exit code is reported when the run reaps it
+            # named after the step: its exit code and output are reported when the run reaps it
             ctx.background.append(asyncio.create_task(call, name=item.id))
             return Outcome.done("started in the background")
         try:
             result = await call
         except CommandError as exc:
-            return Outcome.failed(Redactor(secrets.values())(str(exc)))
-        result = dataclasses.replace(result, tail=Redactor(secrets.values())(result.tail))
+            return Outcome.failed(mask(str(exc)))
         if result.timed_out:
+            why = why_line(result.stdout, result.stderr)
             return Outcome.failed(
-                f"timed out after {timeout:g} s: {tail_line(result.tail)}", result.returncode
+                f"timed out after {timeout:g} s: {why}".rstrip(": "),
+                result.returncode,
+                stdout=result.stdout,
+                stderr=result.stderr,
             )
         if result.returncode != 0:
+            why = why_line(result.stdout, result.stderr)
             return Outcome.failed(
-                f"exited with {result.returncode}: {tail_line(result.tail)}".rstrip(": "), result.returncode
+                f"exited with {result.returncode}: {why}".rstrip(": "),
+                result.returncode,
+                stdout=result.stdout,
+                stderr=result.stderr,
             )
-        return Outcome.done(tail_line(result.tail), 0)
+        return Outcome.done(tail_line(result.stdout), 0, stdout=result.stdout, stderr=result.stderr)
 
 
 async def _run_then_remove(
-    copy: Path, arguments: tuple[str, ...], timeout: float, env: dict[str, str]
+    copy: Path, arguments: tuple[str, ...], timeout: float, env: dict[str, str], cwd: Path, mask: Redactor
 ) -> Completed:
+    """Run the staged copy from `cwd` (the system's `/`, as under launchd), then remove it; what it
+    printed comes back with the secrets masked."""
     try:
-        return await process.run([copy, *arguments], timeout=timeout, env=env)
+        done = await process.run([copy, *arguments], timeout=timeout, env=env, cwd=cwd)
     finally:
         _remove(copy)
+    return dataclasses.replace(done, tail=mask(done.tail), stdout=mask(done.stdout), stderr=mask(done.stderr))
 
 
 def _remove(copy: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bootstrapper.engine.context import RunContext
 from bootstrapper.engine.events import Message
-from bootstrapper.engine.kinds._script import DEFAULT_SCRIPT_TIMEOUT, tail_line
+from bootstrapper.engine.kinds._script import DEFAULT_SCRIPT_TIMEOUT, tail_line, why_line
 from bootstrapper.engine.kinds.base import Outcome
 from bootstrapper.engine.trust import untrusted_reason
 from bootstrapper.errors import AgentDisconnectedError, AgentUnresponsiveError, IPCError
@@ -49,8 +49,15 @@ class UserScript:
         async def ended() -> Outcome:
             exited = await session.script_exit(item.id)
             if exited.ok:
-                return Outcome.done(tail_line(exited.output), exited.exit_code)
-            return Outcome.failed(exited.error or f"exited with {exited.exit_code}", exited.exit_code)
+                return Outcome.done(
+                    tail_line(exited.output), exited.exit_code, stdout=exited.output, stderr=exited.stderr
+                )
+            return Outcome.failed(
+                exited.error or f"exited with {exited.exit_code}",
+                exited.exit_code,
+                stdout=exited.output,
+                stderr=exited.stderr,
+            )
 
         task: asyncio.Task[object] = asyncio.create_task(ended(), name=item.id)
         ctx.background.append(task)
@@ -80,16 +87,27 @@ class UserScript:
             break
         mask = Redactor(secrets.values())  # the agent masks too; an agent is not trusted to
         response = dataclasses.replace(
-            response, output=mask(response.output), error=mask(response.error) if response.error else None
+            response,
+            output=mask(response.output),
+            stderr=mask(response.stderr),
+            error=mask(response.error) if response.error else None,
         )
+        detail = why_line(response.output, response.stderr)
         if response.error:
-            return Outcome.failed(response.error, response.exit_code)
-        if response.exit_code != 0:
-            detail = tail_line(response.output)
             return Outcome.failed(
-                f"exited with {response.exit_code}: {detail}".rstrip(": "), response.exit_code
+                f"{response.error}: {detail}".rstrip(": "),
+                response.exit_code,
+                stdout=response.output,
+                stderr=response.stderr,
             )
-        return Outcome.done(tail_line(response.output), 0)
+        if response.exit_code != 0:
+            return Outcome.failed(
+                f"exited with {response.exit_code}: {detail}".rstrip(": "),
+                response.exit_code,
+                stdout=response.output,
+                stderr=response.stderr,
+            )
+        return Outcome.done(tail_line(response.output), 0, stdout=response.output, stderr=response.stderr)
 
 
 RUNNER = UserScript()
