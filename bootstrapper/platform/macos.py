@@ -27,6 +27,7 @@ from bootstrapper.platform.base import (
     ConsoleUser,
     InstallResult,
     PackageTeam,
+    Platform,
     ProgressCallback,
     Receipt,
 )
@@ -301,7 +302,7 @@ def _lookup(name: str) -> tuple[int, int, Path] | None:
     return entry.pw_uid, entry.pw_gid, Path(entry.pw_dir)
 
 
-class MacOSPlatform(LaunchdOperations):
+class MacOSPlatform(LaunchdOperations, Platform):
     """`Platform` on a real Mac, running as root."""
 
     def __init__(
@@ -459,30 +460,17 @@ class MacOSPlatform(LaunchdOperations):
             user.uid, self.paths.launch_agent_plist, self.paths.agent_label, restart=restart
         )
 
-    async def run_as_user(
-        self,
-        user: ConsoleUser,
-        argv: Sequence[str],
-        *,
-        timeout: float,
-        env: Mapping[str, str] | None = None,
-        on_line: Callable[[str], None] | None = None,
-    ) -> process.Completed:
+    def user_command(
+        self, user: ConsoleUser, argv: Sequence[str], env: Mapping[str, str]
+    ) -> tuple[list[str], Mapping[str, str] | None]:
+        """`launchctl asuser` puts the program in the user's bootstrap namespace; sudo makes it theirs."""
         if user.uid == 0 or user.name in NOT_A_USER:
             raise PlatformError(f"refusing to run as {user.name!r}: user steps never run as root")
-        assigns = [f"{k}={v}" for k, v in (env or {}).items()]
-        full = self.launchd.asuser(
-            user.uid,
-            self.cmd.sudo,
-            "-u",
-            user.name,
-            "-H",
-            "--",
-            self.cmd.env,
-            *assigns,
-            *argv,
+        assigns = [f"{k}={v}" for k, v in env.items()]
+        command = self.launchd.asuser(
+            user.uid, self.cmd.sudo, "-u", user.name, "-H", "--", self.cmd.env, *assigns, *argv
         )
-        return await process.run(full, timeout=timeout, on_line=on_line)
+        return command, None
 
     async def reboot(self) -> None:
         result = await self._run(self.cmd.shutdown, "-r", "now")

@@ -49,6 +49,7 @@ from bootstrapper.platform.base import (
     ConsoleUser,
     InstallResult,
     PackageTeam,
+    Platform,
     ProgressCallback,
     Receipt,
     gui_domain,
@@ -80,7 +81,7 @@ def _version_key(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in re.findall(r"\d+", version)[:4])
 
 
-class SandboxPlatform(LaunchdOperations):
+class SandboxPlatform(LaunchdOperations, Platform):
     """`Platform` for a simulated Mac whose `/` is `paths.root`."""
 
     def __init__(
@@ -468,24 +469,18 @@ class SandboxPlatform(LaunchdOperations):
         finally:
             os.close(fd)
 
-    async def run_as_user(
-        self,
-        user: ConsoleUser,
-        argv: Sequence[str],
-        *,
-        timeout: float,
-        env: Mapping[str, str] | None = None,
-        on_line: Callable[[str], None] | None = None,
-    ) -> process.Completed:
+    def user_command(
+        self, user: ConsoleUser, argv: Sequence[str], env: Mapping[str, str]
+    ) -> tuple[list[str], Mapping[str, str] | None]:
         """Runs as whoever runs the sandbox (that is the console user here), with the user's home."""
         full_env = {
             "HOME": str(user.home),
             "USER": user.name,
             "LOGNAME": user.name,
             "BOOTSTRAPPER_ROOT": str(self.paths.root),
-            **(env or {}),
+            **env,
         }
-        return await process.run(list(argv), timeout=timeout, env=full_env, on_line=on_line)
+        return list(argv), full_env
 
     async def reboot(self) -> None:
         """A booted sandbox shuts every job down and boots again; otherwise it is only recorded."""
