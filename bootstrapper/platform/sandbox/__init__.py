@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import itertools
 import json
 import os
@@ -59,7 +58,13 @@ from bootstrapper.platform.launchctl import LaunchctlClient, LaunchdOperations
 from bootstrapper.platform.macos import console_from_scutil, receipt_from_plist
 from bootstrapper.platform.sandbox.control import request
 from bootstrapper.platform.sandbox.launchctl import ensure_shim
-from bootstrapper.platform.sandbox.launchd import SandboxStateError, launcher_argv, read_state, scutil_console
+from bootstrapper.platform.sandbox.launchd import (
+    SandboxStateError,
+    append_journal,
+    launcher_argv,
+    read_state,
+    scutil_console,
+)
 
 #: installer's own words when a script fails (the real message, from the recorded transcripts).
 SCRIPT_FAILED = (
@@ -457,17 +462,7 @@ class SandboxPlatform(LaunchdOperations, Platform):
             raise LaunchdError(
                 f"could not start the agent: {result.tail.strip()[-200:]}", result.returncode, target
             )
-        self._record("spawn", target=target, pid=pid, argv=self.agent_argv, user=user.name)
-
-    def _record(self, op: str, **fields: object) -> None:
-        entry = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"), "op": op, **fields}
-        file = self.paths.launchd_journal
-        file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            os.write(fd, (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8"))
-        finally:
-            os.close(fd)
+        append_journal(self.paths, "spawn", target=target, pid=pid, argv=self.agent_argv, user=user.name)
 
     def user_command(
         self, user: ConsoleUser, argv: Sequence[str], env: Mapping[str, str]
@@ -484,7 +479,7 @@ class SandboxPlatform(LaunchdOperations, Platform):
 
     async def reboot(self) -> None:
         """A booted sandbox shuts every job down and boots again; otherwise it is only recorded."""
-        self._record("reboot", result="recorded")
+        append_journal(self.paths, "reboot", result="recorded")
         await asyncio.to_thread(request, self.paths.root, {"op": "reboot"})
 
     async def logout(self, user: ConsoleUser) -> None:
@@ -533,16 +528,6 @@ def _severity(action: str) -> int:
 
 def _num(text: str) -> int | None:
     return int(text) if text.isdigit() else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _remove_tree(folder: Path) -> None:
