@@ -137,12 +137,7 @@ def place_file(
     """
     where = PurePosixPath(os.fspath(dest))
     name = _leaf(where)
-    dfd = open_dir(
-        where.parent,
-        owner=owner[0] if owner is not None else None,
-        create=create_folders,
-        folder_owner=folder_owner,
-    )
+    dfd = _dest_dir(where, owner, create_folders, folder_owner)
     try:
         fd, tmp = _new_file(dfd, name, where)
         try:
@@ -163,6 +158,15 @@ def place_file(
     finally:
         os.close(dfd)
     return digest
+
+
+def _dest_dir(
+    where: PurePosixPath, owner: tuple[int, int] | None, create: bool, folder_owner: tuple[int, int] | None
+) -> int:
+    """The checked folder a file is placed in: folders owned by the new owner's uid are trusted."""
+    return open_dir(
+        where.parent, owner=owner[0] if owner is not None else None, create=create, folder_owner=folder_owner
+    )
 
 
 def open_trusted(path: os.PathLike[str] | str, *, owner: Owners = None) -> int:
@@ -267,12 +271,7 @@ def place_staged(
             if sha256 is not None:
                 _same_hash(src, _hash_fd(fd), sha256, "holds other bytes")
             _finish(fd, owner, mode, src)
-            dfd = open_dir(
-                where.parent,
-                owner=owner[0] if owner is not None else None,
-                create=create_folders,
-                folder_owner=folder_owner,
-            )
+            dfd = _dest_dir(where, owner, create_folders, folder_owner)
             try:
                 try:
                     _rename(sfd, name, dfd, dest_name, where)
