@@ -27,7 +27,6 @@ from bootstrapper.platform.base import (
     ConsoleUser,
     InstallResult,
     PackageTeam,
-    Platform,
     ProgressCallback,
     Receipt,
 )
@@ -256,6 +255,11 @@ class ConsoleAnswer:
     uid: int | None = None
     gid: int | None = None
 
+    @property
+    def someone(self) -> bool:
+        """A user is on the console: not the login window, Setup Assistant or root."""
+        return self.decided and self.name not in NOT_A_USER
+
 
 def console_from_scutil(text: str) -> ConsoleAnswer:
     """The user of the session that is ON CONSOLE; the top-level Name may be someone else."""
@@ -302,7 +306,7 @@ def _lookup(name: str) -> tuple[int, int, Path] | None:
     return entry.pw_uid, entry.pw_gid, Path(entry.pw_dir)
 
 
-class MacOSPlatform(LaunchdOperations, Platform):
+class MacOSPlatform(LaunchdOperations):
     """`Platform` on a real Mac, running as root."""
 
     def __init__(
@@ -362,7 +366,7 @@ class MacOSPlatform(LaunchdOperations, Platform):
         if not answer.decided:
             stat = await self._run(self.cmd.stat, "-f", "%Su:%u:%g", "/dev/console")
             answer = console_from_stat(stat.tail) if stat.ok else ConsoleAnswer(False)
-        if not answer.decided or answer.name in NOT_A_USER:
+        if not answer.someone:
             return None
         found = self._lookup(answer.name)
         uid = answer.uid if answer.uid is not None else (found[0] if found else None)

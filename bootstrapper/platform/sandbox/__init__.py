@@ -44,11 +44,9 @@ from bootstrapper.flatpkg.extract import extract, location_parts, scan
 from bootstrapper.manifest.facts import Facts
 from bootstrapper.paths import Paths
 from bootstrapper.platform.base import (
-    NOT_A_USER,
     ConsoleUser,
     InstallResult,
     PackageTeam,
-    Platform,
     ProgressCallback,
     Receipt,
     gui_domain,
@@ -86,7 +84,7 @@ def _version_key(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in re.findall(r"\d+", version)[:4])
 
 
-class SandboxPlatform(LaunchdOperations, Platform):
+class SandboxPlatform(LaunchdOperations):
     """`Platform` for a simulated Mac whose `/` is `paths.root`."""
 
     def __init__(
@@ -136,7 +134,7 @@ class SandboxPlatform(LaunchdOperations, Platform):
         state = read_state(self.paths.root)
         if "console" in state:
             answer = console_from_scutil(scutil_console(state))
-            if not answer.decided or answer.name in NOT_A_USER or not answer.uid:
+            if not answer.someone or not answer.uid:
                 return None
             home = self.paths.system(f"/Users/{answer.name}")
             return ConsoleUser(answer.name, answer.uid, answer.gid if answer.gid is not None else 20, home)
