@@ -249,15 +249,14 @@ def place_staged(
     owner: tuple[int, int] | None = None,
     mode: int = 0o644,
     sha256: str | None = None,
-    create_folders: bool = True,
-    folder_owner: tuple[int, int] | None = None,
 ) -> None:
     """Move a verified download from our private staging folder to `dest`, never through a link.
 
     The staged file must be ours, unshared, in a 0700 folder of ours (with `sha256`, it is hashed
     again from its descriptor); it gets `owner` and `mode` on that descriptor while only we can reach
     it, then is renamed from folder descriptor to folder descriptor, replacing whatever was at
-    `dest`. Across file systems it is copied beside `dest` with `place_file` instead.
+    `dest`, whose missing folders are created. Across file systems it is copied beside `dest` with
+    `place_file` instead.
     """
     src = PurePosixPath(os.fspath(staged))
     name = _leaf(src)
@@ -271,7 +270,7 @@ def place_staged(
             if sha256 is not None:
                 _same_hash(src, _hash_fd(fd), sha256, "holds other bytes")
             _finish(fd, owner, mode, src)
-            dfd = _dest_dir(where, owner, create_folders, folder_owner)
+            dfd = _dest_dir(where, owner, create=True, folder_owner=None)
             try:
                 try:
                     _rename(sfd, name, dfd, dest_name, where)
