@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import overload
 
 DAEMON_LABEL = "org.bootstrapper.daemon"
 AGENT_LABEL = "org.bootstrapper.agent"
@@ -16,6 +17,23 @@ PACKAGE_ID = "org.bootstrapper.pkg"
 
 #: Where the installed program lives on a real Mac (the package payload puts it there).
 INSTALL_DIR = PurePosixPath("/Library/bootstrapper")
+
+
+class _MacPath:
+    """A `Paths` attribute that is one macOS path mapped under the root, so the table in `Paths` reads
+    as the paths a Mac has; `{name}` in it is the `Paths` field of that name (`{agent_label}`)."""
+
+    def __init__(self, mac_path: str) -> None:
+        self.mac_path = mac_path
+
+    @overload
+    def __get__(self, paths: None, owner: type[Paths]) -> _MacPath: ...
+    @overload
+    def __get__(self, paths: Paths, owner: type[Paths]) -> Path: ...
+    def __get__(self, paths: Paths | None, owner: type[Paths]) -> Path | _MacPath:
+        if paths is None:
+            return self
+        return paths.system(self.mac_path.format_map(vars(paths)))
 
 
 @dataclass(frozen=True)
@@ -40,66 +58,25 @@ class Paths:
             return False
         return True
 
-    @property
-    def install_dir(self) -> Path:
-        return self.system(INSTALL_DIR)
-
-    @property
-    def staging_dir(self) -> Path:
-        """Downloads land here first: 0700, root only, then they are renamed into place."""
-        return self.install_dir / ".staging"
-
-    @property
-    def state_file(self) -> Path:
-        return self.install_dir / "state.json"
-
-    @property
-    def lock_file(self) -> Path:
-        return self.install_dir / "daemon.lock"
-
-    @property
-    def config_plist(self) -> Path:
-        """Settings shipped inside our own package."""
-        return self.install_dir / "config.plist"
-
-    @property
-    def managed_prefs(self) -> Path:
-        return self.system(f"/Library/Managed Preferences/{self.prefs_domain}.plist")
-
-    @property
-    def log_dir(self) -> Path:
-        """Logs and the completion record; kept after self-removal for inventory tools."""
-        return self.system("/Library/Logs/bootstrapper")
-
-    @property
-    def result_file(self) -> Path:
-        return self.log_dir / "result.json"
-
-    @property
-    def run_dir(self) -> Path:
-        """Root-owned, 0755: holds the agent socket."""
-        return self.system("/var/run/bootstrapper")
-
-    @property
-    def socket(self) -> Path:
-        return self.run_dir / "ipc.sock"
-
-    @property
-    def launch_daemon_plist(self) -> Path:
-        return self.system(f"/Library/LaunchDaemons/{self.daemon_label}.plist")
-
-    @property
-    def launch_agent_plist(self) -> Path:
-        return self.system(f"/Library/LaunchAgents/{self.agent_label}.plist")
-
-    @property
-    def receipts_dir(self) -> Path:
-        return self.system("/var/db/receipts")
-
-    @property
-    def launchd_journal(self) -> Path:
-        """Sandbox only: the launchd operations the simulated macOS recorded."""
-        return self.system("/var/db/bootstrapper-sandbox/launchd.jsonl")
+    install_dir = _MacPath(str(INSTALL_DIR))
+    #: Downloads land here first: 0700, root only, then they are renamed into place.
+    staging_dir = _MacPath(f"{INSTALL_DIR}/.staging")
+    state_file = _MacPath(f"{INSTALL_DIR}/state.json")
+    lock_file = _MacPath(f"{INSTALL_DIR}/daemon.lock")
+    #: Settings shipped inside our own package.
+    config_plist = _MacPath(f"{INSTALL_DIR}/config.plist")
+    managed_prefs = _MacPath("/Library/Managed Preferences/{prefs_domain}.plist")
+    #: Logs and the completion record; kept after self-removal for inventory tools.
+    log_dir = _MacPath("/Library/Logs/bootstrapper")
+    result_file = _MacPath("/Library/Logs/bootstrapper/result.json")
+    #: Root-owned, 0755: holds the agent socket.
+    run_dir = _MacPath("/var/run/bootstrapper")
+    socket = _MacPath("/var/run/bootstrapper/ipc.sock")
+    launch_daemon_plist = _MacPath("/Library/LaunchDaemons/{daemon_label}.plist")
+    launch_agent_plist = _MacPath("/Library/LaunchAgents/{agent_label}.plist")
+    receipts_dir = _MacPath("/var/db/receipts")
+    #: Sandbox only: the launchd operations the simulated macOS recorded.
+    launchd_journal = _MacPath("/var/db/bootstrapper-sandbox/launchd.jsonl")
 
 
 def _normalize(path: Path) -> Path:

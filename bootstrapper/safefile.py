@@ -137,12 +137,7 @@ def place_file(
     """
     where = PurePosixPath(os.fspath(dest))
     name = _leaf(where)
-    dfd = open_dir(
-        where.parent,
-        owner=owner[0] if owner is not None else None,
-        create=create_folders,
-        folder_owner=folder_owner,
-    )
+    dfd = _dest_dir(where, owner, create_folders, folder_owner)
     try:
         fd, tmp = _new_file(dfd, name, where)
         try:
@@ -163,6 +158,15 @@ def place_file(
     finally:
         os.close(dfd)
     return digest
+
+
+def _dest_dir(
+    where: PurePosixPath, owner: tuple[int, int] | None, create: bool, folder_owner: tuple[int, int] | None
+) -> int:
+    """The checked folder a file is placed in: folders owned by the new owner's uid are trusted."""
+    return open_dir(
+        where.parent, owner=owner[0] if owner is not None else None, create=create, folder_owner=folder_owner
+    )
 
 
 def open_trusted(path: os.PathLike[str] | str, *, owner: Owners = None) -> int:
@@ -245,15 +249,14 @@ def place_staged(
     owner: tuple[int, int] | None = None,
     mode: int = 0o644,
     sha256: str | None = None,
-    create_folders: bool = True,
-    folder_owner: tuple[int, int] | None = None,
 ) -> None:
     """Move a verified download from our private staging folder to `dest`, never through a link.
 
     The staged file must be ours, unshared, in a 0700 folder of ours (with `sha256`, it is hashed
     again from its descriptor); it gets `owner` and `mode` on that descriptor while only we can reach
     it, then is renamed from folder descriptor to folder descriptor, replacing whatever was at
-    `dest`. Across file systems it is copied beside `dest` with `place_file` instead.
+    `dest`, whose missing folders are created. Across file systems it is copied beside `dest` with
+    `place_file` instead.
     """
     src = PurePosixPath(os.fspath(staged))
     name = _leaf(src)
@@ -267,12 +270,7 @@ def place_staged(
             if sha256 is not None:
                 _same_hash(src, _hash_fd(fd), sha256, "holds other bytes")
             _finish(fd, owner, mode, src)
-            dfd = open_dir(
-                where.parent,
-                owner=owner[0] if owner is not None else None,
-                create=create_folders,
-                folder_owner=folder_owner,
-            )
+            dfd = _dest_dir(where, owner, create=True, folder_owner=None)
             try:
                 try:
                     _rename(sfd, name, dfd, dest_name, where)

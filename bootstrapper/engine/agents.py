@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,31 +31,25 @@ LOGIN_POLL = 2.0
 AGENT_STARTS = 3
 
 
+@dataclass(eq=False)
 class AgentGate:
-    def __init__(
-        self,
-        platform: Platform,
-        server: AgentServer | None,
-        bus: EventBus,
-        *,
-        user_wait_timeout: float = 0.0,
-        checkin_timeout: float = 120.0,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        self._platform = platform
-        self._server = server
-        self._bus = bus
-        self._user_wait = user_wait_timeout
-        self._checkin = checkin_timeout
-        self._sleep = sleep
-        self._uid: int | None = None
-        self._seen: set[int] = set()
-        self._state: StateStore | None = None
-        self._primary: ConsoleUser | None = None
-        #: Users whose agent was dropped (hung, unresponsive) or did not check in: the next start
-        #: replaces whatever copy still runs instead of leaving it alone.
-        self._replace: set[int] = set()
-        self._given: dict[int, Session] = {}
+    """The console user and their agent for each user step (see the module docstring)."""
+
+    platform: Platform
+    server: AgentServer | None
+    bus: EventBus
+    _: KW_ONLY
+    user_wait_timeout: float = 0.0
+    checkin_timeout: float = 120.0
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    _uid: int | None = field(default=None, init=False)
+    _seen: set[int] = field(default_factory=set, init=False)
+    _state: StateStore | None = field(default=None, init=False)
+    _primary: ConsoleUser | None = field(default=None, init=False)
+    #: Users whose agent was dropped (hung, unresponsive) or did not check in: the next start
+    #: replaces whatever copy still runs instead of leaving it alone.
+    _replace: set[int] = field(default_factory=set, init=False)
+    _given: dict[int, Session] = field(default_factory=dict, init=False)
 
     def remember(self, state: StateStore) -> None:
         """Where the primary user is recorded, so a restarted daemon keeps serving the same user."""
@@ -64,7 +59,7 @@ class AgentGate:
 
     def attach(self, server: AgentServer) -> None:
         """The server is built with `allowed_uid` of this gate, so it is attached after both exist."""
-        self._server = server
+        self.server = server
 
     def allowed_uid(self, uid: int) -> bool:
         """The socket accepts only the primary user (the kernel says who connects); before there is
@@ -88,26 +83,26 @@ class AgentGate:
         started = time.monotonic()
         said = False
         while True:
-            user = await self._platform.console_user()
+            user = await self.platform.console_user()
             if user is not None and self._primary is None:
                 self._primary = user
                 if self._state is not None:
                     self._state.set_primary_user(user.name, user.uid, user.gid, str(user.home))
-                self._bus.emit(Message("info", f"user steps run for {user.name}, the primary user"))
+                self.bus.emit(Message("info", f"user steps run for {user.name}, the primary user"))
             primary = self._primary
             if primary is not None:
-                live = self._server.session(primary.uid) if self._server is not None else None
+                live = self.server.session(primary.uid) if self.server is not None else None
                 if (user is not None and user.uid == primary.uid) or (live is not None and live.alive):
                     self._uid = primary.uid
                     self._seen.add(primary.uid)
                     return primary
             if not said:
                 who = primary.name if primary is not None else "a user"
-                self._bus.emit(Message("info", f"waiting for {who} to log in"))
+                self.bus.emit(Message("info", f"waiting for {who} to log in"))
                 said = True
-            if self._user_wait and time.monotonic() - started >= self._user_wait:
-                raise NoUserError(f"nobody logged in within {self._user_wait:g} s (user_wait_timeout)")
-            await self._sleep(LOGIN_POLL)
+            if self.user_wait_timeout and time.monotonic() - started >= self.user_wait_timeout:
+                raise NoUserError(f"nobody logged in within {self.user_wait_timeout:g} s (user_wait_timeout)")
+            await self.sleep(LOGIN_POLL)
 
     async def session(self) -> Session:
         """The console user's agent, started (again) as needed; `NoAgentError` after `AGENT_STARTS`."""
@@ -115,9 +110,9 @@ class AgentGate:
         while True:
             starts += 1
             user = await self.console_user()
-            if self._server is None:
+            if self.server is None:
                 raise IPCError("user items cannot run: the daemon has no agent socket (dry run?)")
-            if (live := self._server.session(user.uid)) is not None and live.alive:
+            if (live := self.server.session(user.uid)) is not None and live.alive:
                 self._given[user.uid] = live
                 return live
             if self._given.pop(user.uid, None) is not None:
@@ -126,16 +121,16 @@ class AgentGate:
             async def start(user: ConsoleUser = user) -> None:
                 replace = user.uid in self._replace
                 verb = "replacing" if replace else "starting"
-                self._bus.emit(Message("info", f"{verb} the agent for {user.name}"))
-                await self._platform.start_agent(user, restart=replace)
+                self.bus.emit(Message("info", f"{verb} the agent for {user.name}"))
+                await self.platform.start_agent(user, restart=replace)
 
             try:
-                session = await ensure_agent(self._server, user.uid, start, self._checkin)
+                session = await ensure_agent(self.server, user.uid, start, self.checkin_timeout)
             except NoAgentError as exc:
                 self._replace.add(user.uid)
                 if starts >= AGENT_STARTS:
                     raise NoAgentError(f"{exc} ({AGENT_STARTS} starts); the step did not run") from None
-                self._bus.emit(Message("warning", f"{exc}: starting it again"))
+                self.bus.emit(Message("warning", f"{exc}: starting it again"))
                 continue
             self._replace.discard(user.uid)
             self._given[user.uid] = session
@@ -143,9 +138,9 @@ class AgentGate:
 
     async def shutdown_all(self) -> None:
         """Ask every checked-in agent to exit (the run is over); an agent that is gone is fine."""
-        if self._server is None:
+        if self.server is None:
             return
-        for session in self._server.sessions.values():
+        for session in self.server.sessions.values():
             try:
                 await session.shutdown(deadline=5.0)
             except IPCError:

@@ -42,6 +42,14 @@ class _Event:
 
 
 @dataclass(frozen=True)
+class _StepEvent(_Event):
+    """Shared by the events about one step: `step_id` comes first, so positional arguments keep
+    their order."""
+
+    step_id: str
+
+
+@dataclass(frozen=True)
 class PlannedStep:
     """One line of the plan as displays need it: sinks learn every step's name before it runs."""
 
@@ -72,42 +80,37 @@ class PhaseStarted(_Event):
 
 
 @dataclass(frozen=True)
-class StepStarted(_Event):
+class StepStarted(_StepEvent):
     event: ClassVar[str] = "step_started"
-    step_id: str
     name: str
     kind: str
     phase: str
 
 
 @dataclass(frozen=True)
-class DownloadProgress(_Event):
+class DownloadProgress(_StepEvent):
     event: ClassVar[str] = "download_progress"
-    step_id: str
     done_bytes: int
     total_bytes: int | None = None
 
 
 @dataclass(frozen=True)
-class InstallProgress(_Event):
+class InstallProgress(_StepEvent):
     event: ClassVar[str] = "install_progress"
-    step_id: str
     percent: float
     phase_text: str = ""
 
 
 @dataclass(frozen=True)
-class StepRetrying(_Event):
+class StepRetrying(_StepEvent):
     event: ClassVar[str] = "step_retrying"
-    step_id: str
     attempt: int
     reason: str
 
 
 @dataclass(frozen=True)
-class StepFinished(_Event):
+class StepFinished(_StepEvent):
     event: ClassVar[str] = "step_finished"
-    step_id: str
     status: StepOutcome
     reason: str = ""
     exit_code: int | None = None

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from bootstrapper.fetch import Download, Downloader
@@ -25,24 +26,28 @@ from bootstrapper.fetch.segments import SMALL_BYTES
 UNKNOWN_SIZE_ESTIMATE = 64 * 1024 * 1024
 
 
+@dataclass(eq=False)
 class Prefetcher:
-    def __init__(self, downloader: Downloader, lookahead_bytes: int) -> None:
-        self._downloader = downloader
-        self._budget = lookahead_bytes
-        self._in_use = 0
-        self._large = 0
-        self._small_active = 0
-        #: Large downloads started here that the downloader has not heard of yet.
-        self._launching = 0
-        self._changed = asyncio.Condition()
-        self._queue: list[Download] = []
-        self._small: set[str] = set()
-        self._results: dict[str, asyncio.Future[Path]] = {}
-        self._cost: dict[str, int] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._feeder: asyncio.Task[None] | None = None
-        self._waiting = False
-        downloader.watch_spare(self._spare)
+    """Fetches queued items ahead of their steps within the byte budget (see the module docstring)."""
+
+    downloader: Downloader
+    lookahead_bytes: int
+    _in_use: int = field(default=0, init=False)
+    _large: int = field(default=0, init=False)
+    _small_active: int = field(default=0, init=False)
+    #: Large downloads started here that the downloader has not heard of yet.
+    _launching: int = field(default=0, init=False)
+    _changed: asyncio.Condition = field(default_factory=asyncio.Condition, init=False)
+    _queue: list[Download] = field(default_factory=list, init=False)
+    _small: set[str] = field(default_factory=set, init=False)
+    _results: dict[str, asyncio.Future[Path]] = field(default_factory=dict, init=False)
+    _cost: dict[str, int] = field(default_factory=dict, init=False)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set, init=False)
+    _feeder: asyncio.Task[None] | None = field(default=None, init=False)
+    _waiting: bool = field(default=False, init=False)
+
+    def __post_init__(self) -> None:
+        self.downloader.watch_spare(self._spare)
 
     def add(self, downloads: list[Download], *, small: Iterable[str] = ()) -> None:
         """Queue downloads (in the order their steps run) and start feeding them.
@@ -105,11 +110,11 @@ class Prefetcher:
         runs or a connection is spare.
         """
         projected = self._in_use
-        dl = self._downloader
+        dl = self.downloader
         for n, d in enumerate(self._queue):
             cost = self._cost[d.key]
             # the first download always fits, however large: nothing else would free the budget
-            if projected and projected + cost > self._budget:
+            if projected and projected + cost > self.lookahead_bytes:
                 break
             if d.key in self._small:
                 # a cap all the same: a thousand scripts must not open a thousand connections at once
@@ -145,7 +150,7 @@ class Prefetcher:
                 # loop; the feeder, woken after that, then sees whether a connection is left
                 self._launching -= 1
                 self._spare()
-            path = await self._downloader.fetch(download, small=small)
+            path = await self.downloader.fetch(download, small=small)
         except Exception as exc:  # FetchError, or a bug: either way the step waiting must hear of it
             if not future.done():
                 future.set_exception(exc)

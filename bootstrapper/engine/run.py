@@ -15,7 +15,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 
 import httpx
@@ -112,27 +112,18 @@ class _StepGroups:
         self._state.drop_group(self._step_id, group.pgid)
 
 
+@dataclass(eq=False)
 class Scheduler:
-    def __init__(
-        self,
-        manifest: Manifest,
-        ctx: RunContext,
-        state: StateStore,
-        fetch_options: FetchOptions,
-        *,
-        probe: Probe,
-        transport: httpx.AsyncBaseTransport | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.manifest = manifest
-        self.ctx = ctx
-        self.state = state
-        self.options = fetch_options
-        self.probe = probe
-        self.transport = transport
-        self.clock = clock
-        self._facts: Facts | None = None
-        self._tails: dict[str, str] = {}
+    manifest: Manifest
+    ctx: RunContext
+    state: StateStore
+    fetch_options: FetchOptions
+    _: KW_ONLY
+    probe: Probe
+    transport: httpx.AsyncBaseTransport | None = None
+    clock: Callable[[], float] = time.monotonic
+    _facts: Facts | None = field(default=None, init=False, repr=False)
+    _tails: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     async def execute(self) -> RunReport:
         ctx, state = self.ctx, self.state
@@ -169,7 +160,9 @@ class Scheduler:
             )
         )
         report = RunReport("success")
-        downloader = Downloader(self.options, ctx.paths.staging_dir, self._on_fetch, transport=self.transport)
+        downloader = Downloader(
+            self.fetch_options, ctx.paths.staging_dir, self._on_fetch, transport=self.transport
+        )
         async with downloader as dl:
             prefetch = Prefetcher(dl, ctx.config.lookahead_bytes)
             try:

@@ -16,6 +16,7 @@ import random
 import stat
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from urllib.parse import unquote, urlsplit
@@ -316,23 +317,16 @@ class Downloader:
             )
 
 
+@dataclass(eq=False)
 class _Attempt(Attempt):
     """One try at an item: resume the part file if it can be, stream, verify."""
 
-    def __init__(
-        self,
-        owner: Downloader,
-        client: httpx.AsyncClient,
-        item: Download,
-        part: Part,
-        redact: Redactor,
-        *,
-        counted: bool,
-    ) -> None:
-        super().__init__(owner, client, item, part, redact)
-        self.counted = counted
+    counted: bool = field(kw_only=True)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
         self.opened: Callable[[], None] = lambda: None
-        self.limit = item.size if item.size is not None else owner._options.max_bytes
+        self.limit = self.item.size if self.item.size is not None else self.owner._options.max_bytes
 
     async def run(self) -> int:
         offset, validator = self._resumable()
@@ -407,7 +401,7 @@ class _Attempt(Attempt):
                 if offset:
                     log.info("%s: the file changed or range is unsupported; starting over", self.item.key)
                 offset, hasher = 0, hashlib.sha256()
-                self.part.write_sidecar(self._sidecar(response))
+                self.part.write_sidecar(self.sidecar(response))
             return await self._stream(response, offset, hasher, guard)
         finally:
             await response.aclose()
@@ -421,16 +415,6 @@ class _Attempt(Attempt):
             return False
         etag = response.headers.get("etag")
         return not (etag and validator and validator.startswith('"') and etag != validator)
-
-    def _sidecar(self, response: httpx.Response) -> dict[str, str]:
-        # the URL as shown, never as fetched: a presigned URL's signature must not rest on disk
-        data = {"url": redact_url(self.item.url), "sha256": self.item.sha256}
-        etag = response.headers.get("etag", "")
-        if etag.startswith('"'):  # a strong validator only: If-Range cannot use a weak one
-            data["etag"] = etag
-        if last_modified := response.headers.get("last-modified"):
-            data["last_modified"] = last_modified
-        return data
 
     async def _stream(
         self, response: httpx.Response, offset: int, hasher: hashlib._Hash, guard: RateGuard
@@ -468,13 +452,7 @@ class _Attempt(Attempt):
             finally:
                 sink.close()
         except OSError as exc:  # the part file's own I/O: the network's arrive as FetchErrors
-            self.part.discard()
-            if staging.is_disk_full(exc):
-                raise DiskFullError(
-                    f"{self.shown}: the disk is full in {self.owner._staging} after {offset + received} "
-                    "bytes; the partial file was removed; free some space and run again"
-                ) from exc
-            raise StagingError(f"{self.shown}: cannot write {self.part.path}: {exc.strerror or exc}") from exc
+            raise self.write_failed(exc, f" after {offset + received} bytes") from exc
         except (SizeLimitError, HashMismatchError):
             self.part.discard()
             raise

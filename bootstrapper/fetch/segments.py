@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import httpx
@@ -271,36 +271,56 @@ class _SegmentSink(staging.Batches):
         self._chunks.clear()
 
 
+@dataclass(eq=False)
 class Attempt:
     """What every try at an item holds: its downloader, client, part file and what to scrub."""
 
-    def __init__(
-        self, owner: Downloader, client: httpx.AsyncClient, item: Download, part: Part, redact: Redactor
-    ) -> None:
-        self.owner = owner
-        self.client = client
-        self.item = item
-        self.part = part
-        self.redact = redact
-        self.shown = redact_url(item.url)
+    owner: Downloader
+    client: httpx.AsyncClient
+    item: Download
+    part: Part
+    redact: Redactor
+    #: The URL as messages show it: a presigned URL's signature is masked.
+    shown: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.shown = redact_url(self.item.url)
+
+    def sidecar(self, response: httpx.Response) -> dict[str, str]:
+        """What makes the part file resumable: the response's validator, kept with the item's hash.
+
+        The URL is kept as shown, never as fetched: a presigned URL's signature must not rest on disk.
+        """
+        data = {"url": redact_url(self.item.url), "sha256": self.item.sha256}
+        etag = response.headers.get("etag", "")
+        if etag.startswith('"'):  # a strong validator only: If-Range cannot use a weak one
+            data["etag"] = etag
+        if last_modified := response.headers.get("last-modified"):
+            data["last_modified"] = last_modified
+        return data
+
+    def write_failed(self, exc: OSError, after: str = "") -> FetchError:
+        """The part file could not be written: it is removed, and the error says whether the disk is
+        full (`after` tells how far the download got)."""
+        self.part.discard()
+        if staging.is_disk_full(exc):
+            return DiskFullError(
+                f"{self.shown}: the disk is full in {self.owner._staging}{after}; the partial file was "
+                "removed; free some space and run again"
+            )
+        return StagingError(f"{self.shown}: cannot write {self.part.path}: {exc.strerror or exc}")
 
 
+@dataclass(eq=False)
 class SegmentedAttempt(Attempt):
     """One try at a large item whose server takes ranges: segments on as many connections as pay."""
 
-    def __init__(
-        self,
-        owner: Downloader,
-        client: httpx.AsyncClient,
-        item: Download,
-        part: Part,
-        redact: Redactor,
-        order: int,
-    ) -> None:
-        assert item.size is not None
-        super().__init__(owner, client, item, part, redact)
-        self.order = order
-        self.size = item.size
+    order: int
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        assert self.item.size is not None
+        self.size = self.item.size
         self.validator: str | None = None
         self.splittable = False
         self.queued: list[Range] = []
@@ -357,13 +377,7 @@ class SegmentedAttempt(Attempt):
             self.part.discard()
             raise
         except OSError as exc:
-            self.part.discard()
-            if staging.is_disk_full(exc):
-                raise DiskFullError(
-                    f"{self.shown}: the disk is full in {self.owner._staging}; the partial file was "
-                    "removed; free some space and run again"
-                ) from exc
-            raise StagingError(f"{self.shown}: cannot write {self.part.path}: {exc.strerror or exc}") from exc
+            raise self.write_failed(exc) from exc
         finally:
             os.close(fd)
 
@@ -504,13 +518,7 @@ class SegmentedAttempt(Attempt):
 
     def _adopt(self, response: httpx.Response) -> None:
         """The first answer: its validator makes the part resumable, Accept-Ranges makes it splittable."""
-        data = {"url": redact_url(self.item.url), "sha256": self.item.sha256}
-        etag = response.headers.get("etag", "")
-        if etag.startswith('"'):  # a strong validator only: If-Range cannot use a weak one
-            data["etag"] = etag
-        if last_modified := response.headers.get("last-modified"):
-            data["last_modified"] = last_modified
-        self._sidecar = data
+        self._sidecar = data = self.sidecar(response)
         self.validator = data.get("etag") or data.get("last_modified")
         declared = content_length(response)
         if response.status_code == 200 and declared is not None and declared > self.size:

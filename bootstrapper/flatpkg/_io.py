@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Self
 
@@ -12,6 +14,15 @@ class Closing:
 
     def close(self) -> None:
         raise NotImplementedError
+
+    @contextlib.contextmanager
+    def closed_on_error(self) -> Iterator[None]:
+        """Around the checks an object runs as it opens: if one fails, what it holds open is closed."""
+        try:
+            yield
+        except BaseException:
+            self.close()
+            raise
 
     def __enter__(self) -> Self:
         return self

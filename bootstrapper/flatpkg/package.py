@@ -117,11 +117,8 @@ class FlatPackage(Closing):
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.xar = XarArchive(self.path)
-        try:
+        with self.closed_on_error():
             self._classify()
-        except BaseException:
-            self.xar.close()
-            raise
 
     def close(self) -> None:
         self.xar.close()

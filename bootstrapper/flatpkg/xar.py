@@ -144,13 +144,10 @@ class XarArchive(Closing):
             self._fh = open(self.path, "rb")  # noqa: SIM115 (closed by close()/__exit__)
         except OSError as exc:
             raise PackageError(f"{self.path}: cannot open ({exc.strerror or exc})") from None
-        try:
+        with self.closed_on_error():
             self._fd = self._fh.fileno()
             self.file_size = os.fstat(self._fd).st_size
             self._load()
-        except BaseException:
-            self._fh.close()
-            raise
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -524,12 +521,7 @@ class _Zlib:
         self._d = zlib.decompressobj(zlib.MAX_WBITS | 32)
 
     def feed(self, data: bytes, limit: int) -> bytes:
-        data = self._d.unconsumed_tail + data
-        if self._d.eof:
-            if data.strip(b"\0"):
-                raise ValueError("data after the end of the stream")
-            return b""
-        return self._d.decompress(data, limit)
+        return _decompress(self._d, self._d.unconsumed_tail + data, limit)
 
     def pending(self) -> bool:
         return bool(self._d.unconsumed_tail)
@@ -545,17 +537,30 @@ class _Incremental:
         self._d = d
 
     def feed(self, data: bytes, limit: int) -> bytes:
-        if self._d.eof:
-            if data.strip(b"\0"):
-                raise ValueError("data after the end of the stream")
-            return b""
-        return self._d.decompress(data, limit)
+        return _decompress(self._d, data, limit)
 
     def pending(self) -> bool:
         return not self._d.eof and not self._d.needs_input
 
     def finished(self) -> bool:
         return self._d.eof
+
+
+class _Decompressor(Protocol):
+    """What zlib, bz2 and lzma decompressors have in common."""
+
+    @property
+    def eof(self) -> bool: ...
+    def decompress(self, data: bytes, max_length: int, /) -> bytes: ...
+
+
+def _decompress(d: _Decompressor, data: bytes, limit: int) -> bytes:
+    """At most `limit` bytes of output; once the stream has ended, only NUL padding may follow."""
+    if d.eof:
+        if data.strip(b"\0"):
+            raise ValueError("data after the end of the stream")
+        return b""
+    return d.decompress(data, limit)
 
 
 def _decoder(encoding: str) -> _Decoder:

@@ -39,7 +39,7 @@ _HEADER = struct.Struct(">I")
 
 
 @dataclass(frozen=True, slots=True)
-class RunScript:
+class _ScriptOp:
     """Run the file at `path` (whose content must hash to `sha256`) with `args`, killed after `timeout`."""
 
     step_id: str
@@ -50,22 +50,19 @@ class RunScript:
     #: Extra environment (the step's secrets): only for this script, never logged or echoed back.
     env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
+
+@dataclass(frozen=True, slots=True)
+class RunScript(_ScriptOp):
+    """Run a script and answer when it ends, with its outcome."""
+
     name: ClassVar[str] = "run_script"
 
 
 @dataclass(frozen=True, slots=True)
-class StartScript:
+class StartScript(_ScriptOp):
     """Like `RunScript`, but answered as soon as the script runs: its end comes later, as an `Exited`
-    message, so a `donotwait` script does not hold the agent's one request slot."""
-
-    step_id: str
-    path: str
-    sha256: str
-    args: tuple[str, ...] = ()
-    timeout: float = 600.0
-
-    #: Always empty today: the daemon gives secrets only to scripts it waits for.
-    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    message, so a `donotwait` script does not hold the agent's one request slot. Its `env` is always
+    empty today: the daemon gives secrets only to scripts it waits for."""
 
     name: ClassVar[str] = "start_script"
 
@@ -267,7 +264,7 @@ def _to_wire(message: Message) -> dict[str, Any]:
 
 
 def _op_args(op: Op) -> dict[str, Any]:
-    if isinstance(op, RunScript | StartScript):
+    if isinstance(op, _ScriptOp):
         return {
             "step_id": op.step_id,
             "path": op.path,

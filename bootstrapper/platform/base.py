@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from bootstrapper import process
 from bootstrapper.manifest.facts import Facts
 from bootstrapper.paths import Paths
 from bootstrapper.process import Completed
@@ -208,7 +209,16 @@ class Platform(Protocol):
         env: Mapping[str, str] | None = None,
         on_line: Callable[[str], None] | None = None,
     ) -> Completed:
-        """Run a program in the user's session, as that user (never as root)."""
+        """Run a program in the user's session, as that user (never as root). How is the platform's
+        (`user_command`); running it, with a timeout and its output streamed, is the same on both."""
+        command, full_env = self.user_command(user, argv, env or {})
+        return await process.run(command, timeout=timeout, env=full_env, on_line=on_line)
+
+    def user_command(
+        self, user: ConsoleUser, argv: Sequence[str], env: Mapping[str, str]
+    ) -> tuple[list[str], Mapping[str, str] | None]:
+        """The command line that runs `argv` as `user` with `env` added, and the environment it starts
+        with (None: the clean default). Refuses, with `PlatformError`, a user it must not run as."""
         ...
 
     async def reboot(self) -> None:

@@ -14,7 +14,7 @@ from xml.parsers.expat import ExpatError
 
 from bootstrapper import process
 from bootstrapper.errors import CommandError, LaunchdError, PlatformError, ServiceNotLoadedError
-from bootstrapper.platform.base import ServiceInfo, check_domain, gui_domain, service_target
+from bootstrapper.platform.base import Platform, ServiceInfo, check_domain, gui_domain, service_target
 
 #: launchctl exit codes, as recorded on real Macs (tests/data/macos/SOURCES.md).
 LAUNCHCTL_NOT_FOUND = 113  # "Could not find service … in domain …"
@@ -184,8 +184,9 @@ def _last(result: process.Completed) -> str:
     return lines[-1] if lines else "no output"
 
 
-class LaunchdOperations:
-    """The `Platform` launchd methods, for a platform that talks to launchd through `self.launchd`."""
+class LaunchdOperations(Platform):
+    """A `Platform` that talks to launchd through `self.launchd`, as both platforms do: its launchd
+    methods are done here once."""
 
     @property
     def launchd(self) -> LaunchctlClient:

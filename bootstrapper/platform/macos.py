@@ -262,6 +262,11 @@ class ConsoleAnswer:
     uid: int | None = None
     gid: int | None = None
 
+    @property
+    def someone(self) -> bool:
+        """A user is on the console: not the login window, Setup Assistant or root."""
+        return self.decided and self.name not in NOT_A_USER
+
 
 def console_from_scutil(text: str) -> ConsoleAnswer:
     """The user of the session that is ON CONSOLE; the top-level Name may be someone else."""
@@ -368,7 +373,7 @@ class MacOSPlatform(LaunchdOperations):
         if not answer.decided:
             stat = await self._run(self.cmd.stat, "-f", "%Su:%u:%g", "/dev/console")
             answer = console_from_stat(stat.tail) if stat.ok else ConsoleAnswer(False)
-        if not answer.decided or answer.name in NOT_A_USER:
+        if not answer.someone:
             return None
         found = self._lookup(answer.name)
         uid = answer.uid if answer.uid is not None else (found[0] if found else None)
@@ -466,30 +471,17 @@ class MacOSPlatform(LaunchdOperations):
             user.uid, self.paths.launch_agent_plist, self.paths.agent_label, restart=restart
         )
 
-    async def run_as_user(
-        self,
-        user: ConsoleUser,
-        argv: Sequence[str],
-        *,
-        timeout: float,
-        env: Mapping[str, str] | None = None,
-        on_line: Callable[[str], None] | None = None,
-    ) -> process.Completed:
+    def user_command(
+        self, user: ConsoleUser, argv: Sequence[str], env: Mapping[str, str]
+    ) -> tuple[list[str], Mapping[str, str] | None]:
+        """`launchctl asuser` puts the program in the user's bootstrap namespace; sudo makes it theirs."""
         if user.uid == 0 or user.name in NOT_A_USER:
             raise PlatformError(f"refusing to run as {user.name!r}: user steps never run as root")
-        assigns = [f"{k}={v}" for k, v in (env or {}).items()]
-        full = self.launchd.asuser(
-            user.uid,
-            self.cmd.sudo,
-            "-u",
-            user.name,
-            "-H",
-            "--",
-            self.cmd.env,
-            *assigns,
-            *argv,
+        assigns = [f"{k}={v}" for k, v in env.items()]
+        command = self.launchd.asuser(
+            user.uid, self.cmd.sudo, "-u", user.name, "-H", "--", self.cmd.env, *assigns, *argv
         )
-        return await process.run(full, timeout=timeout, on_line=on_line)
+        return command, None
 
     async def reboot(self) -> None:
         result = await self._run(self.cmd.shutdown, "-r", "now")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import itertools
 import json
 import os
@@ -45,7 +44,6 @@ from bootstrapper.flatpkg.extract import extract, location_parts, scan
 from bootstrapper.manifest.facts import Facts
 from bootstrapper.paths import Paths
 from bootstrapper.platform.base import (
-    NOT_A_USER,
     ConsoleUser,
     InstallResult,
     PackageTeam,
@@ -59,7 +57,13 @@ from bootstrapper.platform.launchctl import LaunchctlClient, LaunchdOperations
 from bootstrapper.platform.macos import console_from_scutil, receipt_from_plist
 from bootstrapper.platform.sandbox.control import request
 from bootstrapper.platform.sandbox.launchctl import ensure_shim
-from bootstrapper.platform.sandbox.launchd import SandboxStateError, launcher_argv, read_state, scutil_console
+from bootstrapper.platform.sandbox.launchd import (
+    SandboxStateError,
+    append_journal,
+    launcher_argv,
+    read_state,
+    scutil_console,
+)
 
 #: installer's own words when a script fails (the real message, from the recorded transcripts).
 SCRIPT_FAILED = (
@@ -131,7 +135,7 @@ class SandboxPlatform(LaunchdOperations):
         state = read_state(self.paths.root)
         if "console" in state:
             answer = console_from_scutil(scutil_console(state))
-            if not answer.decided or answer.name in NOT_A_USER or not answer.uid:
+            if not answer.someone or not answer.uid:
                 return None
             home = self.paths.system(f"/Users/{answer.name}")
             return ConsoleUser(answer.name, answer.uid, answer.gid if answer.gid is not None else 20, home)
@@ -457,40 +461,24 @@ class SandboxPlatform(LaunchdOperations):
             raise LaunchdError(
                 f"could not start the agent: {result.tail.strip()[-200:]}", result.returncode, target
             )
-        self._record("spawn", target=target, pid=pid, argv=self.agent_argv, user=user.name)
+        append_journal(self.paths, "spawn", target=target, pid=pid, argv=self.agent_argv, user=user.name)
 
-    def _record(self, op: str, **fields: object) -> None:
-        entry = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"), "op": op, **fields}
-        file = self.paths.launchd_journal
-        file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            os.write(fd, (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8"))
-        finally:
-            os.close(fd)
-
-    async def run_as_user(
-        self,
-        user: ConsoleUser,
-        argv: Sequence[str],
-        *,
-        timeout: float,
-        env: Mapping[str, str] | None = None,
-        on_line: Callable[[str], None] | None = None,
-    ) -> process.Completed:
+    def user_command(
+        self, user: ConsoleUser, argv: Sequence[str], env: Mapping[str, str]
+    ) -> tuple[list[str], Mapping[str, str] | None]:
         """Runs as whoever runs the sandbox (that is the console user here), with the user's home."""
         full_env = {
             "HOME": str(user.home),
             "USER": user.name,
             "LOGNAME": user.name,
             "BOOTSTRAPPER_ROOT": str(self.paths.root),
-            **(env or {}),
+            **env,
         }
-        return await process.run(list(argv), timeout=timeout, env=full_env, on_line=on_line)
+        return list(argv), full_env
 
     async def reboot(self) -> None:
         """A booted sandbox shuts every job down and boots again; otherwise it is only recorded."""
-        self._record("reboot", result="recorded")
+        append_journal(self.paths, "reboot", result="recorded")
         await asyncio.to_thread(request, self.paths.root, {"op": "reboot"})
 
     async def logout(self, user: ConsoleUser) -> None:
@@ -539,16 +527,6 @@ def _severity(action: str) -> int:
 
 def _num(text: str) -> int | None:
     return int(text) if text.isdigit() else None
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _remove_tree(folder: Path) -> None:

@@ -312,15 +312,7 @@ class Launchd:
         write_atomic(file, text.encode("utf-8"), mode=0o644)
 
     def journal(self, op: str, **fields: object) -> None:
-        """One line per launchd operation in the journal that `SandboxPlatform.journal()` reads."""
-        entry = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"), "op": op, **fields}
-        file = self.paths.launchd_journal
-        file.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            os.write(fd, (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8"))
-        finally:
-            os.close(fd)
+        append_journal(self.paths, op, **fields)
 
     # --- users and sessions ------------------------------------------------------------------------
 
@@ -899,6 +891,20 @@ def _wait_gone(pid: int, seconds: float) -> bool:
             return False
         time.sleep(0.02)
     return True
+
+
+def append_journal(paths: Paths, op: str, **fields: object) -> None:
+    """One line per launchd operation in the journal that `SandboxPlatform.journal()` reads; one
+    `write` to a file opened for appending, so lines from the sandbox's launchd and from the platform
+    do not interleave."""
+    entry = {"time": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"), "op": op, **fields}
+    file = paths.launchd_journal
+    file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.write(fd, (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8"))
+    finally:
+        os.close(fd)
 
 
 def pid_alive(pid: int) -> bool:
