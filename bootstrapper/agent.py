@@ -167,25 +167,24 @@ class Agent:
             except NotNeededError as exc:
                 log.info("%s: exiting", exc)
                 return
-            except DaemonBusyError as exc:
-                # A full queue frees a slot with every connection the daemon accepts, and a flooding
-                # user refills it at once: only quick, frequent tries find one. Bursts of them
-                # alternate with the usual backoff, so a daemon that is really gone costs little.
-                if str(exc) != last_problem:
-                    log.info("waiting for the daemon: %s", exc)
-                last_problem = str(exc)
-                busy_tries += 1
-                if busy_tries % self.config.busy_burst:
-                    await asyncio.sleep(random.uniform(0.005, 0.02))  # noqa: S311 - not for security
-                    continue
             except (IPCError, OSError) as exc:
-                problem = str(exc)
+                # "Waiting for the daemon" is one state however it shows (no socket yet, refused, a
+                # full queue): said once until a check-in. Other problems are said when they change.
+                problem = "absent" if isinstance(exc, DaemonAbsentError) else str(exc)
                 if problem != last_problem:
                     if isinstance(exc, DaemonAbsentError):
-                        log.info("waiting for the daemon: %s", problem)
+                        log.info("waiting for the daemon: %s", exc)
                     else:
-                        log.warning("%s; trying again", problem)
+                        log.warning("%s; trying again", exc)
                 last_problem = problem
+                if isinstance(exc, DaemonBusyError):
+                    # A full queue frees a slot with every connection the daemon accepts, and a
+                    # flooding user refills it at once: only quick, frequent tries find one. Bursts
+                    # of them alternate with the usual backoff, so a daemon really gone costs little.
+                    busy_tries += 1
+                    if busy_tries % self.config.busy_burst:
+                        await asyncio.sleep(random.uniform(0.005, 0.02))  # noqa: S311 - not for security
+                        continue
             else:
                 log.info("checked in with the daemon (protocol %d)", channel.version)
                 delay, last_problem, busy_tries = self.config.backoff_initial, "", 0

@@ -414,16 +414,20 @@ def _request(f: _Fields) -> Request:
     return msg
 
 
+def _outcome(f: _Fields) -> dict[str, Any]:
+    """The fields a `Response` and an `Exited` share: how a script (or an op) ended."""
+    return {
+        "ok": f.boolean("ok"),
+        "exit_code": f.optional_integer("exit_code"),
+        "duration": f.number("duration"),
+        "output": f.text("output", MAX_OUTPUT),
+        "error": f.optional_text("error"),
+        "stderr": f.optional_output("stderr"),
+    }
+
+
 def _response(f: _Fields) -> Response:
-    msg = Response(
-        id=f.integer("id"),
-        ok=f.boolean("ok"),
-        exit_code=f.optional_integer("exit_code"),
-        duration=f.number("duration"),
-        output=f.text("output", MAX_OUTPUT),
-        error=f.optional_text("error"),
-        stderr=f.optional_output("stderr"),
-    )
+    msg = Response(id=f.integer("id"), **_outcome(f))
     f.done()
     return msg
 
@@ -441,15 +445,7 @@ def _pong(f: _Fields) -> Pong:
 
 
 def _exited(f: _Fields) -> Exited:
-    msg = Exited(
-        step_id=f.text("step_id", 256, nonempty=True),
-        ok=f.boolean("ok"),
-        exit_code=f.optional_integer("exit_code"),
-        duration=f.number("duration"),
-        output=f.text("output", MAX_OUTPUT),
-        error=f.optional_text("error"),
-        stderr=f.optional_output("stderr"),
-    )
+    msg = Exited(step_id=f.text("step_id", 256, nonempty=True), **_outcome(f))
     f.done()
     return msg
 

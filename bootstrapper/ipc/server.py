@@ -130,45 +130,30 @@ class Session:
         timeout: float = 600.0,
         deadline: float | None = None,
         env: Mapping[str, str] | None = None,
+        *,
+        background: bool = False,
     ) -> protocol.Response:
         """Have the agent run a verified script as its user; a failed script is a response, not an error.
 
         `env` (the step's secrets) reaches that script only, and its values are masked in the output.
+        With `background` the agent answers as soon as the script runs (it does not hold the agent's
+        one request slot) and `script_exit(step_id)` tells how it ended; it gets no `env`.
         """
-        op = protocol.make_op(
-            "run_script",
-            {
-                "step_id": step_id,
-                "path": os.fspath(path),
-                "sha256": sha256,
-                "args": list(args),
-                "timeout": timeout,
-                **({"env": dict(env)} if env else {}),
-            },
-        )
+        fields: dict[str, Any] = {
+            "step_id": step_id,
+            "path": os.fspath(path),
+            "sha256": sha256,
+            "args": list(args),
+            "timeout": timeout,
+        }
+        if background:
+            if env:
+                raise ValueError("a background script gets no secrets: the daemon does not wait for it")
+            op = protocol.make_op("start_script", fields)
+            self._exit_future(step_id)
+            return await self.request(op, SCRIPT_DEADLINE_MARGIN)
+        op = protocol.make_op("run_script", {**fields, **({"env": dict(env)} if env else {})})
         return await self.request(op, deadline if deadline is not None else timeout + SCRIPT_DEADLINE_MARGIN)
-
-    async def start_script(
-        self,
-        step_id: str,
-        path: str | os.PathLike[str],
-        sha256: str,
-        args: tuple[str, ...] | list[str] = (),
-        timeout: float = 600.0,
-    ) -> protocol.Response:
-        """Have the agent start a verified script and answer at once; `script_exit` tells its end."""
-        op = protocol.make_op(
-            "start_script",
-            {
-                "step_id": step_id,
-                "path": os.fspath(path),
-                "sha256": sha256,
-                "args": list(args),
-                "timeout": timeout,
-            },
-        )
-        self._exit_future(step_id)
-        return await self.request(op, SCRIPT_DEADLINE_MARGIN)
 
     async def script_exit(self, step_id: str) -> protocol.Exited:
         """How a started script ended; `AgentDisconnectedError` when the agent goes first."""

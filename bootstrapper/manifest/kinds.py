@@ -72,6 +72,35 @@ class KindSpec:
         return self.status or self.verb
 
 
+def _script(
+    kind: ItemType,
+    doc: str,
+    plural: str,
+    stages: frozenset[Stage],
+    *,
+    mode: int,
+    keys: frozenset[str] = frozenset(),
+    on_disk: bool = False,
+    runs_as_user: bool = False,
+) -> KindSpec:
+    """A script type: what every script shares (downloaded to our folder, small, run with arguments
+    and secrets, perhaps in the background), plus what sets this one apart."""
+    return KindSpec(
+        kind,
+        doc,
+        plural,
+        stages,
+        _DOWNLOAD | {"donotwait", "arguments", "secrets"} | keys,
+        needs=frozenset({"url", "hash"}),
+        runs_as_user=runs_as_user,
+        kept_in_install_dir=True,
+        mode=mode,
+        small=True,
+        on_disk=on_disk,
+        verb="Running",
+    )
+
+
 SPECS: dict[ItemType, KindSpec] = {
     spec.type: spec
     for spec in (
@@ -87,31 +116,22 @@ SPECS: dict[ItemType, KindSpec] = {
             mode=0o600,
             verb="Installing",
         ),
-        KindSpec(
+        _script(
             ItemType.ROOTSCRIPT,
             "A script run as root; in preflight, exit 0 means the Mac is already set up.",
             "root scripts",
             frozenset(Stage),
-            _DOWNLOAD | {"donotwait", "arguments", "secrets"},
-            needs=frozenset({"url", "hash"}),
-            on_disk=True,
-            kept_in_install_dir=True,
             mode=0o700,
-            small=True,
-            verb="Running",
+            on_disk=True,
         ),
-        KindSpec(
+        _script(
             ItemType.USERSCRIPT,
             "A script run as the logged-in user, in that user's session.",
             "user scripts",
             _USER_STAGES,
-            _DOWNLOAD | {"donotwait", "arguments", "secrets", "secrets_to_user"},
-            needs=frozenset({"url", "hash"}),
-            runs_as_user=True,
-            kept_in_install_dir=True,
             mode=0o755,
-            small=True,
-            verb="Running",
+            runs_as_user=True,
+            keys=frozenset({"secrets_to_user"}),
         ),
         KindSpec(
             ItemType.ROOTFILE,

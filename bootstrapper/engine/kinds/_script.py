@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bootstrapper.engine.kinds.base import Outcome
 from bootstrapper.text import one_line
 
 #: A script with no `timeout` of its own may run this long.
@@ -42,3 +43,14 @@ def output_tail(stdout: str, stderr: str) -> str:
         kept.append(line[-TAIL_CHARS:])
         size += len(line) + 1
     return "\n".join(reversed(kept))
+
+
+def script_outcome(stdout: str, stderr: str, code: int | None, problem: str = "") -> Outcome:
+    """How a script that ran is reported, wherever it ran: done with its last line, or failed with
+    `problem` (else its exit code) and the last line it printed; both streams kept either way."""
+    if not problem and code == 0:
+        return Outcome.done(tail_line(stdout), 0, stdout=stdout, stderr=stderr)
+    why = why_line(stdout, stderr)
+    return Outcome.failed(
+        f"{problem or f'exited with {code}'}: {why}".rstrip(": "), code, stdout=stdout, stderr=stderr
+    )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bootstrapper import process
 from bootstrapper.engine.context import RunContext
-from bootstrapper.engine.kinds._script import DEFAULT_SCRIPT_TIMEOUT, tail_line, why_line
+from bootstrapper.engine.kinds._script import DEFAULT_SCRIPT_TIMEOUT, script_outcome
 from bootstrapper.engine.kinds.base import Outcome
 from bootstrapper.errors import CommandError, UnsafePathError
 from bootstrapper.fetch.redact import Redactor
@@ -62,23 +62,8 @@ class RootScript:
             result = await call
         except CommandError as exc:
             return Outcome.failed(mask(str(exc)))
-        if result.timed_out:
-            why = why_line(result.stdout, result.stderr)
-            return Outcome.failed(
-                f"timed out after {timeout:g} s: {why}".rstrip(": "),
-                result.returncode,
-                stdout=result.stdout,
-                stderr=result.stderr,
-            )
-        if result.returncode != 0:
-            why = why_line(result.stdout, result.stderr)
-            return Outcome.failed(
-                f"exited with {result.returncode}: {why}".rstrip(": "),
-                result.returncode,
-                stdout=result.stdout,
-                stderr=result.stderr,
-            )
-        return Outcome.done(tail_line(result.stdout), 0, stdout=result.stdout, stderr=result.stderr)
+        problem = f"timed out after {timeout:g} s" if result.timed_out else ""
+        return script_outcome(result.stdout, result.stderr, result.returncode, problem)
 
 
 async def _run_then_remove(

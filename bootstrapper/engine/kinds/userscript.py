@@ -8,7 +8,7 @@ from pathlib import Path
 
 from bootstrapper.engine.context import RunContext
 from bootstrapper.engine.events import Message
-from bootstrapper.engine.kinds._script import DEFAULT_SCRIPT_TIMEOUT, tail_line, why_line
+from bootstrapper.engine.kinds._script import DEFAULT_SCRIPT_TIMEOUT, script_outcome, tail_line
 from bootstrapper.engine.kinds.base import Outcome
 from bootstrapper.engine.trust import untrusted_reason
 from bootstrapper.errors import AgentDisconnectedError, AgentUnresponsiveError, IPCError
@@ -40,7 +40,9 @@ class UserScript:
         timeout = item.timeout or DEFAULT_SCRIPT_TIMEOUT
         try:
             session = await ctx.agents.session()
-            response = await session.start_script(item.id, file, item.hash, item.arguments, timeout=timeout)
+            response = await session.run_script(
+                item.id, file, item.hash, item.arguments, timeout=timeout, background=True
+            )
         except IPCError as exc:
             return Outcome.failed(str(exc))
         if not response.ok:
@@ -92,22 +94,7 @@ class UserScript:
             stderr=mask(response.stderr),
             error=mask(response.error) if response.error else None,
         )
-        detail = why_line(response.output, response.stderr)
-        if response.error:
-            return Outcome.failed(
-                f"{response.error}: {detail}".rstrip(": "),
-                response.exit_code,
-                stdout=response.output,
-                stderr=response.stderr,
-            )
-        if response.exit_code != 0:
-            return Outcome.failed(
-                f"exited with {response.exit_code}: {detail}".rstrip(": "),
-                response.exit_code,
-                stdout=response.output,
-                stderr=response.stderr,
-            )
-        return Outcome.done(tail_line(response.output), 0, stdout=response.output, stderr=response.stderr)
+        return script_outcome(response.output, response.stderr, response.exit_code, response.error or "")
 
 
 RUNNER = UserScript()
