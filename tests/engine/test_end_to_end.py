@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from bootstrapper.engine.state import read_state
 from bootstrapper.paths import Paths
 from tests.support.runs import run_argv
 from tests.support.site import Site
@@ -139,9 +140,8 @@ def test_ctrl_c_exits_130_and_leaves_consistent_state(site: Site, tmp_path: Path
     assert daemon.wait(timeout=20) == 130
     stderr = daemon.stderr.read().decode() if daemon.stderr else ""
     assert "Traceback" not in stderr
-    state = json.loads(paths.state_file.read_text())
-    assert state["version"] == 1
-    assert [s["status"] for s in state["steps"]] == ["running"]
+    assert json.loads(paths.state_file.read_text())["version"] == 1
+    assert [s.status for s in read_state(paths.state_file).steps.values()] == ["running"]
     assert list(paths.staging_dir.iterdir()) == []
     assert not list(paths.install_dir.glob(".*.tmp"))
     status = _status(paths.root)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -16,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from bootstrapper import process
+from bootstrapper.engine.state import read_state
+from bootstrapper.errors import StateError
 from bootstrapper.paths import Paths
 from tests.support.runs import run_argv
 from tests.support.site import Site
@@ -53,11 +54,11 @@ def _first_pid(root: Path, daemon: subprocess.Popen[bytes]) -> int:
 
 
 def _recorded(paths: Paths) -> list[int]:
-    """The groups the state file records (the daemon writes it just after the fork)."""
+    """The groups the state records (the daemon appends them to its journal just after the fork)."""
     deadline = time.monotonic() + 10
     while True:
-        with contextlib.suppress(OSError, ValueError):
-            groups = [g["pgid"] for g in json.loads(paths.state_file.read_text())["steps"][0]["groups"]]
+        with contextlib.suppress(OSError, StateError, StopIteration):
+            groups = [g["pgid"] for g in next(iter(read_state(paths.state_file).steps.values())).groups]
             if groups:
                 return groups
         assert time.monotonic() < deadline, "the state never recorded the script's group"
@@ -88,8 +89,8 @@ def test_sigterm_stops_the_daemon_and_the_scripts_whole_group(site: Site, tmp_pa
     assert _wait_gone(pgid, 1.0), "the script (or its child) outlived the daemon"
     stderr = daemon.stderr.read().decode() if daemon.stderr else ""
     assert "Traceback" not in stderr
-    state = json.loads(paths.state_file.read_text())
-    assert state["steps"][0]["status"] == "running" and state["steps"][0]["groups"] == []
+    step = next(iter(read_state(paths.state_file).steps.values()))
+    assert step.status == "running" and step.groups == []
     # At least once: the interrupted step runs again after the restart, alone.
     assert _daemon(url, paths.root).wait(timeout=60) == 0
     assert len((paths.root / "pids").read_text().split()) == 2
