@@ -275,9 +275,7 @@ class Agent:
                 script.cancel()  # process.run kills the script's whole group
                 with contextlib.suppress(asyncio.CancelledError):
                     await script
-        exited = protocol.Exited(
-            op.step_id, done.ok, done.exit_code, done.duration, done.output, done.error, done.stderr
-        )
+        exited = protocol.Exited(op.step_id, **protocol.ended_fields(done))
         with contextlib.suppress(OSError, TimeoutError):
             await channel.send(_fitted(exited))
 

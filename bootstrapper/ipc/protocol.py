@@ -13,11 +13,13 @@ import math
 import re
 import struct
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Final
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Final, TypeVar
 
 from bootstrapper.errors import ProtocolError
 from bootstrapper.hashing import is_sha256
+
+_T = TypeVar("_T")
 
 #: Protocol versions this build speaks; the hello offers them, the daemon picks the highest in common.
 SUPPORTED_VERSIONS: Final = (1,)
@@ -127,18 +129,30 @@ class Request:
     deadline: float
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
-    """Agent → daemon. `ok` is false when the op failed or was refused; `error` then says why.
-    `output` is the script's stdout, `stderr` its stderr (each its tail)."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ended:
+    """How a script (or an op) ended, as a `Response` and an `Exited` both tell it: `ok` is false
+    when it failed or was refused, `error` then says why; `output` is its stdout, `stderr` its
+    stderr (each its tail). Given by keyword, after the message's own key."""
 
-    id: int
     ok: bool
     exit_code: int | None = None
     duration: float = 0.0
     output: str = ""
     error: str | None = None
     stderr: str = ""
+
+
+def ended_fields(ended: Ended) -> dict[str, Any]:
+    """The `Ended` part of a message, by name: to re-tell a `Response` as an `Exited`, or to encode."""
+    return {f.name: getattr(ended, f.name) for f in fields(Ended)}
+
+
+@dataclass(frozen=True, slots=True)
+class Response(Ended):
+    """Agent → daemon: the answer to the request with this `id`."""
+
+    id: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,16 +168,10 @@ class Pong:
 
 
 @dataclass(frozen=True, slots=True)
-class Exited:
-    """Agent → daemon, unasked: a script started by `start_script` ended (fields as in `Response`)."""
+class Exited(Ended):
+    """Agent → daemon, unasked: the script started in the background for `step_id` ended."""
 
     step_id: str
-    ok: bool
-    exit_code: int | None = None
-    duration: float = 0.0
-    output: str = ""
-    error: str | None = None
-    stderr: str = ""
 
 
 Message = Hello | Welcome | Refuse | Request | Response | Ping | Pong | Exited
@@ -213,7 +221,7 @@ def decode(payload: bytes) -> Message:
     parse = _PARSERS.get(kind) if isinstance(kind, str) else None
     if parse is None:
         raise ProtocolError(f"unknown message type {_show(kind)}; expected one of {', '.join(_PARSERS)}")
-    return parse(_Fields(obj, str(kind)))
+    return _complete(parse, _Fields(obj, str(kind)))
 
 
 def negotiate(offered: Sequence[int], supported: Collection[int] = SUPPORTED_VERSIONS) -> int | None:
@@ -227,7 +235,7 @@ def make_op(op: str, args: Mapping[str, Any]) -> Op:
     parse = _OPS.get(op)
     if parse is None:
         raise ProtocolError(f"unknown op {_show(op)}; expected one of {', '.join(_OPS)}")
-    return parse(_Fields(dict(args), f"{op} args", implicit=()))
+    return _complete(parse, _Fields(dict(args), f"{op} args", implicit=()))
 
 
 # --- wire form ------------------------------------------------------------------------------------
@@ -250,16 +258,11 @@ def _to_wire(message: Message) -> dict[str, Any]:
         case Request():
             out |= {"id": message.id, "op": message.op.name, "args": _op_args(message.op)}
             out["deadline"] = message.deadline
-        case Response():
-            out |= {"id": message.id, "ok": message.ok, "exit_code": message.exit_code}
-            out |= {"duration": message.duration, "output": message.output, "error": message.error}
-            out["stderr"] = message.stderr
+        case Response() | Exited():
+            out |= {"id": message.id} if isinstance(message, Response) else {"step_id": message.step_id}
+            out |= ended_fields(message)
         case Ping() | Pong():
             out["id"] = message.id
-        case Exited():
-            out |= {"step_id": message.step_id, "ok": message.ok, "exit_code": message.exit_code}
-            out |= {"duration": message.duration, "output": message.output, "error": message.error}
-            out["stderr"] = message.stderr
     return out
 
 
@@ -384,22 +387,23 @@ class _Fields:
             raise ProtocolError(f"{self._where}: unknown field {extra[0]!r}")
 
 
+def _complete(parse: Callable[[_Fields], _T], given: _Fields) -> _T:
+    """Parse, then refuse whatever field the parser did not read: every message and op, one rule."""
+    parsed = parse(given)
+    given.done()
+    return parsed
+
+
 def _hello(f: _Fields) -> Hello:
-    msg = Hello(f.versions("versions"), f.text("agent_version", 64), f.integer("pid", 1, 2**31))
-    f.done()
-    return msg
+    return Hello(f.versions("versions"), f.text("agent_version", 64), f.integer("pid", 1, 2**31))
 
 
 def _welcome(f: _Fields) -> Welcome:
-    msg = Welcome(f.integer("version", 1, 2**16), f.text("daemon_version", 64))
-    f.done()
-    return msg
+    return Welcome(f.integer("version", 1, 2**16), f.text("daemon_version", 64))
 
 
 def _refuse(f: _Fields) -> Refuse:
-    msg = Refuse(f.text("reason"))
-    f.done()
-    return msg
+    return Refuse(f.text("reason"))
 
 
 def _request(f: _Fields) -> Request:
@@ -408,14 +412,12 @@ def _request(f: _Fields) -> Request:
     parse_op = _OPS.get(op_name)
     if parse_op is None:
         raise ProtocolError(f"request: unknown op {op_name!r}; expected one of {', '.join(_OPS)}")
-    op = parse_op(f.obj("args"))
-    msg = Request(request_id, op, f.number("deadline", positive=True))
-    f.done()
-    return msg
+    op = _complete(parse_op, f.obj("args"))
+    return Request(request_id, op, f.number("deadline", positive=True))
 
 
 def _outcome(f: _Fields) -> dict[str, Any]:
-    """The fields a `Response` and an `Exited` share: how a script (or an op) ended."""
+    """The fields of `Ended`, which a `Response` and an `Exited` share."""
     return {
         "ok": f.boolean("ok"),
         "exit_code": f.optional_integer("exit_code"),
@@ -427,27 +429,19 @@ def _outcome(f: _Fields) -> dict[str, Any]:
 
 
 def _response(f: _Fields) -> Response:
-    msg = Response(id=f.integer("id"), **_outcome(f))
-    f.done()
-    return msg
+    return Response(id=f.integer("id"), **_outcome(f))
 
 
 def _ping(f: _Fields) -> Ping:
-    msg = Ping(f.integer("id"))
-    f.done()
-    return msg
+    return Ping(f.integer("id"))
 
 
 def _pong(f: _Fields) -> Pong:
-    msg = Pong(f.integer("id"))
-    f.done()
-    return msg
+    return Pong(f.integer("id"))
 
 
 def _exited(f: _Fields) -> Exited:
-    msg = Exited(step_id=f.text("step_id", 256, nonempty=True), **_outcome(f))
-    f.done()
-    return msg
+    return Exited(step_id=f.text("step_id", 256, nonempty=True), **_outcome(f))
 
 
 def _start_script(f: _Fields) -> StartScript:
@@ -463,19 +457,13 @@ def _run_script(f: _Fields) -> RunScript:
     sha256 = f.text("sha256", 64)
     if not is_sha256(sha256):
         raise ProtocolError(f"run_script.sha256: expected 64 lowercase hex digits, got {_show(sha256)}")
-    op = RunScript(
+    return RunScript(
         step_id, path, sha256, f.texts("args"), f.number("timeout", positive=True), f.optional_env("env")
     )
-    f.done()
-    return op
 
 
 def _no_args(op: Op) -> Callable[[_Fields], Op]:
-    def parse(f: _Fields) -> Op:
-        f.done()
-        return op
-
-    return parse
+    return lambda _f: op
 
 
 _PARSERS: dict[str, Callable[[_Fields], Message]] = {

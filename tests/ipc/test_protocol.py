@@ -59,14 +59,18 @@ def _payload(frame: bytes) -> bytes:
         Request(1, RunScript("dock", "/Library/x/dock.sh", SHA, ("a", "b c"), 30.0), 40.0),
         Request(2, PingOp(), 1.0),
         Request(3, ShutdownOp(), 5.0),
-        Response(1, True, 0, 0.25, "héllo\n", None),
-        Response(2, False, None, 0.0, "", "sha256 mismatch"),
+        Response(1, ok=True, exit_code=0, duration=0.25, output="héllo\n"),
+        Response(2, ok=False, error="sha256 mismatch"),
         Ping(9),
         Pong(9),
         Request(4, protocol.StartScript("bg", "/Library/x/bg.sh", SHA, (), 60.0), 10.0),
-        protocol.Exited("bg", False, 7, 2.5, "tail\n", "exited with 7"),
-        Response(3, False, 2, 0.5, "out\n", "x exited with 2", "err\n"),
-        protocol.Exited("bg", False, 7, 2.5, "tail\n", "exited with 7", "why\n"),
+        protocol.Exited("bg", ok=False, exit_code=7, duration=2.5, output="tail\n", error="exited with 7"),
+        Response(
+            3, ok=False, exit_code=2, duration=0.5, output="out\n", error="x exited with 2", stderr="err\n"
+        ),
+        protocol.Exited(
+            "bg", ok=False, exit_code=7, duration=2.5, output="tail\n", error="exited with 7", stderr="why\n"
+        ),
     ],
 )
 def test_every_message_survives_a_round_trip(message: protocol.Message) -> None:
@@ -76,7 +80,7 @@ def test_every_message_survives_a_round_trip(message: protocol.Message) -> None:
 def test_a_reply_without_stderr_reads_as_no_stderr() -> None:
     """An agent from before the streams were kept apart sends no `stderr`: still understood."""
     payload = b'{"type":"response","id":1,"ok":true,"exit_code":0,"duration":0.1,"output":"hi","error":null}'
-    assert protocol.decode(payload) == Response(1, True, 0, 0.1, "hi", None, "")
+    assert protocol.decode(payload) == Response(1, ok=True, exit_code=0, duration=0.1, output="hi")
 
 
 @pytest.mark.parametrize("length", [2**31, 2**32 - 1, protocol.MAX_FRAME + 1])
@@ -86,7 +90,7 @@ def test_frame_length_over_the_cap_is_refused_before_reading(length: int) -> Non
 
 
 def test_a_smaller_cap_is_enforced_on_both_ends() -> None:
-    big = Response(1, True, output="x" * 2000)
+    big = Response(1, ok=True, output="x" * 2000)
     with pytest.raises(ProtocolError, match="exceeds the 1000-byte cap"):
         protocol.encode(big, max_size=1000)
     with pytest.raises(ProtocolError, match="exceeds"):
