@@ -10,6 +10,7 @@ started again, up to `AGENT_STARTS` times, before the user step fails; it never 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -67,11 +68,13 @@ class AgentGate:
         self._server = server
 
     def allowed_uid(self, uid: int) -> bool:
-        """The socket accepts only the primary user (the kernel says who connects); before there is
-        one, the user on the console. Anyone else's agent is told it is not needed."""
+        """The socket accepts only the primary user (the kernel says who connects); anyone else's
+        agent is told it is not needed. Before there is one, any user's agent is accepted and idles:
+        launchd starts it at login, maybe long before the first user step, and one refused then
+        would exit for good. Those that turn out not to be the primary user's are sent away then."""
         if self._primary is not None:
             return uid == self._primary.uid
-        return self._uid is not None and uid == self._uid
+        return True
 
     @property
     def primary(self) -> ConsoleUser | None:
@@ -94,6 +97,7 @@ class AgentGate:
                 if self._state is not None:
                     self._state.set_primary_user(user.name, user.uid, user.gid, str(user.home))
                 self._bus.emit(Message("info", f"user steps run for {user.name}, the primary user"))
+                await self._dismiss_all_but(user.uid)
             primary = self._primary
             if primary is not None:
                 live = self._server.session(primary.uid) if self._server is not None else None
@@ -140,6 +144,16 @@ class AgentGate:
             self._replace.discard(user.uid)
             self._given[user.uid] = session
             return session
+
+    async def _dismiss_all_but(self, uid: int) -> None:
+        """Agents that checked in before the primary user was known, of other users: told to exit
+        (0, so their KeepAlive does not start them again)."""
+        if self._server is None:
+            return
+        for other, session in list(self._server.sessions.items()):
+            if other != uid:
+                with contextlib.suppress(IPCError):
+                    await session.shutdown(deadline=5.0)
 
     async def shutdown_all(self) -> None:
         """Ask every checked-in agent to exit (the run is over); an agent that is gone is fine."""
