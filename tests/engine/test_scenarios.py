@@ -9,20 +9,24 @@ everything runs as the caller.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bootstrapper.paths import PACKAGE_ID
 from tests.support import runtime as runtime_builder
 from tests.support.booted import Mac, booted_mac
+from tests.support.httpfault import Exchange, FaultServer
 from tests.support.site import Site
 
 pytestmark = [
@@ -149,3 +153,103 @@ def test_sandbox_install_refuses_a_runtime_that_cannot_run_bootstrapper(
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "cannot import bootstrapper" in err, err
     assert not (folder / ".sandbox/runtime").exists()
+
+
+# --- 2. reboot mid-download and mid-script ----------------------------------------------------------
+
+#: First run: records its pid (its group's id) and waits, with a child, for a long time. A later run
+#: says "twin" when the first copy still runs beside it, then finishes at once.
+_TWIN_SCRIPT = """
+out={folder}/pids
+if [ -s "$out" ]; then
+  old=$(head -n 1 "$out")
+  if [ -e /proc/$old ] && ! grep -q '^State:.*Z' /proc/$old/status; then echo twin >> {folder}/twins; fi
+  echo $$ >> "$out"
+  echo ran > {folder}/ran
+  exit 0
+fi
+echo $$ >> "$out"
+sleep 60 &
+wait
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_reboot_mid_script_and_mid_download_runs_the_script_again_alone_and_resumes_the_download(
+    mac: Mac,
+) -> None:
+    big = os.urandom(3 << 20)
+    script = _TWIN_SCRIPT.format(folder="$BOOTSTRAPPER_ROOT").encode()
+
+    def big_file(ex: Exchange) -> None:
+        """The first answer sends 2 MiB (more than the downloader buffers), then stalls until the
+        reboot cuts it; a later one serves what is asked, Range and If-Range honoured."""
+        if ex.index > 0:
+            ex.serve(big)
+            return
+
+        def body() -> Iterator[bytes]:
+            yield big[: 2 << 20]
+            for _ in range(600):
+                time.sleep(0.1)
+                yield b""
+
+        headers = {"Accept-Ranges": "bytes", "ETag": '"v1"'}
+        ex.reply(200, body(), headers, content_length=len(big))
+
+    with FaultServer(host="127.0.0.1") as server:
+        server.add("/big.bin", big_file)
+        server.add("/long.sh", lambda ex: ex.serve(b"#!/bin/sh\n" + script))
+        doc = {
+            "format": 1,
+            "settings": {"allow_http": True, "retries": 0, "retrywait": 0},
+            "setupassistant": [
+                {
+                    "name": "long",
+                    "type": "rootscript",
+                    "url": server.url("/long.sh"),
+                    "hash": hashlib.sha256(b"#!/bin/sh\n" + script).hexdigest(),
+                },
+                {
+                    "name": "big",
+                    "type": "rootfile",
+                    "file": "/Library/Example/big.bin",
+                    "url": server.url("/big.bin"),
+                    "hash": hashlib.sha256(big).hexdigest(),
+                },
+            ],
+        }
+        manifest = yaml.safe_dump(doc, sort_keys=False).encode()
+        server.add("/m.yaml", lambda ex: ex.serve(manifest))
+        mac.install(server.url("/m.yaml"))
+        mac.boot()
+        pids = mac.root / "pids"
+        first = int(mac.wait_for(lambda: pids.exists() and pids.read_text().split()[:1], "the script")[0])
+        staging = mac.paths.staging_dir
+        mac.wait_for(
+            lambda: any(p.stat().st_size for p in staging.glob("*.part")), "the download to be under way"
+        )
+        daemon = mac.pid(DAEMON)
+        mac.sandbox("reboot")
+        mac.wait_for(
+            lambda: (p := mac.pid(DAEMON)) is not None and p != daemon, "the daemon after the reboot"
+        )
+        assert not _alive(first), "the script's first copy outlived the reboot"
+        mac.wait_for(lambda: not mac.ps()["jobs"], "the run to finish and remove bootstrapper", timeout=60)
+        requests = server.requests("/big.bin")
+    result = mac.result()
+    assert result["result"] == "success", result
+    # At least once, never twice at a time: the script ran again after the boot, alone.
+    assert len(pids.read_text().split()) == 2 and (mac.root / "ran").exists()
+    assert not (mac.root / "twins").exists(), "the script ran beside its first copy"
+    # The download went on from where it stopped instead of starting over.
+    assert (mac.root / "Library/Example/big.bin").read_bytes() == big
+    resumed = [r.headers.get("range", "") for r in requests[1:]]
+    assert resumed and all(r.startswith("bytes=") and not r.startswith("bytes=0-") for r in resumed), resumed
+    assert not mac.processes()
