@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bootstrapper import process
 from bootstrapper.engine.events import EventBus, Message
 from bootstrapper.errors import IPCError, NoAgentError, NoUserError
 from bootstrapper.ipc.server import AgentServer, Session, ensure_agent
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 LOGIN_POLL = 2.0
 #: How many times the agent is started for one user step before that step fails.
 AGENT_STARTS = 3
+#: Seconds an agent that disconnected (it is ending) may take to exit before it counts as wedged.
+EXITING_WAIT = 5.0
 
 
 class AgentGate:
@@ -52,10 +55,12 @@ class AgentGate:
         self._seen: set[int] = set()
         self._state: StateStore | None = None
         self._primary: ConsoleUser | None = None
-        #: Users whose agent was dropped (hung, unresponsive) or did not check in: the next start
-        #: replaces whatever copy still runs instead of leaving it alone.
+        #: Users whose agent did not check in: the next start replaces whatever copy still runs
+        #: instead of leaving it alone.
         self._replace: set[int] = set()
         self._given: dict[int, Session] = {}
+        #: Each user's last dropped agent, looked at again when the next one is started.
+        self._dropped: dict[int, Session] = {}
 
     def remember(self, state: StateStore) -> None:
         """Where the primary user is recorded, so a restarted daemon keeps serving the same user."""
@@ -124,11 +129,11 @@ class AgentGate:
             if (live := self._server.session(user.uid)) is not None and live.alive:
                 self._given[user.uid] = live
                 return live
-            if self._given.pop(user.uid, None) is not None:
-                self._replace.add(user.uid)  # dropped: its process may still be there, wedged
+            if (dropped := self._given.pop(user.uid, None)) is not None:
+                self._dropped[user.uid] = dropped  # its process may still be there, wedged
 
             async def start(user: ConsoleUser = user) -> None:
-                replace = user.uid in self._replace
+                replace = user.uid in self._replace or await self._still_there(user.uid)
                 verb = "replacing" if replace else "starting"
                 self._bus.emit(Message("info", f"{verb} the agent for {user.name}"))
                 await self._platform.start_agent(user, restart=replace)
@@ -142,8 +147,26 @@ class AgentGate:
                 self._bus.emit(Message("warning", f"{exc}: starting it again"))
                 continue
             self._replace.discard(user.uid)
+            self._dropped.pop(user.uid, None)
             self._given[user.uid] = session
             return session
+
+    async def _still_there(self, uid: int) -> bool:
+        """Whether the user's dropped agent still runs when the next one is started: it is replaced
+        then (`kickstart -k`). One that closed its end of the connection is on its way out (a logout,
+        a SIGTERM): it is given `EXITING_WAIT` seconds to go, so that the agent launchd starts at the
+        next login is not killed in its place."""
+        dropped = self._dropped.get(uid)
+        if dropped is None:
+            return False
+        if dropped.pid is None:
+            return True
+        waits = int(EXITING_WAIT / 0.1) if dropped.close_reason == "disconnected" else 0
+        for _ in range(waits):
+            if not process.group_alive(dropped.pid):
+                return False
+            await self._sleep(0.1)
+        return process.group_alive(dropped.pid)
 
     async def _dismiss_all_but(self, uid: int) -> None:
         """Agents that checked in before the primary user was known, of other users: told to exit

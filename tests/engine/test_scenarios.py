@@ -253,3 +253,45 @@ def test_a_reboot_mid_script_and_mid_download_runs_the_script_again_alone_and_re
     resumed = [r.headers.get("range", "") for r in requests[1:]]
     assert resumed and all(r.startswith("bytes=") and not r.startswith("bytes=0-") for r in resumed), resumed
     assert not mac.processes()
+
+
+# --- 3. logout mid-user-script, and the next login ----------------------------------------------------
+
+
+def test_a_user_script_cut_short_by_logout_runs_again_at_the_next_login_and_only_then_is_success(
+    mac: Mac, site: Site
+) -> None:
+    url = site.manifest(
+        {
+            "userland": [
+                {
+                    "name": "long user step",
+                    "type": "userscript",
+                    "retries": 1,
+                    **site.script("u.sh", _TWIN_SCRIPT.format(folder="$HOME")),
+                }
+            ]
+        }
+    )
+    mac.install(url)
+    mac.boot()
+    mac.sandbox("login", "alice")
+    pids = home(mac) / "pids"
+    first = int(mac.wait_for(lambda: pids.exists() and pids.read_text().split()[:1], "the user script")[0])
+    assert _owner(first) == ALICE_RUNS_AS
+    mac.sandbox("logout", "alice")  # returns once alice's jobs are stopped
+    mac.wait_for(lambda: not _alive(first), "the user script to end with the session", timeout=10)
+    assert mac.job(agent()) is None and mac.pid(DAEMON) is not None, "the run waits for alice"
+    assert not mac.paths.result_file.exists(), "a user step lost to a logout does not end the run"
+    mac.sandbox("login", "alice")
+    nothing_of_ours_is_left(mac)
+    result = mac.result()
+    assert result["result"] == "success", result
+    assert len(pids.read_text().split()) == 2 and (home(mac) / "ran").exists()
+    assert not (home(mac) / "twins").exists(), "the step ran beside its first copy"
+    assert mac.spawns(agent()) == 2, "one agent per login"
+
+
+def _owner(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
