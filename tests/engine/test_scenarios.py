@@ -295,3 +295,78 @@ def test_a_user_script_cut_short_by_logout_runs_again_at_the_next_login_and_only
 def _owner(pid: int) -> int:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
+
+
+# --- 4. login before userland, 5. no user steps while a user is logged in ------------------------------
+
+#: A root step that holds the run in setupassistant until the test says go (bounded: 30 s).
+_HOLD = """
+i=0
+while [ ! -e "$BOOTSTRAPPER_ROOT/go" ]; do i=$((i+1)); [ $i -gt 600 ] && exit 1; sleep 0.05; done
+"""
+
+
+def _accepted(daemon: int) -> int:
+    """Connections the daemon holds on its socket: its descriptors that /proc/net/unix lists as
+    connected (state 03) and named (an accepted socket has its listener's name; a socketpair none)."""
+    inodes = set()
+    for fd in Path(f"/proc/{daemon}/fd").iterdir():
+        target = os.readlink(fd) if fd.is_symlink() else ""
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    rows = [line.split() for line in Path("/proc/net/unix").read_text().splitlines()[1:]]
+    return sum(1 for row in rows if len(row) >= 8 and row[6] in inodes and row[5] == "03")
+
+
+def test_an_agent_started_at_a_login_before_userland_is_accepted_and_serves_the_user_steps(
+    mac: Mac, site: Site
+) -> None:
+    url = site.manifest(
+        {
+            "setupassistant": [{"name": "hold", "type": "rootscript", **site.script("h.sh", _HOLD)}],
+            "userland": [
+                {
+                    "name": "user step",
+                    "type": "userscript",
+                    **site.script("u.sh", 'echo "$PPID" > "$HOME/served-by"'),
+                }
+            ],
+        }
+    )
+    mac.install(url)
+    mac.boot()
+    mac.wait_for(lambda: mac.processes() and any(_owner(p) == 0 for p in mac.processes()), "the root step")
+    mac.sandbox("login", "alice")
+    agent_pid = mac.wait_for(lambda: mac.pid(agent()), "launchd to start alice's agent")
+    daemon = mac.pid(DAEMON)
+    assert daemon is not None
+    mac.wait_for(lambda: _accepted(daemon) >= 1, "the daemon to accept the agent")
+    assert mac.pid(agent()) == agent_pid, "the agent was refused while the root steps still ran"
+    (mac.root / "go").touch()
+    served = home(mac) / "served-by"
+    mac.wait_for(served.exists, "the user step")
+    assert int(served.read_text()) == agent_pid, "the user step ran in the agent launchd started at login"
+    nothing_of_ours_is_left(mac)
+    assert mac.result()["result"] == "success"
+    assert mac.spawns(agent()) == 1
+    assert not [e for e in mac.journal() if e["op"] == "kickstart"], "the daemon never had to start it"
+
+
+def test_a_run_without_user_steps_sends_the_logged_in_users_agent_away_without_a_restart(
+    mac: Mac, site: Site
+) -> None:
+    url = site.manifest(
+        {"setupassistant": [{"name": "hold", "type": "rootscript", **site.script("h.sh", _HOLD)}]}
+    )
+    mac.install(url)
+    mac.boot()
+    mac.sandbox("login", "alice")
+    mac.wait_for(lambda: mac.pid(agent()), "launchd to start alice's agent")
+    (mac.root / "go").touch()
+    nothing_of_ours_is_left(mac)
+    assert mac.result()["result"] == "success"
+    agent_exits = [e["status"] for e in mac.journal() if e["op"] == "exit" and e.get("target") == agent()]
+    assert agent_exits == [0], "the agent exits 0 once, so its KeepAlive does not start it again"
+    assert mac.spawns(agent()) == 1
+    bootouts = [e for e in mac.journal() if e["op"] == "bootout" and e.get("target") == agent()]
+    assert [e["result"] for e in bootouts] == ["unloaded"], "self-removal boots the agent out"
