@@ -373,3 +373,46 @@ def test_a_run_without_user_steps_sends_the_logged_in_users_agent_away_without_a
     assert mac.spawns(agent()) == 1
     bootouts = [e for e in mac.journal() if e["op"] == "bootout" and e.get("target") == agent()]
     assert [e["result"] for e in bootouts] == ["unloaded"], "self-removal boots the agent out"
+
+
+# --- more of the lifecycle: fast user switching ----------------------------------------------------------
+
+
+@pytest.mark.skipif(not AS_ROOT, reason="alice and bob are told apart by their uids, which needs root")
+def test_a_fast_user_switch_leaves_the_user_steps_with_alice_and_sends_bobs_agent_away_once(
+    mac: Mac, site: Site
+) -> None:
+    hold = """
+touch "$HOME/holding"
+i=0
+while [ ! -e "$BOOTSTRAPPER_ROOT/go" ]; do i=$((i+1)); [ $i -gt 600 ] && exit 1; sleep 0.05; done
+id -u > "$HOME/first"
+"""
+    url = site.manifest(
+        {
+            "userland": [
+                {"name": "first", "type": "userscript", **site.script("1.sh", hold)},
+                {"name": "second", "type": "userscript", **site.script("2.sh", 'id -u > "$HOME/second"')},
+            ]
+        }
+    )
+    mac.install(url)
+    mac.boot()
+    mac.sandbox("login", "alice")
+    alice = mac.root / "Users/alice"
+    mac.wait_for((alice / "holding").exists, "alice's first user step")
+    mac.sandbox("switch", "bob")
+    bob_agent = agent(502)
+
+    def bobs_exits() -> list[int]:
+        return [e["status"] for e in mac.journal() if e["op"] == "exit" and e.get("target") == bob_agent]
+
+    mac.wait_for(bobs_exits, "bob's agent to be sent away")
+    assert mac.pid(agent()) is not None, "alice's agent keeps serving from her session"
+    (mac.root / "go").touch()
+    nothing_of_ours_is_left(mac)
+    assert mac.result()["result"] == "success"
+    assert (alice / "first").read_text() == (alice / "second").read_text() == "501\n"
+    assert not any((mac.root / "Users/bob" / name).exists() for name in ("first", "second"))
+    assert bobs_exits() == [0] and mac.spawns(bob_agent) == 1, "told once, exits 0, not started again"
+    assert mac.spawns(agent()) == 1
