@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -23,6 +24,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bootstrapper.cli import main as cli
 from bootstrapper.paths import PACKAGE_ID
 from tests.support import runtime as runtime_builder
 from tests.support.booted import Mac, booted_mac
@@ -142,8 +144,6 @@ def test_the_deployment_path_from_install_to_self_removal_leaves_nothing_of_ours
 def test_sandbox_install_refuses_a_runtime_that_cannot_run_bootstrapper(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from bootstrapper.cli import main as cli
-
     folder = tmp_path / "mac"
     base = ["sandbox", "install", str(folder), "--manifest", "https://example.com/m.yaml"]
     assert cli([*base, "--runtime", str(tmp_path / "nope")]) == 2
@@ -416,3 +416,56 @@ id -u > "$HOME/first"
     assert not any((mac.root / "Users/bob" / name).exists() for name in ("first", "second"))
     assert bobs_exits() == [0] and mac.spawns(bob_agent) == 1, "told once, exits 0, not started again"
     assert mac.spawns(agent()) == 1
+
+
+# --- more of the lifecycle: SIGKILL -------------------------------------------------------------------------
+
+
+def test_after_the_daemon_is_sigkilled_the_next_one_reaps_its_orphaned_script_before_running_it_again(
+    mac: Mac, site: Site
+) -> None:
+    script = _TWIN_SCRIPT.format(folder="$BOOTSTRAPPER_ROOT")
+    url = site.manifest(
+        {"setupassistant": [{"name": "long", "type": "rootscript", **site.script("l.sh", script)}]}
+    )
+    mac.install(url)
+    mac.boot()
+    pids = mac.root / "pids"
+    first = int(mac.wait_for(lambda: pids.exists() and pids.read_text().split()[:1], "the script")[0])
+    daemon = mac.wait_for(lambda: mac.pid(DAEMON), "the daemon")
+    os.kill(daemon, signal.SIGKILL)
+    mac.wait_for(lambda: (j := mac.job(DAEMON)) and j["last_signal"] == signal.SIGKILL, "launchd to see it")
+    assert _alive(first), "a SIGKILLed daemon cannot stop its script: it is orphaned"
+    # launchd would start it again after ThrottleInterval (30 s); an admin's kickstart does it now.
+    assert cli(["sandbox", "launchctl", str(mac.root), "kickstart", DAEMON]) == 0
+    nothing_of_ours_is_left(mac)
+    assert mac.result()["result"] == "success"
+    assert not _alive(first)
+    assert len(pids.read_text().split()) == 2 and not (mac.root / "twins").exists(), "ran beside its orphan"
+    assert (
+        f"killed process group {first} left by an earlier run"
+        in (mac.paths.log_dir / "bootstrapper.log").read_text()
+    )
+
+
+def test_after_the_agent_is_sigkilled_its_user_script_runs_again_in_a_new_agent_never_beside_the_first(
+    mac: Mac, site: Site
+) -> None:
+    script = _TWIN_SCRIPT.format(folder="$HOME")
+    url = site.manifest(
+        {"userland": [{"name": "long", "type": "userscript", "retries": 1, **site.script("u.sh", script)}]}
+    )
+    mac.install(url)
+    mac.boot()
+    mac.sandbox("login", "alice")
+    pids = home(mac) / "pids"
+    first = int(mac.wait_for(lambda: pids.exists() and pids.read_text().split()[:1], "the user script")[0])
+    old = mac.pid(agent())
+    assert old is not None
+    os.kill(old, signal.SIGKILL)
+    nothing_of_ours_is_left(mac)
+    assert mac.result()["result"] == "success"
+    assert not _alive(first)
+    assert len(pids.read_text().split()) == 2 and (home(mac) / "ran").exists()
+    assert not (home(mac) / "twins").exists(), "the step ran beside the first agent's script"
+    assert mac.spawns(agent()) == 2
