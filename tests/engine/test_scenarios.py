@@ -469,3 +469,32 @@ def test_after_the_agent_is_sigkilled_its_user_script_runs_again_in_a_new_agent_
     assert len(pids.read_text().split()) == 2 and (home(mac) / "ran").exists()
     assert not (home(mac) / "twins").exists(), "the step ran beside the first agent's script"
     assert mac.spawns(agent()) == 2
+
+
+def test_a_donotwait_user_script_does_not_hold_the_agent_and_its_exit_code_is_recorded(
+    mac: Mac, site: Site
+) -> None:
+    background = """
+echo started > "$HOME/background"
+i=0
+while [ ! -e "$HOME/next" ]; do i=$((i+1)); [ $i -gt 600 ] && exit 1; sleep 0.05; done
+exit 7
+"""
+    url = site.manifest(
+        {
+            "userland": [
+                {"name": "bg", "type": "userscript", "donotwait": True, **site.script("b.sh", background)},
+                {"name": "next", "type": "userscript", **site.script("n.sh", 'id -u > "$HOME/next"')},
+            ]
+        }
+    )
+    mac.install(url)
+    mac.boot()
+    mac.sandbox("login", "alice")
+    nothing_of_ours_is_left(mac)
+    # The next step ran while the background one waited for it: it did not hold the agent's slot.
+    assert (home(mac) / "next").read_text() == f"{ALICE_RUNS_AS}\n"
+    steps = {s["name"]: s for s in mac.result()["steps"]}
+    assert steps["bg"]["exit_code"] == 7 and steps["bg"]["status"] == "failed", steps
+    assert steps["next"]["status"] == "done"
+    assert mac.spawns(agent()) == 1
