@@ -75,19 +75,27 @@ class AgentConfig:
         """Identity from the user database, not from the environment, which launchd may leave thin.
 
         In a sandbox the user's home is `<sandbox>/Users/<name>`, so user scripts rehearsed there
-        never touch the real home folder.
+        never touch the real home folder, and its users (`sandbox login alice`, uid 501) are found in
+        the sandbox's own user list: this machine need not have an account for their uid.
         """
         uid = os.getuid()
-        entry = pwd.getpwuid(uid)
-        home = entry.pw_dir
+        name = _sandbox_account(sandbox, uid) if sandbox is not None else None
+        if name is None:
+            try:
+                entry = pwd.getpwuid(uid)
+            except KeyError:
+                raise UsageError(
+                    f"uid {uid} has no account on this machine: the agent runs in a user's login session"
+                ) from None
+            name, home = entry.pw_name, entry.pw_dir
         if sandbox is not None:
-            sandbox_home = sandbox / "Users" / entry.pw_name
+            sandbox_home = sandbox / "Users" / name
             sandbox_home.mkdir(parents=True, exist_ok=True)
             home = str(sandbox_home)
         return cls(
             socket=socket,
             daemon_uid=daemon_uid,
-            user=entry.pw_name,
+            user=name,
             home=home,
             tmpdir=_user_tmpdir(),
             trusted_uids=frozenset({0, uid, daemon_uid}),
@@ -355,13 +363,13 @@ def verify_script(path: str, sha256: str, trusted_uids: frozenset[int]) -> None:
 
 
 def run_agent(sandbox: Path | None = None) -> None:
-    """The `bootstrapper agent` command. In a sandbox, the daemon is expected to run as this user."""
+    """The `bootstrapper agent` command."""
     if sandbox is None and os.getuid() == 0:
         raise UsageError(
             "the agent runs in a user's login session, never as root; launchd starts it per user"
         )
     paths = Paths(root=sandbox) if sandbox is not None else Paths()
-    daemon_uid = os.getuid() if sandbox is not None else 0
+    daemon_uid = _sandbox_owner(sandbox) if sandbox is not None else 0
     if not logging.getLogger().handlers:
         logging.basicConfig(
             level=logging.INFO,
@@ -369,6 +377,28 @@ def run_agent(sandbox: Path | None = None) -> None:
             format="%(asctime)s agent[%(process)d] %(levelname)s %(message)s",
         )
     asyncio.run(_main(Agent(AgentConfig.for_current_user(paths.socket, daemon_uid, sandbox))))
+
+
+def _sandbox_owner(sandbox: Path) -> int:
+    """The daemon of a sandbox runs as whoever owns it (installed and booted it): root in CI, whose
+    agents run as their users as on a Mac; otherwise the caller, as this agent does."""
+    try:
+        return sandbox.stat().st_uid
+    except FileNotFoundError:
+        return os.getuid()
+
+
+def _sandbox_account(sandbox: Path, uid: int) -> str | None:
+    """The sandbox user with this uid (`sandbox login` made it), if any."""
+    from bootstrapper.platform.sandbox.launchd import SandboxStateError, read_state
+
+    try:
+        users = read_state(sandbox)["users"]
+    except SandboxStateError:
+        return None
+    return next(
+        (str(n) for n, info in users.items() if isinstance(info, dict) and info.get("uid") == uid), None
+    )
 
 
 async def _main(agent: Agent) -> None:

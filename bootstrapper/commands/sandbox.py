@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from bootstrapper.commands._options import AllowHttp, App, AsJson
-from bootstrapper.errors import PlatformError, UsageError
+from bootstrapper.errors import CommandError, PlatformError, UsageError
 
 if TYPE_CHECKING:
     from bootstrapper.platform.sandbox.launchd import Reply
@@ -82,12 +82,55 @@ def install(
         str, typer.Option("--manifest", help="The manifest URL the managed preferences point at.")
     ],
     allow_http: AllowHttp = False,
+    runtime: Annotated[
+        Path | None,
+        typer.Option(
+            "--runtime",
+            metavar="PYTHON",
+            help="The Python, with bootstrapper installed, that launchd runs the daemon and agents with "
+            "(default: this one). As root, agents run as their user: give one every uid can run.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Install bootstrapper into the sandbox as the MDM would: payload, receipt, settings, postinstall."""
     url = _check_manifest(manifest, allow_http)
+    python = _check_runtime(runtime) if runtime is not None else None
     folder.mkdir(parents=True, exist_ok=True)
+    _record_runtime(folder.resolve(), python)
     loaded = asyncio.run(_install(folder.resolve(), url, allow_http))
     typer.echo(f"installed into {folder}; {loaded}")
+
+
+def _check_runtime(python: Path) -> Path:
+    """An interpreter that runs and imports bootstrapper, so a bad path fails here and not at boot."""
+    from bootstrapper.process import run_sync
+
+    if not python.is_absolute() or not python.is_file() or not os.access(python, os.X_OK):
+        raise UsageError(
+            f"--runtime {python}: not an executable file; give the absolute path of a Python "
+            "that has bootstrapper installed"
+        )
+    try:
+        check = run_sync([str(python), "-c", "import bootstrapper"], timeout=60.0)
+    except (OSError, CommandError) as exc:
+        raise UsageError(f"--runtime {python}: cannot run it ({exc}); give a working Python") from None
+    if not check.ok:
+        raise UsageError(
+            f"--runtime {python}: cannot import bootstrapper; install bootstrapper into that Python"
+        )
+    return python
+
+
+def _record_runtime(root: Path, python: Path | None) -> None:
+    from bootstrapper.platform.sandbox.launchd import runtime_file
+
+    file = runtime_file(root)
+    if python is None:
+        file.unlink(missing_ok=True)
+        return
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(f"{python}\n", encoding="utf-8")
 
 
 async def _install(root: Path, url: str, allow_http: bool) -> str:

@@ -10,12 +10,14 @@ started again, up to `AGENT_STARTS` times, before the user step fails; it never 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bootstrapper import process
 from bootstrapper.engine.events import EventBus, Message
 from bootstrapper.errors import IPCError, NoAgentError, NoUserError
 from bootstrapper.ipc.server import AgentServer, Session, ensure_agent
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
 LOGIN_POLL = 2.0
 #: How many times the agent is started for one user step before that step fails.
 AGENT_STARTS = 3
+#: Seconds an agent that disconnected (it is ending) may take to exit before it counts as wedged.
+EXITING_WAIT = 5.0
 
 
 @dataclass(eq=False)
@@ -50,6 +54,8 @@ class AgentGate:
     #: replaces whatever copy still runs instead of leaving it alone.
     _replace: set[int] = field(default_factory=set, init=False)
     _given: dict[int, Session] = field(default_factory=dict, init=False)
+    #: Each user's last dropped agent, looked at again when the next one is started.
+    _dropped: dict[int, Session] = field(default_factory=dict, init=False)
 
     def remember(self, state: StateStore) -> None:
         """Where the primary user is recorded, so a restarted daemon keeps serving the same user."""
@@ -62,11 +68,13 @@ class AgentGate:
         self.server = server
 
     def allowed_uid(self, uid: int) -> bool:
-        """The socket accepts only the primary user (the kernel says who connects); before there is
-        one, the user on the console. Anyone else's agent is told it is not needed."""
+        """The socket accepts only the primary user (the kernel says who connects); anyone else's
+        agent is told it is not needed. Before there is one, any user's agent is accepted and idles:
+        launchd starts it at login, maybe long before the first user step, and one refused then
+        would exit for good. Those that turn out not to be the primary user's are sent away then."""
         if self._primary is not None:
             return uid == self._primary.uid
-        return self._uid is not None and uid == self._uid
+        return True
 
     @property
     def primary(self) -> ConsoleUser | None:
@@ -89,6 +97,7 @@ class AgentGate:
                 if self._state is not None:
                     self._state.set_primary_user(user.name, user.uid, user.gid, str(user.home))
                 self.bus.emit(Message("info", f"user steps run for {user.name}, the primary user"))
+                await self._dismiss_all_but(user.uid)
             primary = self._primary
             if primary is not None:
                 live = self.server.session(primary.uid) if self.server is not None else None
@@ -115,11 +124,11 @@ class AgentGate:
             if (live := self.server.session(user.uid)) is not None and live.alive:
                 self._given[user.uid] = live
                 return live
-            if self._given.pop(user.uid, None) is not None:
-                self._replace.add(user.uid)  # dropped: its process may still be there, wedged
+            if (dropped := self._given.pop(user.uid, None)) is not None:
+                self._dropped[user.uid] = dropped  # its process may still be there, wedged
 
             async def start(user: ConsoleUser = user) -> None:
-                replace = user.uid in self._replace
+                replace = user.uid in self._replace or await self._still_there(user.uid)
                 verb = "replacing" if replace else "starting"
                 self.bus.emit(Message("info", f"{verb} the agent for {user.name}"))
                 await self.platform.start_agent(user, restart=replace)
@@ -133,8 +142,36 @@ class AgentGate:
                 self.bus.emit(Message("warning", f"{exc}: starting it again"))
                 continue
             self._replace.discard(user.uid)
+            self._dropped.pop(user.uid, None)
             self._given[user.uid] = session
             return session
+
+    async def _still_there(self, uid: int) -> bool:
+        """Whether the user's dropped agent still runs when the next one is started: it is replaced
+        then (`kickstart -k`). One that closed its end of the connection is on its way out (a logout,
+        a SIGTERM): it is given `EXITING_WAIT` seconds to go, so that the agent launchd starts at the
+        next login is not killed in its place."""
+        dropped = self._dropped.get(uid)
+        if dropped is None:
+            return False
+        if dropped.pid is None:
+            return True
+        waits = int(EXITING_WAIT / 0.1) if dropped.close_reason == "disconnected" else 0
+        for _ in range(waits):
+            if not process.group_alive(dropped.pid):
+                return False
+            await self.sleep(0.1)
+        return process.group_alive(dropped.pid)
+
+    async def _dismiss_all_but(self, uid: int) -> None:
+        """Agents that checked in before the primary user was known, of other users: told to exit
+        (0, so their KeepAlive does not start them again)."""
+        if self.server is None:
+            return
+        for other, session in list(self.server.sessions.items()):
+            if other != uid:
+                with contextlib.suppress(IPCError):
+                    await session.shutdown(deadline=5.0)
 
     async def shutdown_all(self) -> None:
         """Ask every checked-in agent to exit (the run is over); an agent that is gone is fine."""

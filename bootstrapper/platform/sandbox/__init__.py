@@ -138,6 +138,10 @@ class SandboxPlatform(LaunchdOperations):
             if not answer.someone or not answer.uid:
                 return None
             home = self.paths.system(f"/Users/{answer.name}")
+            if os.geteuid() != 0:
+                # Without root the user's processes (their agent) really run as the caller: the uid the
+                # kernel reports for them, and owns their files. Their launchd domain stays gui/501.
+                return ConsoleUser(answer.name, os.getuid(), os.getgid(), home)
             return ConsoleUser(answer.name, answer.uid, answer.gid if answer.gid is not None else 20, home)
         entry = pwd.getpwuid(os.getuid())
         home = self.paths.system(f"/Users/{entry.pw_name}")
@@ -445,10 +449,10 @@ class SandboxPlatform(LaunchdOperations):
         given (a test seam), that program is started instead of the plist's, detached, as launchd would."""
         if self._agent_argv is None:
             await self.launchd.start_agent(
-                user.uid, self.paths.launch_agent_plist, self.paths.agent_label, restart=restart
+                self._domain_uid(user), self.paths.launch_agent_plist, self.paths.agent_label, restart=restart
             )
             return
-        domain = gui_domain(user.uid)
+        domain = gui_domain(self._domain_uid(user))
         target = service_target(domain, self.paths.agent_label)
         if self.paths.launch_agent_plist.exists():
             await self.launchd.bootstrap(domain, self.paths.launch_agent_plist)
@@ -482,7 +486,17 @@ class SandboxPlatform(LaunchdOperations):
         await asyncio.to_thread(request, self.paths.root, {"op": "reboot"})
 
     async def logout(self, user: ConsoleUser) -> None:
-        await self.launchd.logout(user.uid)
+        await self.launchd.logout(self._domain_uid(user))
+
+    def _domain_uid(self, user: ConsoleUser) -> int:
+        """The uid of the user's gui domain: a sandbox user's own (alice: 501), also when, without
+        root, `console_user` reports the caller's uid that her processes run as."""
+        try:
+            known = read_state(self.paths.root)["users"].get(user.name)
+        except SandboxStateError:
+            known = None
+        uid = known.get("uid") if isinstance(known, dict) else None
+        return uid if isinstance(uid, int) else user.uid
 
 
 def signed_team(package: Path) -> PackageTeam:

@@ -14,25 +14,27 @@ import sys
 from pathlib import Path
 
 from bootstrapper.platform.sandbox.control import request
-from bootstrapper.platform.sandbox.launchd import SandboxStateError
+from bootstrapper.platform.sandbox.launchd import SandboxStateError, runtime
 
 SHIM = ".sandbox/bin/launchctl"
 
 
-def shim_text() -> str:
-    """The same bytes for every root: the shim finds its root from where it lies."""
+def shim_text(python: str) -> str:
+    """The same bytes for every root with the same runtime: the shim finds its root from where it lies."""
     return (
         "#!/bin/sh\n"
         "# launchctl for the simulated Mac this folder belongs to (written by bootstrapper).\n"
         'root=$(cd "$(dirname "$0")/../.." && pwd)\n'
-        f'exec {shlex.quote(sys.executable)} -m bootstrapper.platform.sandbox "$root" "$@"\n'
+        f'exec {shlex.quote(python)} -m bootstrapper.platform.sandbox "$root" "$@"\n'
     )
 
 
 def ensure_shim(root: Path) -> Path:
-    """Write the shim unless it is already there as it should be; its path."""
+    """Write the shim unless it is already there as it should be; its path. It runs the sandbox's
+    runtime (`sandbox install --runtime`): the daemon that calls it may run from a copy of the
+    interpreter that only starts through that runtime's own launcher."""
     shim = root / SHIM
-    text = shim_text()
+    text = shim_text(runtime(root))
     try:
         if shim.read_text() == text:
             return shim

@@ -858,10 +858,25 @@ _USAGE = {
 }
 
 
+def runtime_file(root: Path) -> Path:
+    """Where `sandbox install --runtime` records the Python our launcher runs (outside the simulated
+    system, beside the launchctl shim: it is the simulation's wiring, not a file of the Mac)."""
+    return root / ".sandbox" / "runtime"
+
+
+def runtime(root: Path) -> str:
+    """The Python the sandbox's launcher runs: the one `sandbox install --runtime` chose, else this one."""
+    try:
+        chosen = runtime_file(root).read_text(encoding="utf-8").strip()
+    except OSError:
+        return sys.executable
+    return chosen or sys.executable
+
+
 def launcher_argv(root: Path, args: list[str]) -> list[str]:
     """Our launcher, `/Library/bootstrapper/bin/bootstrapper daemon|agent`, for the sandbox at `root`."""
     head, rest = (args[0], args[1:]) if args else ("", [])
-    python = [sys.executable, "-m", "bootstrapper"]
+    python = [runtime(root), "-m", "bootstrapper"]
     if head == "agent":
         return [*python, "agent", "--sandbox", str(root), *rest]
     if head == "daemon":
