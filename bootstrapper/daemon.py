@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import signal
@@ -223,6 +224,8 @@ async def _finish(
             for gone in remove_leftovers(manifest, state.state.created_folders, paths.system):
                 log.info("removed %s (downloaded by this run)", gone)
             await remove_ourselves(platform, paths, uids_seen)
+        code = int(ExitCode.OK if finished else ExitCode.FAILED)
+        _ending(code)  # from here a SIGTERM (the reboot's, or our own bootout's) is the expected end
         if report.result in ("success", "partial") and final is not FinalAction.NONE:
             await _final_action(platform, final)
         if config.cleanup:
@@ -278,6 +281,7 @@ async def _could_not_run(
         _write_result(paths, None, report, state, started, retrying=not give_up, reason=reason)
     if give_up and config.cleanup:
         await remove_ourselves(platform, paths, uids_seen)
+        _ending(int(getattr(exc, "exit_code", ExitCode.FAILED)) if expected else int(ExitCode.UNEXPECTED))
         await boot_out_daemon(platform, paths)
     if not expected:
         raise exc
@@ -522,6 +526,16 @@ def start(run: Setup, *, interactive: bool) -> int:
     return asyncio.run(_stoppable(run_with_provision(request, run.config, run.paths, run.platform)))
 
 
+#: Set by `_stoppable` for the run it guards: the exit code once the run is over and we are stopping
+#: ourselves (final action, bootout), so that the SIGTERM which follows is not taken for an interruption.
+_ENDING: contextvars.ContextVar[list[int]] = contextvars.ContextVar("daemon_ending")
+
+
+def _ending(code: int) -> None:
+    if (ending := _ENDING.get(None)) is not None:
+        ending.append(code)
+
+
 async def _stoppable(job: Awaitable[int]) -> int:
     """Run `job`; SIGTERM (launchd's bootout, shutdown or reboot) is an orderly stop, not a death.
 
@@ -532,6 +546,8 @@ async def _stoppable(job: Awaitable[int]) -> int:
     task = asyncio.current_task()
     assert task is not None
     stopping: list[bool] = []
+    ending: list[int] = []
+    _ENDING.set(ending)
 
     def stop() -> None:
         stopping.append(True)
@@ -545,6 +561,9 @@ async def _stoppable(job: Awaitable[int]) -> int:
         if not stopping:
             raise
         task.uncancel()
+        if ending:  # the run was over: this is the reboot, or launchd ending us after self-removal
+            log.info("stopped by launchd after the run ended")
+            return ending[-1]
         log.warning("stopped by SIGTERM: the interrupted step runs again at the next start")
         return int(ExitCode.INTERRUPTED)
     finally:

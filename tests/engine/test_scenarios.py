@@ -130,6 +130,13 @@ def test_the_deployment_path_from_install_to_self_removal_leaves_nothing_of_ours
     assert mac.spawns(agent()) == 1
     bootouts = [(e.get("target"), e.get("result")) for e in mac.journal() if e["op"] == "bootout"]
     assert (agent(), "unloaded") in bootouts and bootouts[-1] == (DAEMON, "unloaded"), bootouts
+    # The SIGTERM of its own bootout is the expected end: exit 0, not "interrupted" (130).
+    mac.wait_for(
+        lambda: [e for e in mac.journal() if e["op"] == "exit" and e.get("target") == DAEMON],
+        "the daemon's exit",
+    )
+    daemon_exits = [e["status"] for e in mac.journal() if e["op"] == "exit" and e.get("target") == DAEMON]
+    assert daemon_exits == [0], daemon_exits
     # What an admin sees: no job of ours.
     shown = subprocess.run(
         [sys.executable, "-m", "bootstrapper", "sandbox", "ps", str(mac.root), "--json"],
