@@ -204,7 +204,8 @@ class Session:
     async def _exchange(
         self, message: protocol.Message, msg_id: int, kind: type, deadline: float, what: str
     ) -> protocol.Message:
-        """Send `message` and wait for its answer; the caller holds the lock (one in flight)."""
+        """Send `message` and wait for its answer (requests hold the lock: one in flight; heartbeats
+        go beside them, each frame one write, so they never interleave)."""
         if not self.alive:
             raise AgentDisconnectedError(f"{self} is gone ({self.close_reason}); {what} was not sent")
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -266,17 +267,19 @@ class Session:
             future.set_result(message)
 
     async def _beat(self) -> None:
-        """Ping the agent whenever it is idle, so that a dead or wedged one is dropped early."""
+        """Ping the agent all along, so that a dead, stopped or wedged one is dropped early.
+
+        Also while a request runs: the agent answers heartbeats beside its one request (a script
+        may run for an hour), so a stopped agent is found within one interval and timeout, not at
+        the request's deadline. A heartbeat is not a request and does not take the request slot.
+        """
         while self.alive:
             await asyncio.sleep(self._limits.heartbeat_interval)
-            if self._lock.locked():
-                continue
-            async with self._lock:
-                ping = protocol.Ping(self._next_id())
-                with contextlib.suppress(IPCError):
-                    await self._exchange(
-                        ping, ping.id, protocol.Pong, self._limits.heartbeat_timeout, "a heartbeat"
-                    )
+            ping = protocol.Ping(self._next_id())
+            with contextlib.suppress(IPCError):
+                await self._exchange(
+                    ping, ping.id, protocol.Pong, self._limits.heartbeat_timeout, "a heartbeat"
+                )
 
     def _abort(self, reason: str, *, graceful: bool, warn: bool = False) -> None:
         """Close now: every waiting caller gets a clear error, and the registry forgets us."""

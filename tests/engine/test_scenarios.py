@@ -77,8 +77,8 @@ def home(mac: Mac) -> Path:
     return mac.root / "Users" / pwd.getpwuid(os.getuid()).pw_name
 
 
-def nothing_of_ours_is_left(mac: Mac) -> None:
-    mac.wait_for(lambda: not mac.ps()["jobs"], "self-removal to boot out every job")
+def nothing_of_ours_is_left(mac: Mac, timeout: float = 30.0) -> None:
+    mac.wait_for(lambda: not mac.ps()["jobs"], "self-removal to boot out every job", timeout=timeout)
     mac.wait_for(lambda: not mac.processes(), "every process of ours to end", timeout=15)
     paths = mac.paths
     for path in (paths.launch_daemon_plist, paths.launch_agent_plist, paths.install_dir, paths.run_dir):
@@ -505,3 +505,30 @@ exit 7
     assert steps["bg"]["exit_code"] == 7 and steps["bg"]["status"] == "failed", steps
     assert steps["next"]["status"] == "done"
     assert mac.spawns(agent()) == 1
+
+
+def test_a_sigstopped_agent_is_replaced_and_its_user_script_runs_again_never_beside_the_first(
+    mac: Mac, site: Site
+) -> None:
+    """A stopped agent still holds its connection: only the daemon's heartbeats (15 s, then 5 s for
+    the answer) show it is gone. It is replaced with `kickstart -k`; its script's group is killed
+    before the step runs again in the new agent."""
+    script = _TWIN_SCRIPT.format(folder="$HOME")
+    url = site.manifest(
+        {"userland": [{"name": "long", "type": "userscript", "retries": 1, **site.script("u.sh", script)}]}
+    )
+    mac.install(url)
+    mac.boot()
+    mac.sandbox("login", "alice")
+    pids = home(mac) / "pids"
+    first = int(mac.wait_for(lambda: pids.exists() and pids.read_text().split()[:1], "the user script")[0])
+    old = mac.pid(agent())
+    assert old is not None
+    os.kill(old, signal.SIGSTOP)
+    nothing_of_ours_is_left(mac, timeout=60)
+    assert mac.result()["result"] == "success"
+    assert not _alive(old), "the stopped agent was killed, not left behind"
+    assert not _alive(first)
+    assert len(pids.read_text().split()) == 2 and (home(mac) / "ran").exists()
+    assert not (home(mac) / "twins").exists(), "the step ran beside the stopped agent's script"
+    assert mac.spawns(agent()) == 2
