@@ -372,6 +372,41 @@ def test_swiftdialog_opens_for_the_console_user_when_installed(site: Site, sandb
     assert "Step One" in record.read_text()
 
 
+def test_swiftdialog_installed_by_the_manifests_first_package_opens_with_the_items(
+    site: Site, sandbox: Paths
+) -> None:
+    """The usual pattern: the first item installs swiftDialog; the window opens once it exists."""
+    from tests.support.pkgwriter import PayloadFile
+
+    record = sandbox.root / "dialog-argv"
+    fake_dialog = f'#!/bin/sh\necho "$@" > {record}\n'.encode()
+    pkg = build_component_pkg(
+        site.root / "dialog.pkg",
+        "au.csiro.dialog",
+        "2.5",
+        {"usr/local/bin/dialog": PayloadFile(fake_dialog, 0o755)},
+    )
+    name, digest = site.add("dialog.pkg", pkg.read_bytes())
+    wait_for_window = site.script(
+        "after.sh", f"for i in $(seq 100); do [ -s {record} ] && exit 0; sleep 0.1; done; exit 1"
+    )
+    url = site.manifest(
+        {
+            "setupassistant": [
+                {"name": "swiftDialog", "type": "package", "url": name, "hash": digest,
+                 "packageid": "au.csiro.dialog", "version": "2.5"},
+                {"name": "Wait for the window", "type": "rootscript", **wait_for_window},
+            ]
+        }
+    )  # fmt: skip
+    assert not sandbox.system("/usr/local/bin/dialog").exists()
+    assert run_sandbox(sandbox, url, swiftdialog=True, swiftdialog_path="/usr/local/bin/dialog") == 0
+    assert statuses(sandbox) == {"setupassistant[0]": "done", "setupassistant[1]": "done"}
+    shown = record.read_text()
+    assert shown.split()[:2] == ["--commandfile", str(sandbox.system("/var/tmp/dialog.log"))]
+    assert "Wait for the window" in shown
+
+
 def test_a_progress_window_closed_before_the_end_opens_again(site: Site, sandbox: Paths) -> None:
     """A logout's SIGTERM (or a user) closes swiftDialog mid-run: it is opened again while the run goes on."""
     opened = sandbox.root / "dialog-opened"
