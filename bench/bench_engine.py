@@ -150,11 +150,19 @@ def _scenario(net: Network, tmp: Path) -> None:
     site.mkdir()
     names = _site(site, net)
     total = net.files * net.each
+    pairs: list[tuple[float | str, float]] = []
     with LinkServer(site, net.link, net.per_connection) as server:
-        base = _baseline(net, server, names, tmp / "baseline")
-        ours = asyncio.run(_makespan(server.url("m.yaml"), tmp / "ours", 4, Config().lookahead_bytes))
+        # Side by side, REPEATS times: on a shared machine one pair can be off by a few per cent
+        # either way (the reference tool's own time varies as much), the median pair is not.
+        for n in range(REPEATS):
+            base_n = _baseline(net, server, names, tmp / "baseline")
+            ours_n = asyncio.run(
+                _makespan(server.url("m.yaml"), tmp / f"ours{n}", 4, Config().lookahead_bytes)
+            )
+            pairs.append((base_n, ours_n))
         seq = asyncio.run(_makespan(server.url("m.yaml"), tmp / "seq", 1, 1))
     shutil.rmtree(site)
+    base, ours = _median_pair(pairs)
     print(
         f"{net.label}: {net.link / MiB:.0f} MiB/s"
         + (f", {net.per_connection / MiB:.0f} MiB/s per connection" if net.per_connection else "")
@@ -167,12 +175,28 @@ def _scenario(net: Network, tmp: Path) -> None:
         goal = "≤ 1.03" if net is SHARED else "≤ 1.05"
         print(
             f"  {net.baseline}: {base:.2f} s for the bytes ({total / base / MiB:.1f} MiB/s) → bound "
-            f"{bound:.2f} s; ours {ours:.2f} s → ÷ bound = {ours / bound:.3f} (goal {goal})"
+            f"{bound:.2f} s; ours {ours:.2f} s → ÷ bound = {ours / bound:.3f} (goal {goal}; the median "
+            f"of {REPEATS} pairs: "
+            + ", ".join(f"{o / (b + SCRIPT_SECONDS):.3f}" for b, o in pairs if not isinstance(b, str))
+            + ")"
         )
     goal = "≥ 1.6" if net is SHARED else "≥ 2.5"
     print(
         f"  sequential (one connection, download then run) {seq:.2f} s → sequential ÷ ours = {seq / ours:.2f} (goal {goal})"
     )
+
+
+#: Side-by-side pairs (reference tool, ours) per scenario; the median pair is reported.
+REPEATS = 3
+
+
+def _median_pair(pairs: list[tuple[float | str, float]]) -> tuple[float | str, float]:
+    """The pair whose ratio ours ÷ bound is the median (the first pair when the tool is missing)."""
+    timed = [(b, o) for b, o in pairs if not isinstance(b, str)]
+    if not timed:
+        return pairs[0]
+    timed.sort(key=lambda pair: pair[1] / (float(pair[0]) + SCRIPT_SECONDS))
+    return timed[len(timed) // 2]
 
 
 def makespan() -> None:
