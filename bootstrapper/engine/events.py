@@ -136,6 +136,9 @@ class RunFinished(_Event):
     result: RunResult
     failed_steps: tuple[str, ...] = ()
     duration: float = 0.0
+    #: The last lines each failed step printed, by step id: also for a background script, which
+    #: fails only after its step was reported, so its `StepFinished` never carried them.
+    output_tails: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def headline(self) -> str:

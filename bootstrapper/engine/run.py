@@ -173,7 +173,9 @@ class Scheduler:
         report.output_tails = {s: self._tails[s] for s in report.failed if s in self._tails}
         report.duration = self.clock() - started
         state.set_result(report.result)
-        ctx.bus.emit(ev.RunFinished(report.result, tuple(report.failed), report.duration))
+        ctx.bus.emit(
+            ev.RunFinished(report.result, tuple(report.failed), report.duration, report.output_tails)
+        )
         return report
 
     async def _reap_leftovers(self) -> None:

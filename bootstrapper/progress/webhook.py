@@ -1,5 +1,6 @@
 """Tell an admin's server how the run went: a JSON POST at run start, for each failed step (with the
-last lines it printed, `output_tail`), at run end.
+last lines it printed, `output_tail`), at run end (each failed step again, with its `output_tail`:
+a `donotwait` script fails only after its step was reported, so this is where its lines appear).
 
 Every document says which Mac it comes from (serial number, host name, model, macOS version: `device`),
 looked up once, by the background sender, when the first document goes out.
@@ -211,10 +212,12 @@ class WebhookSink:
                 }
                 return self._wrap("step_failed", body)
             case RunFinished():
-                failed = [
-                    {"step_id": s, "name": one_line(self._names.get(s, (s, "", ""))[0], 200)}
-                    for s in event.failed_steps
-                ]
+                failed: list[dict[str, Any]] = []
+                for s in event.failed_steps:
+                    entry = {"step_id": s, "name": one_line(self._names.get(s, (s, "", ""))[0], 200)}
+                    if tail := event.output_tails.get(s, ""):
+                        entry["output_tail"] = self._redact(tail[-_TAIL:])
+                    failed.append(entry)
                 body = {"result": event.result, "failed_steps": failed, "duration": round(event.duration, 3)}
                 return self._wrap("run_finished", body)
         return None

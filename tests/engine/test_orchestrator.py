@@ -453,6 +453,28 @@ def test_dry_run_prints_this_macs_plan_and_changes_nothing(
     assert [p.name for p in root.iterdir()] == []
 
 
+def test_a_failed_background_script_reaches_the_webhook_with_its_last_lines(
+    site: Site, sandbox: Paths, httpserver: HTTPServer
+) -> None:
+    """A `donotwait` script fails after its step was reported: run_finished carries what it printed."""
+    httpserver.expect_request("/hook", method="POST").respond_with_data("", status=204)
+    bg = site.script("bg.sh", "echo fine; echo 'disk is full' >&2; exit 4")
+    url = site.manifest(
+        {
+            "setupassistant": [
+                {"name": "bg", "type": "rootscript", "donotwait": True, "fail_policy": "failable", **bg}
+            ]
+        }
+    )
+    assert run_sandbox(sandbox, url, webhook_url=httpserver.url_for("/hook")) == 0
+    posted = [json.loads(request.get_data()) for request, _ in httpserver.log]
+    finished = posted[-1]
+    assert (finished["event"], finished["result"]) == ("run_finished", "partial")
+    assert finished["failed_steps"] == [
+        {"step_id": "setupassistant[0]", "name": "bg", "output_tail": "disk is full"}
+    ]
+
+
 def test_the_webhook_hears_start_failure_and_end_from_a_real_run(
     site: Site, sandbox: Paths, httpserver: HTTPServer
 ) -> None:

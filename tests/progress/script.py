@@ -45,5 +45,5 @@ SCRIPT: list[Event] = [
     StepOutput("userland[0]", "stderr", "boom, badly\n"),
     StepFinished("userland[0]", "failed", "exited with 3: boom, badly", 3, 1.0, "boom, badly"),
     Message("warning", "something odd"),
-    RunFinished("failed", ("userland[0]",), 7.5),
+    RunFinished("failed", ("userland[0]",), 7.5, {"userland[0]": "boom, badly"}),
 ]

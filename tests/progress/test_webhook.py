@@ -84,6 +84,7 @@ def test_webhook_receives_run_start_failed_step_and_run_end(httpserver: HTTPServ
                 {
                     "step_id": "userland[0]",
                     "name": SHOWN,
+                    "output_tail": "boom, badly",
                 }
             ],
             "duration": 7.5,
