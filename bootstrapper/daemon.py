@@ -219,18 +219,18 @@ async def _finish(
         on_failure is OnFailure.CLEANUP or state.attempts_exhausted(config.max_attempts)
     )
     _write_result(paths, manifest, report, state, started, retrying=not finished and not give_up)
+    code = int(ExitCode.OK if finished else ExitCode.FAILED)
     if finished or give_up:
         if config.cleanup:
             for gone in remove_leftovers(manifest, state.state.created_folders, paths.system):
                 log.info("removed %s (downloaded by this run)", gone)
             await remove_ourselves(platform, paths, uids_seen)
-        code = int(ExitCode.OK if finished else ExitCode.FAILED)
         _ending(code)  # from here a SIGTERM (the reboot's, or our own bootout's) is the expected end
         if report.result in ("success", "partial") and final is not FinalAction.NONE:
             await _final_action(platform, final)
         if config.cleanup:
             await boot_out_daemon(platform, paths)
-    return int(ExitCode.OK if finished else ExitCode.FAILED)
+    return code
 
 
 async def _could_not_run(

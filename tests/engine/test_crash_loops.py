@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +31,7 @@ from bootstrapper.manifest.model import Item
 from bootstrapper.paths import Paths
 from bootstrapper.platform.sandbox import SandboxPlatform
 from tests.engine.conftest import result, run_sandbox, statuses
+from tests.support.runs import run_argv
 from tests.support.site import Site
 
 
@@ -172,18 +172,7 @@ def test_a_real_full_disk_gives_one_line_and_exit_1_not_a_traceback(
     url = site.manifest(
         {"setupassistant": [{"name": "a", "type": "rootscript", **site.script("a.sh", "exit 0")}]}
     )
-    argv = [
-        sys.executable,
-        "-m",
-        "bootstrapper",
-        "run",
-        "--manifest",
-        url,
-        "--sandbox",
-        str(paths.root),
-        "--allow-http",
-    ]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(run_argv(url, paths.root), capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 1, done.stderr
     assert "Traceback" not in done.stderr
     doc = result(paths)

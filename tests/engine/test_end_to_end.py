@@ -104,17 +104,7 @@ def test_a_second_daemon_is_stopped_by_the_lock(site: Site, tmp_path: Path) -> N
             assert time.monotonic() < deadline
             time.sleep(0.02)
         second = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "bootstrapper",
-                "run",
-                "--manifest",
-                url,
-                "--sandbox",
-                str(paths.root),
-                "--allow-http",
-            ],
+            run_argv(url, paths.root),
             capture_output=True,
             text=True,
             timeout=30,

@@ -357,12 +357,20 @@ def test_self_removal_is_idempotent(sandbox: Paths) -> None:
     assert second.problems == []
 
 
+DIALOG = "/usr/local/bin/dialog"
+
+
+def _fake_dialog(sandbox: Paths, body: str) -> None:
+    """A stand-in for swiftDialog at its usual path: a shell script with `body`."""
+    dialog = sandbox.system(DIALOG)
+    dialog.parent.mkdir(parents=True)
+    dialog.write_text(f"#!/bin/sh\n{body}\n")
+    dialog.chmod(0o755)
+
+
 def test_swiftdialog_opens_for_the_console_user_when_installed(site: Site, sandbox: Paths) -> None:
     record = sandbox.root / "dialog-argv"
-    dialog = sandbox.system("/usr/local/bin/dialog")
-    dialog.parent.mkdir(parents=True)
-    dialog.write_text(f'#!/bin/sh\necho "$@" > {record}\n')
-    dialog.chmod(0o755)
+    _fake_dialog(sandbox, f'echo "$@" > {record}')
     url = site.manifest(
         {"setupassistant": [{"name": "Step One", "type": "rootscript", **site.script("a.sh", "sleep 1.5")}]}
     )
@@ -410,11 +418,8 @@ def test_swiftdialog_installed_by_the_manifests_first_package_opens_with_the_ite
 def test_a_progress_window_closed_before_the_end_opens_again(site: Site, sandbox: Paths) -> None:
     """A logout's SIGTERM (or a user) closes swiftDialog mid-run: it is opened again while the run goes on."""
     opened = sandbox.root / "dialog-opened"
-    dialog = sandbox.system("/usr/local/bin/dialog")
-    dialog.parent.mkdir(parents=True)
     # Records each opening with its pid, then stays open as the real window does.
-    dialog.write_text(f"#!/bin/sh\necho $$ >> {opened}\nexec sleep 60\n")
-    dialog.chmod(0o755)
+    _fake_dialog(sandbox, f"echo $$ >> {opened}\nexec sleep 60")
     closer = site.script(
         "close.sh",
         f"""for i in $(seq 100); do [ -s {opened} ] && break; sleep 0.1; done

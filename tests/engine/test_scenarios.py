@@ -455,8 +455,18 @@ def test_after_the_daemon_is_sigkilled_the_next_one_reaps_its_orphaned_script_be
     )
 
 
-def test_after_the_agent_is_sigkilled_its_user_script_runs_again_in_a_new_agent_never_beside_the_first(
-    mac: Mac, site: Site
+@pytest.mark.parametrize(
+    ("sig", "within"),
+    [
+        (signal.SIGKILL, 30.0),
+        # A stopped agent still holds its connection: only the daemon's heartbeats (15 s, then 5 s
+        # for the answer) show it is gone; it is then replaced with `kickstart -k`.
+        (signal.SIGSTOP, 60.0),
+    ],
+    ids=["sigkill", "sigstop"],
+)
+def test_an_agent_killed_or_stopped_mid_script_is_replaced_and_the_script_runs_again_never_beside_the_first(
+    mac: Mac, site: Site, sig: signal.Signals, within: float
 ) -> None:
     script = _TWIN_SCRIPT.format(folder="$HOME")
     url = site.manifest(
@@ -469,9 +479,10 @@ def test_after_the_agent_is_sigkilled_its_user_script_runs_again_in_a_new_agent_
     first = int(mac.wait_for(lambda: pids.exists() and pids.read_text().split()[:1], "the user script")[0])
     old = mac.pid(agent())
     assert old is not None
-    os.kill(old, signal.SIGKILL)
-    nothing_of_ours_is_left(mac)
+    os.kill(old, sig)
+    nothing_of_ours_is_left(mac, timeout=within)
     assert mac.result()["result"] == "success"
+    assert not _alive(old), "the first agent is gone, not left behind"
     assert not _alive(first)
     assert len(pids.read_text().split()) == 2 and (home(mac) / "ran").exists()
     assert not (home(mac) / "twins").exists(), "the step ran beside the first agent's script"
@@ -505,30 +516,3 @@ exit 7
     assert steps["bg"]["exit_code"] == 7 and steps["bg"]["status"] == "failed", steps
     assert steps["next"]["status"] == "done"
     assert mac.spawns(agent()) == 1
-
-
-def test_a_sigstopped_agent_is_replaced_and_its_user_script_runs_again_never_beside_the_first(
-    mac: Mac, site: Site
-) -> None:
-    """A stopped agent still holds its connection: only the daemon's heartbeats (15 s, then 5 s for
-    the answer) show it is gone. It is replaced with `kickstart -k`; its script's group is killed
-    before the step runs again in the new agent."""
-    script = _TWIN_SCRIPT.format(folder="$HOME")
-    url = site.manifest(
-        {"userland": [{"name": "long", "type": "userscript", "retries": 1, **site.script("u.sh", script)}]}
-    )
-    mac.install(url)
-    mac.boot()
-    mac.sandbox("login", "alice")
-    pids = home(mac) / "pids"
-    first = int(mac.wait_for(lambda: pids.exists() and pids.read_text().split()[:1], "the user script")[0])
-    old = mac.pid(agent())
-    assert old is not None
-    os.kill(old, signal.SIGSTOP)
-    nothing_of_ours_is_left(mac, timeout=60)
-    assert mac.result()["result"] == "success"
-    assert not _alive(old), "the stopped agent was killed, not left behind"
-    assert not _alive(first)
-    assert len(pids.read_text().split()) == 2 and (home(mac) / "ran").exists()
-    assert not (home(mac) / "twins").exists(), "the step ran beside the stopped agent's script"
-    assert mac.spawns(agent()) == 2
