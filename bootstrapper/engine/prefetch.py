@@ -144,13 +144,22 @@ class Prefetcher:
 
     async def _one(self, download: Download, small: bool) -> None:
         future = self._results[download.key]
+        holds_link = [not small]
+
+        def transferred() -> None:
+            # its bytes are in: the next large item may have the link while this one is placed
+            if holds_link[0]:
+                holds_link[0] = False
+                self._large -= 1
+                asyncio.get_running_loop().create_task(self._notify())
+
         try:
             if not small:
                 # `fetch` registers the download before it first waits, in this same step of the
                 # loop; the feeder, woken after that, then sees whether a connection is left
                 self._launching -= 1
                 self._spare()
-            path = await self.downloader.fetch(download, small=small)
+            path = await self.downloader.fetch(download, small=small, transferred=transferred)
         except Exception as exc:  # FetchError, or a bug: either way the step waiting must hear of it
             if not future.done():
                 future.set_exception(exc)
@@ -159,6 +168,6 @@ class Prefetcher:
                 future.set_result(path)
         finally:
             async with self._changed:
-                self._large -= not small
+                self._large -= holds_link[0]
                 self._small_active -= small
                 self._changed.notify_all()

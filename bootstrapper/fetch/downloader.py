@@ -58,6 +58,10 @@ def _ignore(_event: FetchEvent) -> None:
     return None
 
 
+def _nothing() -> None:
+    return None
+
+
 class Downloader:
     """Async context manager owning one HTTP client; `fetch` one item or `fetch_all` of them."""
 
@@ -142,11 +146,15 @@ class Downloader:
         """`callback()` whenever a connection is left spare (a transfer ended, or more connections pay)."""
         self._spare_watchers.append(callback)
 
-    async def fetch(self, item: Download, *, small: bool | None = None) -> Path:
+    async def fetch(
+        self, item: Download, *, small: bool | None = None, transferred: Callable[[], None] = _nothing
+    ) -> Path:
         """Download, verify and place one item (retrying inside); its final path.
 
         A small item (by default: a known size up to `SMALL_BYTES`) runs on a connection of its own,
-        outside the count of connections that large transfers share and measure.
+        outside the count of connections that large transfers share and measure. `transferred()` is
+        called once the last byte is in and verified, before the file is placed: the link is free
+        for the next item then (placing re-reads and syncs the file, which takes the link nothing).
         """
         if self._client is None:
             raise RuntimeError("Downloader.fetch outside `async with Downloader(...)`")
@@ -172,7 +180,9 @@ class Downloader:
                     if not self._options.local_files:
                         raise UnsafeURLError(f"{item.url}: file:// items belong to a manifest on this disk")
                     return await self._copy_local(item, part)
-                return await self._fetch(self._client, item, part, redact, order, opened, counted=not small)
+                return await self._fetch(
+                    self._client, item, part, redact, order, opened, transferred, counted=not small
+                )
         except FetchError as exc:
             log.warning("%s: %s", item.key, exc)
             self._emit(FailedEvent(item.key, exc))
@@ -188,6 +198,7 @@ class Downloader:
         redact: Redactor,
         order: int,
         opened: Callable[[], None],
+        transferred: Callable[[], None],
         *,
         counted: bool,
     ) -> Path:
@@ -219,15 +230,19 @@ class Downloader:
             rng=self._rng,
             on_retry=retrying,
         )
+        transferred()
         return await self._place(item, part, shown, size)
 
     async def _place(self, item: Download, part: Part, shown: str, size: int) -> Path:
-        """Move the verified part to its destination, root's (in an unprivileged sandbox, ours)."""
+        """Move the verified part to its destination, root's (in an unprivileged sandbox, ours).
+
+        Not hashed a second time: its digest was taken from the bytes as they were written, and
+        only root can reach it since (`place_staged` checks the 0700 folder and the file on their
+        descriptors). Hashing again would put a whole re-read between every download and its step.
+        """
         owner = (0, 0) if os.geteuid() == 0 else None
         try:
-            await asyncio.to_thread(
-                place_staged, part.path, item.dest, owner=owner, mode=item.mode, sha256=item.sha256
-            )
+            await asyncio.to_thread(place_staged, part.path, item.dest, owner=owner, mode=item.mode)
         except UnsafePathError as exc:
             raise StagingError(f"{shown}: {exc}") from exc
         part.discard()

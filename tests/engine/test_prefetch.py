@@ -21,6 +21,8 @@ class FakeDownloader:
         self.started: list[str] = []
         self.small: dict[str, bool] = {}
         self.gates: dict[str, asyncio.Event] = {}
+        #: Items whose placing (after their bytes are in) waits for the test, like a slow disk.
+        self.placing: dict[str, asyncio.Event] = {}
         self.link = Link(4)
         self.link.allowed = allowed
         self.watchers: list[Callable[[], None]] = []
@@ -36,7 +38,9 @@ class FakeDownloader:
         for w in self.watchers:
             w()
 
-    async def fetch(self, item: Download, *, small: bool = False) -> Path:
+    async def fetch(
+        self, item: Download, *, small: bool = False, transferred: Callable[[], None] = lambda: None
+    ) -> Path:
         self.started.append(item.key)
         self.small[item.key] = small
         if not small:
@@ -50,6 +54,9 @@ class FakeDownloader:
                 if self.spare():
                     for w in self.watchers:
                         w()
+        transferred()
+        if item.key in self.placing:
+            await self.placing[item.key].wait()
         return item.dest
 
 
@@ -120,6 +127,30 @@ def test_next_large_file_waits_for_a_connection_that_pays() -> None:
         return [first, second]
 
     assert asyncio.run(scenario()) == [["a"], ["a", "b"]]
+
+
+def test_next_large_file_starts_while_the_one_before_is_placed() -> None:
+    """Placing a file (rename, sync) needs no link: the next large file has it meanwhile."""
+
+    async def scenario() -> list[Any]:
+        fake = FakeDownloader(allowed=1)
+        fake.placing["a"] = asyncio.Event()
+        pre = _prefetcher(fake, budget=10**12)
+        pre.add([_item("a", 50 * MB), _item("b", 50 * MB)])
+        await _settle()
+        first = list(fake.started)
+        fake.gates["a"].set()  # a's bytes are in; it is not placed yet
+        await _settle()
+        second = list(fake.started)
+        placed = pre._results["a"].done()
+        fake.placing["a"].set()
+        for gate in fake.gates.values():
+            gate.set()
+        await pre.get("a")
+        await pre.aclose()
+        return [first, second, placed]
+
+    assert asyncio.run(scenario()) == [["a"], ["a", "b"], False]
 
 
 def test_next_large_file_starts_when_the_one_before_is_in() -> None:

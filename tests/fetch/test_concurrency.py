@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 
+import pytest
+
 from bootstrapper.errors import ClientStatusError
 from bootstrapper.fetch import Download, FetchOptions, Finished, Progress, Started
 from tests.fetch.conftest import DATA, Harness, sha
@@ -46,3 +48,26 @@ def test_progress_events_are_throttled(h: Harness, srv: FaultServer) -> None:
     assert [p.done for p in progress] == sorted(p.done for p in progress)
     assert isinstance(h.events[0], Started)
     assert h.events[-1] == Finished("userland[0]", h.dest, len(data))
+
+
+def test_transferred_comes_once_the_bytes_are_in_before_the_file_is_placed(
+    h: Harness, srv: FaultServer
+) -> None:
+    """The prefetcher starts the next large item on it, while this one is still being placed."""
+    data = DATA * 4
+    url = srv.add("/f", lambda ex: ex.serve(data))
+    seen: list[tuple[bool, int]] = []
+
+    def transferred() -> None:
+        seen.append((h.dest.exists(), sum(isinstance(e, Finished) for e in h.events)))
+
+    async def go() -> None:
+        async with h.downloader(FetchOptions(allow_http=True)) as d:
+            await d.fetch(h.item(url, data), transferred=transferred)
+            bad = Download("userland[1]", srv.url("/missing"), h.root / "out" / "x.bin", "0" * 64)
+            with pytest.raises(ClientStatusError):
+                await d.fetch(bad, transferred=transferred)
+
+    asyncio.run(go())
+    assert seen == [(False, 0)]
+    assert h.dest.read_bytes() == data
