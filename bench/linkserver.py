@@ -23,7 +23,15 @@ CHUNK = 64 * 1024
 
 
 class _Bucket:
-    """A token bucket every connection draws from: the machine's link."""
+    """A token bucket every connection draws from: the machine's link.
+
+    It holds up to BURST seconds of unspent rate, as a real link's buffers do: a sender that wakes
+    a little late from its sleep sends that much sooner after, instead of the link losing the time
+    (without it one connection reached only 85-90 % of the rate, and how much depended on the
+    sleeps, not on the client).
+    """
+
+    BURST = 0.02
 
     def __init__(self, rate: float) -> None:
         self.rate = rate
@@ -34,7 +42,7 @@ class _Bucket:
         """Seconds to wait before sending `n` bytes."""
         with self.lock:
             now = time.monotonic()
-            start = max(now, self.next_free)
+            start = max(now - self.BURST, self.next_free)
             self.next_free = start + n / self.rate
             return self.next_free - now
 
