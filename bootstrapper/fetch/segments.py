@@ -444,6 +444,7 @@ class SegmentedAttempt(Attempt):
     async def _segment(self, seg: _Segment) -> None:
         assert self._assembly is not None
         sink = _SegmentSink(self._assembly, seg.pos)
+        holding = True
         try:
             async with RateGuard(self.owner._options, self.item.url) as guard:
                 response = await self._open(seg)
@@ -451,15 +452,24 @@ class SegmentedAttempt(Attempt):
                     await self._stream(seg, response, sink, guard)
                 finally:
                     await response.aclose()
-                await sink.flush()
-                await sink.flush()
+            # Every byte is in: the connection goes to the next piece (or file) now, while the last
+            # writes land and the hash catches up with what other segments wrote ahead of this one.
+            holding = False
+            self._release(seg)
+            self.owner._dispatch()
+            await sink.flush()
+            await sink.flush()
         finally:
             sink.close()
-            self.segments.remove(seg)
-            self.active -= 1
-            self.owner._link.in_use -= 1
-            if seg.pos < seg.end:  # not all in: a later attempt, or this one, fetches the rest
-                self.queued = merge([*self.queued, (seg.pos, seg.end)])
+            if holding:
+                self._release(seg)
+
+    def _release(self, seg: _Segment) -> None:
+        self.segments.remove(seg)
+        self.active -= 1
+        self.owner._link.in_use -= 1
+        if seg.pos < seg.end:  # not all in: a later attempt, or this one, fetches the rest
+            self.queued = merge([*self.queued, (seg.pos, seg.end)])
 
     async def _open(self, seg: _Segment) -> httpx.Response:
         """The request for one segment; checks that the answer is the range asked, of our file."""

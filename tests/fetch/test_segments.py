@@ -281,6 +281,43 @@ def test_disk_full_in_a_segment_removes_the_part(h: Harness, srv: FaultServer) -
     assert not h.dest.exists()
 
 
+def test_a_segment_gives_its_connection_on_once_its_bytes_are_in(h: Harness, srv: FaultServer) -> None:
+    """Writing its last bytes (and hashing what other segments wrote ahead) needs the disk, not the
+    link: while that last write is held up, the freed connection already takes half of a slow
+    segment's rest."""
+    mid: dict[str, int] = {}
+    third = threading.Event()
+
+    def fn(ex: Exchange) -> None:
+        span = asked(ex.headers)
+        if ex.index == 1 and span is not None:
+            mid["at"] = span[0]
+            ex.reply(206, BIG[span[0] :], {"Accept-Ranges": "bytes", "ETag": '"v1"',
+                     "Content-Range": f"bytes {span[0]}-{len(BIG) - 1}/{len(BIG)}"},
+                     reset=True, rate=RATE / 6)  # fmt: skip
+            return
+        if ex.index >= 2:
+            third.set()
+        ranged(ex)
+
+    held: list[bool] = []
+
+    def write(fd: int, view: memoryview) -> int:
+        if "at" in mid and not held and os.lseek(fd, 0, os.SEEK_CUR) + len(view) == mid["at"]:
+            held.append(third.wait(5))  # the first segment's last write: is the split already asked?
+        return os.write(fd, view)
+
+    url = srv.add("/big", fn)
+
+    async def go() -> Path:
+        async with h.downloader(dataclasses.replace(h.options, concurrency=2), write=write) as d:
+            d.link.allowed = 2  # and no more: only a freed connection can ask for a third range
+            return await d.fetch(h.item(url, BIG))
+
+    assert asyncio.run(go()).read_bytes() == BIG
+    assert held == [True]
+
+
 def test_assembly_hashes_out_of_order_writes_in_order(tmp_path: Path) -> None:
     data = os.urandom(5 * 1024 * 1024)
     fd = os.open(tmp_path / "p", os.O_RDWR | os.O_CREAT, 0o600)
