@@ -96,7 +96,13 @@ class Prefetcher:
         """A connection may be spare: the feeder, if waiting, looks again."""
         if self._waiting:
             self._waiting = False
-            asyncio.get_running_loop().create_task(self._notify())
+            self._wake()
+
+    def _wake(self) -> None:
+        """Have the feeder look again, from code that cannot await (a callback)."""
+        task = asyncio.get_running_loop().create_task(self._notify())
+        self._tasks.add(task)  # the loop holds tasks weakly: keep it until it ran
+        task.add_done_callback(self._tasks.discard)
 
     async def _notify(self) -> None:
         async with self._changed:
@@ -151,7 +157,7 @@ class Prefetcher:
             if holds_link[0]:
                 holds_link[0] = False
                 self._large -= 1
-                asyncio.get_running_loop().create_task(self._notify())
+                self._wake()
 
         try:
             if not small:
