@@ -154,7 +154,7 @@ class Downloader:
         A small item (by default: a known size up to `SMALL_BYTES`) runs on a connection of its own,
         outside the count of connections that large transfers share and measure. `transferred()` is
         called once the last byte is in and verified, before the file is placed: the link is free
-        for the next item then (placing re-reads and syncs the file, which takes the link nothing).
+        for the next item then (placing syncs and renames the file: disk work, not link work).
         """
         if self._client is None:
             raise RuntimeError("Downloader.fetch outside `async with Downloader(...)`")
