@@ -150,12 +150,13 @@ class Prefetcher:
 
     async def _one(self, download: Download, small: bool) -> None:
         future = self._results[download.key]
-        holds_link = [not small]
+        holds_link = not small
 
         def transferred() -> None:
             # its bytes are in: the next large item may have the link while this one is placed
-            if holds_link[0]:
-                holds_link[0] = False
+            nonlocal holds_link
+            if holds_link:
+                holds_link = False
                 self._large -= 1
                 self._wake()
 
@@ -174,6 +175,6 @@ class Prefetcher:
                 future.set_result(path)
         finally:
             async with self._changed:
-                self._large -= holds_link[0]
+                self._large -= holds_link
                 self._small_active -= small
                 self._changed.notify_all()
